@@ -1,0 +1,72 @@
+#include <cstdio>
+#include <iostream>
+
+#include "client/cli/commands.h"
+
+namespace stimloop::cli {
+namespace {
+
+struct PredictOptions {
+  std::string model;
+  std::vector<std::string> images;
+  bool json = false;
+  bool resize = false;
+};
+
+int run_predict(const CommonOptions& common, const PredictOptions& opt) {
+  auto repo = open_repository(common);
+  if (!repo.ok()) return report_error(repo.status());
+  auto model = resolve_model(opt.model, **repo);
+  if (!model.ok()) return report_error(model.status());
+  auto images = load_images(opt.images, **model, opt.resize);
+  if (!images.ok()) return report_error(images.status());
+  auto backend = make_backend(common);
+  if (!backend.ok()) return report_error(backend.status());
+  auto resident = (*backend)->upload((*model)->network);
+  if (!resident.ok()) return report_error(resident.status());
+
+  const ModelInfo& info = (*model)->info;
+  const int n = static_cast<int>(opt.images.size());
+  std::vector<float> responses(static_cast<std::size_t>(n) * info.num_outputs);
+  if (Status s = (*resident)->forward(images->input, n, responses); !s.ok()) {
+    return report_error(s);
+  }
+  if (opt.json) {
+    nlohmann::json rows = nlohmann::json::array();
+    for (int i = 0; i < n; ++i) {
+      rows.push_back(std::vector<float>(responses.begin() + i * info.num_outputs,
+                                        responses.begin() + (i + 1) * info.num_outputs));
+    }
+    nlohmann::json out = {{"model", info.id},         {"sha256", info.sha256},
+                          {"outputs", info.num_outputs}, {"images", opt.images},
+                          {"responses", rows},        {"demo", info.demo},
+                          {"backend", (*backend)->name()}};
+    std::cout << out.dump() << "\n";
+    return kExitOk;
+  }
+  std::printf("# model %s (sha256 %.16s), %d output%s%s\n", info.id.c_str(), info.sha256.c_str(),
+              info.num_outputs, info.num_outputs == 1 ? "" : "s",
+              info.demo ? "  [DEMO: built-in, not a V4 neuron]" : "");
+  for (int i = 0; i < n; ++i) {
+    std::printf("%s", opt.images[i].c_str());
+    for (int k = 0; k < info.num_outputs; ++k) {
+      std::printf(" %.6g", responses[static_cast<std::size_t>(i) * info.num_outputs + k]);
+    }
+    std::printf("\n");
+  }
+  return kExitOk;
+}
+
+}  // namespace
+
+Command add_predict_command(CLI::App& app, const CommonOptions& common) {
+  auto* sub = app.add_subcommand("predict", "Model responses to images (PNG or JPEG, RGB)");
+  auto opt = std::make_shared<PredictOptions>();
+  sub->add_option("--model", opt->model, "Model id, 'demo', or a .keras path")->required();
+  sub->add_flag("--json", opt->json, "Print one JSON object");
+  sub->add_flag("--resize", opt->resize, "Rescale images of another size to the model's input");
+  sub->add_option("images", opt->images, "Image files")->required();
+  return {sub, [&common, opt] { return run_predict(common, *opt); }};
+}
+
+}  // namespace stimloop::cli

@@ -1,0 +1,33 @@
+// stimloop: the command-line tool. Local mode runs models in this process on the CPU backend.
+// (`synthesize` arrives with the synthesis issue; `--server ADDR` with the gRPC service.)
+#include <CLI/CLI.hpp>
+
+#include "client/cli/commands.h"
+
+int main(int argc, char** argv) {
+  using namespace stimloop::cli;
+  CLI::App app{"stimloop: compact V4 models -- predictions, input gradients, stimuli"};
+  app.require_subcommand(1);
+  app.set_version_flag("--version", stimloop_version());
+  CommonOptions common;
+  app.add_option("--models", common.models_dir,
+                 "Directory of .keras models (default: $STIMLOOP_MODELS, else the built-in demo)");
+  app.add_option("--backend", common.backend, "Compute backend: cpu or auto")
+      ->capture_default_str();
+  app.add_option("--threads", common.threads, "CPU threads (0 = all cores)")
+      ->capture_default_str();
+
+  app.fallthrough();  // global flags may also follow the subcommand: `predict --models DIR`
+
+  const Command commands[] = {add_models_command(app, common), add_predict_command(app, common),
+                              add_gradient_command(app, common), add_info_command(app, common)};
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  }
+  for (const Command& command : commands) {
+    if (command.app->parsed()) return command.run();
+  }
+  return kExitFailure;
+}

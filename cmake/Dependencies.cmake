@@ -1,0 +1,24 @@
+# Third-party libraries, all from Debian 12 packages (see scripts/install-deps.sh).
+find_package(Threads REQUIRED)
+find_package(OpenMP REQUIRED COMPONENTS CXX)
+find_package(nlohmann_json 3.10 REQUIRED)
+find_package(PkgConfig REQUIRED)
+# libzip-config.cmake insists on the zipcmp/zipmerge tools (package zip-tools): use pkg-config.
+pkg_check_modules(LIBZIP REQUIRED IMPORTED_TARGET libzip)
+find_package(HDF5 REQUIRED COMPONENTS C HL)
+find_package(OpenSSL REQUIRED COMPONENTS Crypto)
+find_package(CLI11 REQUIRED)
+
+# Debian's split OpenCV packages ship no OpenCVConfig.cmake: find the three libraries directly.
+find_path(OPENCV_INCLUDE_DIR opencv2/core.hpp PATH_SUFFIXES opencv4 REQUIRED)
+add_library(stimloop_opencv INTERFACE)
+foreach(component core imgproc imgcodecs)
+  find_library(OPENCV_${component}_LIBRARY opencv_${component} REQUIRED)
+  target_link_libraries(stimloop_opencv INTERFACE ${OPENCV_${component}_LIBRARY})
+endforeach()
+target_include_directories(stimloop_opencv SYSTEM INTERFACE ${OPENCV_INCLUDE_DIR})
+
+add_library(stimloop_hdf5 INTERFACE)
+target_include_directories(stimloop_hdf5 SYSTEM INTERFACE ${HDF5_INCLUDE_DIRS})
+target_link_libraries(stimloop_hdf5 INTERFACE ${HDF5_HL_LIBRARIES} ${HDF5_C_LIBRARIES})
+target_compile_definitions(stimloop_hdf5 INTERFACE ${HDF5_DEFINITIONS})

@@ -1,0 +1,67 @@
+#include "common/image_io.h"
+
+#include <opencv2/core.hpp>
+#include <opencv2/imgcodecs.hpp>
+#include <opencv2/imgproc.hpp>
+
+#include <cstring>
+#include <filesystem>
+
+namespace stimloop {
+namespace {
+
+Rgb8Image from_bgr(const cv::Mat& bgr) {
+  cv::Mat rgb;
+  cv::cvtColor(bgr, rgb, cv::COLOR_BGR2RGB);
+  Rgb8Image image;
+  image.height = rgb.rows;
+  image.width = rgb.cols;
+  image.pixels.resize(static_cast<std::size_t>(rgb.rows) * rgb.cols * 3);
+  for (int y = 0; y < rgb.rows; ++y) {
+    std::memcpy(image.pixels.data() + static_cast<std::size_t>(y) * rgb.cols * 3, rgb.ptr(y),
+                static_cast<std::size_t>(rgb.cols) * 3);
+  }
+  return image;
+}
+
+}  // namespace
+
+StatusOr<Rgb8Image> read_rgb8(const std::string& path) {
+  std::error_code ec;
+  if (!std::filesystem::is_regular_file(path, ec)) return not_found("image " + path + " not found");
+  cv::Mat bgr;
+  try {
+    bgr = cv::imread(path, cv::IMREAD_COLOR);
+  } catch (const cv::Exception& e) {
+    return invalid_argument("cannot decode image " + path + ": " + e.what());
+  }
+  if (bgr.empty()) return invalid_argument("cannot decode image " + path + " (not PNG/JPEG?)");
+  return from_bgr(bgr);
+}
+
+Rgb8Image resize_rgb8(const Rgb8Image& image, int height, int width) {
+  cv::Mat src(image.height, image.width, CV_8UC3, const_cast<std::uint8_t*>(image.pixels.data()));
+  cv::Mat dst;
+  const bool shrinking = height < image.height || width < image.width;
+  cv::resize(src, dst, cv::Size(width, height), 0, 0,
+             shrinking ? cv::INTER_AREA : cv::INTER_LINEAR);
+  Rgb8Image out;
+  out.height = height;
+  out.width = width;
+  out.pixels.assign(dst.data, dst.data + dst.total() * 3);
+  return out;
+}
+
+Status write_png(const std::string& path, const Rgb8Image& image) {
+  cv::Mat rgb(image.height, image.width, CV_8UC3, const_cast<std::uint8_t*>(image.pixels.data()));
+  cv::Mat bgr;
+  cv::cvtColor(rgb, bgr, cv::COLOR_RGB2BGR);
+  try {
+    if (!cv::imwrite(path, bgr)) return invalid_argument("cannot write PNG " + path);
+  } catch (const cv::Exception& e) {
+    return invalid_argument("cannot write PNG " + path + ": " + e.what());
+  }
+  return Status::Ok();
+}
+
+}  // namespace stimloop

@@ -1,0 +1,49 @@
+// The backend interface: where networks live and run. A backend is chosen once at start-up and
+// passed explicitly (no global mode); a network uploaded to it stays resident for the life of the
+// handle. The CPU backend is always there; the CUDA backend plugs in behind the same interface.
+#pragma once
+
+#include <memory>
+#include <span>
+#include <string>
+
+#include "common/status.h"
+#include "kernels/network.h"
+
+namespace stimloop {
+
+class ResidentNetwork {
+ public:
+  virtual ~ResidentNetwork() = default;
+  virtual const Network& network() const = 0;
+
+  // images: n x in_h x in_w x in_c, re-centered float32, channels-last.
+  // outputs: n x num_outputs.
+  virtual Status forward(std::span<const float> images, int n, std::span<float> outputs) = 0;
+
+  // One forward pass plus the vector-Jacobian product to the input:
+  //   d_images[i] = d( sum_k output_seed[i,k] * outputs[i,k] ) / d images[i].
+  // A one-hot seed gives d(output k)/d(image); other seeds serve population objectives.
+  virtual Status input_gradient(std::span<const float> images, int n,
+                                std::span<const float> output_seed, std::span<float> outputs,
+                                std::span<float> d_images) = 0;
+
+ protected:
+  // Shared argument checks, so every backend rejects the same mistakes with the same words.
+  Status check_forward_args(std::size_t images, int n, std::size_t outputs) const;
+};
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+  virtual std::string name() const = 0;
+  virtual StatusOr<std::unique_ptr<ResidentNetwork>> upload(
+      std::shared_ptr<const Network> network) = 0;
+};
+
+// The largest batch one call accepts; bigger batches are the caller's to split.
+inline constexpr int kMaxBatch = 4096;
+
+std::unique_ptr<Backend> make_cpu_backend();
+
+}  // namespace stimloop

@@ -1,0 +1,76 @@
+#include <algorithm>
+#include <cstdint>
+
+#include "kernels/cpu/ops.h"
+
+namespace stimloop::cpu {
+
+void conv2d_forward(const LayerParams& p, int n, const float* in, const float* w,
+                    const float* bias, float* out) {
+  const int rows = n * p.out_h;
+  const int cin = p.in_c, cout = p.out_c;
+#pragma omp parallel for schedule(static)
+  for (int r = 0; r < rows; ++r) {
+    const int b = r / p.out_h, oy = r % p.out_h;
+    const float* image = in + std::int64_t{b} * p.in_size();
+    float* out_row = out + std::int64_t{r} * p.out_w * cout;
+    for (int ox = 0; ox < p.out_w; ++ox) {
+      float* __restrict acc = out_row + std::int64_t{ox} * cout;
+      for (int co = 0; co < cout; ++co) acc[co] = bias ? bias[co] : 0.0f;
+      for (int ky = 0; ky < p.k_h; ++ky) {
+        const int iy = oy * p.stride_h - p.pad_top + ky;
+        if (iy < 0 || iy >= p.in_h) continue;
+        for (int kx = 0; kx < p.k_w; ++kx) {
+          const int ix = ox * p.stride_w - p.pad_left + kx;
+          if (ix < 0 || ix >= p.in_w) continue;
+          const float* pixel = image + (std::int64_t{iy} * p.in_w + ix) * cin;
+          const float* w_tap = w + (std::int64_t{ky} * p.k_w + kx) * cin * cout;
+          for (int ci = 0; ci < cin; ++ci) {
+            const float a = pixel[ci];
+            const float* __restrict w_row = w_tap + std::int64_t{ci} * cout;
+            for (int co = 0; co < cout; ++co) acc[co] += a * w_row[co];
+          }
+        }
+      }
+    }
+  }
+}
+
+void conv2d_backward_input(const LayerParams& p, int n, const float* d_out, const float* w,
+                           float* d_in) {
+  const int rows = n * p.in_h;
+  const int cin = p.in_c, cout = p.out_c;
+#pragma omp parallel for schedule(static)
+  for (int r = 0; r < rows; ++r) {
+    const int b = r / p.in_h, iy = r % p.in_h;
+    const float* grad_image = d_out + std::int64_t{b} * p.out_size();
+    float* d_row = d_in + std::int64_t{r} * p.in_w * cin;
+    for (int ix = 0; ix < p.in_w; ++ix) {
+      float* d = d_row + std::int64_t{ix} * cin;
+      std::fill(d, d + cin, 0.0f);
+      for (int ky = 0; ky < p.k_h; ++ky) {
+        const int ty = iy + p.pad_top - ky;  // = oy * stride
+        if (ty < 0 || ty % p.stride_h != 0) continue;
+        const int oy = ty / p.stride_h;
+        if (oy >= p.out_h) continue;
+        for (int kx = 0; kx < p.k_w; ++kx) {
+          const int tx = ix + p.pad_left - kx;
+          if (tx < 0 || tx % p.stride_w != 0) continue;
+          const int ox = tx / p.stride_w;
+          if (ox >= p.out_w) continue;
+          const float* g = grad_image + (std::int64_t{oy} * p.out_w + ox) * cout;
+          const float* w_tap = w + (std::int64_t{ky} * p.k_w + kx) * cin * cout;
+          for (int ci = 0; ci < cin; ++ci) {
+            const float* w_row = w_tap + std::int64_t{ci} * cout;
+            float s = 0.0f;
+#pragma omp simd reduction(+ : s)
+            for (int co = 0; co < cout; ++co) s += g[co] * w_row[co];
+            d[ci] += s;
+          }
+        }
+      }
+    }
+  }
+}
+
+}  // namespace stimloop::cpu

@@ -1,0 +1,148 @@
+// CPU backend: runs the op chain layer by layer on host memory, keeping every layer's output
+// for the backward pass (its ReLU mask). Large batches run in chunks so the workspace stays
+// bounded; buffers are reused across calls, so repeated calls of the same batch size (a synthesis
+// loop) allocate nothing.
+#include <algorithm>
+#include <mutex>
+#include <vector>
+
+#include "kernels/backend.h"
+#include "kernels/cpu/ops.h"
+
+namespace stimloop {
+
+Status ResidentNetwork::check_forward_args(std::size_t images, int n, std::size_t outputs) const {
+  const Network& net = network();
+  if (n <= 0 || n > kMaxBatch) {
+    return invalid_argument("batch size " + std::to_string(n) + " is outside 1.." +
+                            std::to_string(kMaxBatch));
+  }
+  if (images != static_cast<std::size_t>(n * net.input_size())) {
+    return invalid_argument("images buffer holds " + std::to_string(images) + " floats, expected " +
+                            std::to_string(n * net.input_size()));
+  }
+  if (outputs != static_cast<std::size_t>(n * net.num_outputs())) {
+    return invalid_argument("outputs buffer holds " + std::to_string(outputs) +
+                            " floats, expected " + std::to_string(n * net.num_outputs()));
+  }
+  return Status::Ok();
+}
+
+namespace {
+
+// Keep a chunk's activations under this many bytes (a 200-filter shared model holds ~10 MB of
+// activations per image; 256 MB keeps 25 images per chunk).
+constexpr std::int64_t kWorkspaceBudgetBytes = std::int64_t{256} << 20;
+
+class CpuResidentNetwork final : public ResidentNetwork {
+ public:
+  explicit CpuResidentNetwork(std::shared_ptr<const Network> net) : net_(std::move(net)) {
+    std::int64_t per_image = 0, widest = net_->input_size();
+    for (const auto& layer : net_->layers) {
+      per_image += layer.params.out_size();
+      widest = std::max({widest, layer.params.out_size(), layer.params.in_size()});
+    }
+    per_image += 2 * widest;  // two gradient buffers
+    chunk_ = static_cast<int>(
+        std::clamp<std::int64_t>(kWorkspaceBudgetBytes / (4 * per_image), 1, kMaxBatch));
+  }
+
+  const Network& network() const override { return *net_; }
+
+  Status forward(std::span<const float> images, int n, std::span<float> outputs) override {
+    RETURN_IF_ERROR(check_forward_args(images.size(), n, outputs.size()));
+    std::lock_guard lock(mutex_);
+    for (int start = 0; start < n; start += chunk_) {
+      const int m = std::min(chunk_, n - start);
+      run_forward(images.data() + start * net_->input_size(), m);
+      const auto& last = activations_.back();
+      std::copy_n(last.data(), m * net_->num_outputs(), outputs.data() + start * net_->num_outputs());
+    }
+    return Status::Ok();
+  }
+
+  Status input_gradient(std::span<const float> images, int n, std::span<const float> output_seed,
+                        std::span<float> outputs, std::span<float> d_images) override {
+    RETURN_IF_ERROR(check_forward_args(images.size(), n, outputs.size()));
+    if (output_seed.size() != outputs.size()) {
+      return invalid_argument("output_seed holds " + std::to_string(output_seed.size()) +
+                              " floats, expected " + std::to_string(outputs.size()));
+    }
+    if (d_images.size() != images.size()) {
+      return invalid_argument("d_images holds " + std::to_string(d_images.size()) +
+                              " floats, expected " + std::to_string(images.size()));
+    }
+    std::lock_guard lock(mutex_);
+    const std::int64_t in_size = net_->input_size(), out_size = net_->num_outputs();
+    for (int start = 0; start < n; start += chunk_) {
+      const int m = std::min(chunk_, n - start);
+      run_forward(images.data() + start * in_size, m);
+      std::copy_n(activations_.back().data(), m * out_size, outputs.data() + start * out_size);
+      run_backward(output_seed.data() + start * out_size, m, d_images.data() + start * in_size);
+    }
+    return Status::Ok();
+  }
+
+ private:
+  void run_forward(const float* images, int m) {
+    const auto& layers = net_->layers;
+    activations_.resize(layers.size());
+    const float* in = images;
+    for (std::size_t l = 0; l < layers.size(); ++l) {
+      const auto& layer = layers[l];
+      auto& out = activations_[l];
+      out.resize(static_cast<std::size_t>(m * layer.params.out_size()));
+      cpu::layer_forward(layer.params, m, in, layer.weights.data(),
+                         layer.bias.empty() ? nullptr : layer.bias.data(), out.data());
+      in = out.data();
+    }
+  }
+
+  // Walks the chain backwards; grad_a_ holds d/d(output of layer l), grad_b_ receives d/d(input).
+  void run_backward(const float* seed, int m, float* d_images) {
+    const auto& layers = net_->layers;
+    const std::int64_t out_size = net_->num_outputs();
+    grad_a_.assign(seed, seed + m * out_size);
+    for (std::size_t l = layers.size(); l-- > 0;) {
+      const auto& p = layers[l].params;
+      if (p.relu) {
+        const float* act = activations_[l].data();
+        const std::int64_t total = m * p.out_size();
+        for (std::int64_t i = 0; i < total; ++i) {
+          if (act[i] <= 0.0f) grad_a_[i] = 0.0f;
+        }
+      }
+      float* d_in;
+      if (l == 0) {
+        d_in = d_images;
+      } else {
+        grad_b_.resize(static_cast<std::size_t>(m * p.in_size()));
+        d_in = grad_b_.data();
+      }
+      cpu::layer_backward_input(p, m, grad_a_.data(), layers[l].weights.data(), d_in);
+      if (l != 0) std::swap(grad_a_, grad_b_);
+    }
+  }
+
+  std::shared_ptr<const Network> net_;
+  int chunk_ = 1;
+  std::mutex mutex_;  // one call at a time: the workspace below is shared
+  std::vector<std::vector<float>> activations_;
+  std::vector<float> grad_a_, grad_b_;
+};
+
+class CpuBackend final : public Backend {
+ public:
+  std::string name() const override { return "cpu"; }
+  StatusOr<std::unique_ptr<ResidentNetwork>> upload(
+      std::shared_ptr<const Network> network) override {
+    if (!network || network->layers.empty()) return invalid_argument("empty network");
+    return std::unique_ptr<ResidentNetwork>(new CpuResidentNetwork(std::move(network)));
+  }
+};
+
+}  // namespace
+
+std::unique_ptr<Backend> make_cpu_backend() { return std::make_unique<CpuBackend>(); }
+
+}  // namespace stimloop

@@ -1,0 +1,66 @@
+#include <algorithm>
+#include <cstdint>
+
+#include "kernels/cpu/ops.h"
+
+namespace stimloop::cpu {
+
+void depthwise_forward(const LayerParams& p, int n, const float* in, const float* w,
+                       const float* bias, float* out) {
+  const int rows = n * p.out_h;
+  const int c = p.in_c;
+#pragma omp parallel for schedule(static)
+  for (int r = 0; r < rows; ++r) {
+    const int b = r / p.out_h, oy = r % p.out_h;
+    const float* image = in + std::int64_t{b} * p.in_size();
+    float* out_row = out + std::int64_t{r} * p.out_w * c;
+    for (int ox = 0; ox < p.out_w; ++ox) {
+      float* __restrict acc = out_row + std::int64_t{ox} * c;
+      for (int ch = 0; ch < c; ++ch) acc[ch] = bias ? bias[ch] : 0.0f;
+      for (int ky = 0; ky < p.k_h; ++ky) {
+        const int iy = oy * p.stride_h - p.pad_top + ky;
+        if (iy < 0 || iy >= p.in_h) continue;
+        for (int kx = 0; kx < p.k_w; ++kx) {
+          const int ix = ox * p.stride_w - p.pad_left + kx;
+          if (ix < 0 || ix >= p.in_w) continue;
+          const float* __restrict pixel = image + (std::int64_t{iy} * p.in_w + ix) * c;
+          const float* __restrict w_tap = w + (std::int64_t{ky} * p.k_w + kx) * c;
+          for (int ch = 0; ch < c; ++ch) acc[ch] += pixel[ch] * w_tap[ch];
+        }
+      }
+    }
+  }
+}
+
+void depthwise_backward_input(const LayerParams& p, int n, const float* d_out, const float* w,
+                              float* d_in) {
+  const int rows = n * p.in_h;
+  const int c = p.in_c;
+#pragma omp parallel for schedule(static)
+  for (int r = 0; r < rows; ++r) {
+    const int b = r / p.in_h, iy = r % p.in_h;
+    const float* grad_image = d_out + std::int64_t{b} * p.out_size();
+    float* d_row = d_in + std::int64_t{r} * p.in_w * c;
+    for (int ix = 0; ix < p.in_w; ++ix) {
+      float* __restrict d = d_row + std::int64_t{ix} * c;
+      std::fill(d, d + c, 0.0f);
+      for (int ky = 0; ky < p.k_h; ++ky) {
+        const int ty = iy + p.pad_top - ky;
+        if (ty < 0 || ty % p.stride_h != 0) continue;
+        const int oy = ty / p.stride_h;
+        if (oy >= p.out_h) continue;
+        for (int kx = 0; kx < p.k_w; ++kx) {
+          const int tx = ix + p.pad_left - kx;
+          if (tx < 0 || tx % p.stride_w != 0) continue;
+          const int ox = tx / p.stride_w;
+          if (ox >= p.out_w) continue;
+          const float* __restrict g = grad_image + (std::int64_t{oy} * p.out_w + ox) * c;
+          const float* __restrict w_tap = w + (std::int64_t{ky} * p.k_w + kx) * c;
+          for (int ch = 0; ch < c; ++ch) d[ch] += g[ch] * w_tap[ch];
+        }
+      }
+    }
+  }
+}
+
+}  // namespace stimloop::cpu

@@ -1,0 +1,30 @@
+#include <algorithm>
+#include <cstdint>
+
+#include "kernels/cpu/ops.h"
+
+namespace stimloop::cpu {
+
+void layer_forward(const LayerParams& p, int n, const float* in, const float* w, const float* bias,
+                   float* out) {
+  switch (p.kind) {
+    case LayerKind::kConv2D: conv2d_forward(p, n, in, w, bias, out); break;
+    case LayerKind::kDepthwise: depthwise_forward(p, n, in, w, bias, out); break;
+    case LayerKind::kPointwise: pointwise_forward(p, n, in, w, bias, out); break;
+  }
+  if (p.relu) {
+    const std::int64_t total = std::int64_t{n} * p.out_size();
+    for (std::int64_t i = 0; i < total; ++i) out[i] = std::max(out[i], 0.0f);
+  }
+}
+
+void layer_backward_input(const LayerParams& p, int n, const float* d_out, const float* w,
+                          float* d_in) {
+  switch (p.kind) {
+    case LayerKind::kConv2D: conv2d_backward_input(p, n, d_out, w, d_in); break;
+    case LayerKind::kDepthwise: depthwise_backward_input(p, n, d_out, w, d_in); break;
+    case LayerKind::kPointwise: pointwise_backward_input(p, n, d_out, w, d_in); break;
+  }
+}
+
+}  // namespace stimloop::cpu

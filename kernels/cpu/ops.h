@@ -1,0 +1,36 @@
+// CPU implementations of the three ops, forward and backward-to-input, for a batch of n images
+// in channels-last float32. Multi-threaded with OpenMP over output rows (forward) or input rows
+// (backward); every output element is computed by one thread in a fixed order, so results do
+// not depend on the thread count. Backward functions take the gradient with respect to the op's
+// pre-activation output (the caller applies the ReLU mask) and overwrite d_in.
+#pragma once
+
+#include "kernels/layer_params.h"
+
+namespace stimloop::cpu {
+
+// out[b,oy,ox,co] = bias[co] + sum_{ky,kx,ci} in[b, oy*s+ky-pad, ox*s+kx-pad, ci] * w[ky,kx,ci,co]
+void conv2d_forward(const LayerParams& p, int n, const float* in, const float* w,
+                    const float* bias, float* out);
+void conv2d_backward_input(const LayerParams& p, int n, const float* d_out, const float* w,
+                           float* d_in);
+
+// out[b,oy,ox,c] = bias[c] + sum_{ky,kx} in[b, oy*s+ky-pad, ox*s+kx-pad, c] * w[ky,kx,c]
+void depthwise_forward(const LayerParams& p, int n, const float* in, const float* w,
+                       const float* bias, float* out);
+void depthwise_backward_input(const LayerParams& p, int n, const float* d_out, const float* w,
+                              float* d_in);
+
+// out[b,y,x,co] = bias[co] + sum_ci in[b,y,x,ci] * w[ci,co]   (also Flatten + Dense)
+void pointwise_forward(const LayerParams& p, int n, const float* in, const float* w,
+                       const float* bias, float* out);
+void pointwise_backward_input(const LayerParams& p, int n, const float* d_out, const float* w,
+                              float* d_in);
+
+// Dispatch on p.kind; applies the fused ReLU in forward.
+void layer_forward(const LayerParams& p, int n, const float* in, const float* w, const float* bias,
+                   float* out);
+void layer_backward_input(const LayerParams& p, int n, const float* d_out, const float* w,
+                          float* d_in);
+
+}  // namespace stimloop::cpu

@@ -1,0 +1,12 @@
+// Built when CUDA is off: the binary has no GPU code, so there is never a device to use.
+#include "kernels/device_info.h"
+
+namespace stimloop {
+
+DeviceInfo probe_device() {
+  DeviceInfo info;
+  info.reason = "built without CUDA (STIMLOOP_CUDA=OFF or no nvcc at configure time)";
+  return info;
+}
+
+}  // namespace stimloop

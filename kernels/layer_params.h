@@ -1,0 +1,45 @@
+// Parameter structs of the three ops every published compact model reduces to once BatchNorm is
+// folded, ReLU fused and Flatten+Dense seen as a 1x1 convolution over a 1x1 image. Plain data,
+// compiled by g++ and nvcc alike. All tensors are channels-last (N, H, W, C), float32.
+#pragma once
+
+#include <cstdint>
+
+namespace stimloop {
+
+enum class LayerKind : int {
+  kConv2D = 0,     // dense k_h x k_w convolution; weights (k_h, k_w, in_c, out_c)
+  kDepthwise = 1,  // per-channel k_h x k_w convolution, out_c == in_c; weights (k_h, k_w, c)
+  kPointwise = 2,  // 1x1 convolution = per-pixel matmul; weights (in_c, out_c)
+};
+
+const char* layer_kind_name(LayerKind kind);
+
+struct LayerParams {
+  LayerKind kind = LayerKind::kConv2D;
+  int in_h = 0, in_w = 0, in_c = 0;
+  int out_h = 0, out_w = 0, out_c = 0;
+  int k_h = 1, k_w = 1;
+  int stride_h = 1, stride_w = 1;
+  // Zero padding before the first row/column; TensorFlow's 'same' puts any odd extra pixel after,
+  // which never needs storing: reads past the input are simply skipped.
+  int pad_top = 0, pad_left = 0;
+  bool has_bias = true;
+  bool relu = false;  // ReLU fused into the op's output
+
+  std::int64_t in_size() const { return std::int64_t{in_h} * in_w * in_c; }
+  std::int64_t out_size() const { return std::int64_t{out_h} * out_w * out_c; }
+  std::int64_t weight_count() const;
+  std::int64_t bias_count() const { return has_bias ? out_c : 0; }
+  std::int64_t macs() const;  // multiply-accumulates per image
+};
+
+// Output size and leading pad of one spatial axis, exactly as TensorFlow computes them.
+struct AxisGeometry {
+  int out = 0;
+  int pad_before = 0;
+};
+AxisGeometry same_padding(int in, int kernel, int stride);
+AxisGeometry valid_padding(int in, int kernel, int stride);
+
+}  // namespace stimloop

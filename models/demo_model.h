@@ -1,0 +1,20 @@
+// The built-in demo model: a procedurally generated network with the compact models'
+// architecture (5x5 conv, four 5x5 separable convs at strides 2,2,1,1, BatchNorm, ReLU, Dense),
+// so stimloop works on a fresh machine with no downloaded files. Layer 0 holds oriented Gabor
+// filters; later layers pool them into orientation-energy channels read out by a Gaussian
+// spatial window. It models no real neuron and is labelled as a demo everywhere it appears.
+#pragma once
+
+#include <memory>
+
+#include "models/keras_graph.h"
+#include "models/model.h"
+
+namespace stimloop {
+
+inline constexpr const char* kDemoModelId = "demo";
+
+KerasGraph build_demo_graph();
+std::shared_ptr<const Model> demo_model();
+
+}  // namespace stimloop
