@@ -18,5 +18,6 @@ Command add_models_command(CLI::App& app, const CommonOptions& common);
 Command add_predict_command(CLI::App& app, const CommonOptions& common);
 Command add_gradient_command(CLI::App& app, const CommonOptions& common);
 Command add_info_command(CLI::App& app, const CommonOptions& common);
+Command add_test_image_command(CLI::App& app, const CommonOptions& common);
 
 }  // namespace stimloop::cli
