@@ -45,5 +45,7 @@ class Backend {
 inline constexpr int kMaxBatch = 4096;
 
 std::unique_ptr<Backend> make_cpu_backend();
+// FAILED_PRECONDITION (with the reason) when this build has no CUDA or no usable GPU is present.
+StatusOr<std::unique_ptr<Backend>> make_cuda_backend();
 
 }  // namespace stimloop

@@ -1,4 +1,5 @@
 // Built when CUDA is off: the binary has no GPU code, so there is never a device to use.
+#include "kernels/backend.h"
 #include "kernels/device_info.h"
 
 namespace stimloop {
@@ -7,6 +8,10 @@ DeviceInfo probe_device() {
   DeviceInfo info;
   info.reason = "built without CUDA (STIMLOOP_CUDA=OFF or no nvcc at configure time)";
   return info;
+}
+
+StatusOr<std::unique_ptr<Backend>> make_cuda_backend() {
+  return failed_precondition("CUDA backend unavailable: " + probe_device().reason);
 }
 
 }  // namespace stimloop

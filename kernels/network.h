@@ -26,6 +26,11 @@ struct Network {
   // Number of outputs per image: the element count of the last layer's output.
   std::int64_t num_outputs() const { return layers.empty() ? 0 : layers.back().params.out_size(); }
   std::int64_t macs() const;
+  // Floats one image needs for a forward + backward pass: every layer's output plus two
+  // gradient buffers as wide as the widest tensor.
+  std::int64_t workspace_floats_per_image() const;
+  // How many images fit a workspace of `budget_bytes` (at least 1, at most max_batch).
+  int images_per_chunk(std::int64_t budget_bytes, int max_batch) const;
 };
 
 }  // namespace stimloop

@@ -36,16 +36,8 @@ constexpr std::int64_t kWorkspaceBudgetBytes = std::int64_t{256} << 20;
 
 class CpuResidentNetwork final : public ResidentNetwork {
  public:
-  explicit CpuResidentNetwork(std::shared_ptr<const Network> net) : net_(std::move(net)) {
-    std::int64_t per_image = 0, widest = net_->input_size();
-    for (const auto& layer : net_->layers) {
-      per_image += layer.params.out_size();
-      widest = std::max({widest, layer.params.out_size(), layer.params.in_size()});
-    }
-    per_image += 2 * widest;  // two gradient buffers
-    chunk_ = static_cast<int>(
-        std::clamp<std::int64_t>(kWorkspaceBudgetBytes / (4 * per_image), 1, kMaxBatch));
-  }
+  explicit CpuResidentNetwork(std::shared_ptr<const Network> net)
+      : net_(std::move(net)), chunk_(net_->images_per_chunk(kWorkspaceBudgetBytes, kMaxBatch)) {}
 
   const Network& network() const override { return *net_; }
 
@@ -125,7 +117,7 @@ class CpuResidentNetwork final : public ResidentNetwork {
   }
 
   std::shared_ptr<const Network> net_;
-  int chunk_ = 1;
+  int chunk_;
   std::mutex mutex_;  // one call at a time: the workspace below is shared
   std::vector<std::vector<float>> activations_;
   std::vector<float> grad_a_, grad_b_;

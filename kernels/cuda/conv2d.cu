@@ -1,0 +1,102 @@
+// Dense k x k convolution (layer 0 of every model: 5x5, 3 -> F channels at 112x112, the bulk of
+// the arithmetic). Forward: one thread per output value, co fastest so a warp reads one input
+// pixel (broadcast) and 32 consecutive weights (coalesced). Backward to the input: one thread per
+// input value, gathering over the taps that touched it -- no atomics, so results are
+// deterministic run to run. These are the straightforward kernels; the tiled, fused versions of
+// the CUDA backend issue are checked against them and against the CPU.
+#include "kernels/cuda/launch.h"
+#include "kernels/cuda/ops.h"
+
+namespace stimloop::cuda {
+namespace {
+
+__global__ void conv2d_forward_kernel(LayerParams p, int n, const float* __restrict__ in,
+                                      const float* __restrict__ w,
+                                      const float* __restrict__ bias, float* __restrict__ out) {
+  const std::int64_t total = std::int64_t{n} * p.out_h * p.out_w * p.out_c;
+  for (std::int64_t i = blockIdx.x * std::int64_t{blockDim.x} + threadIdx.x; i < total;
+       i += std::int64_t{gridDim.x} * blockDim.x) {
+    const int co = static_cast<int>(i % p.out_c);
+    std::int64_t rest = i / p.out_c;
+    const int ox = static_cast<int>(rest % p.out_w);
+    rest /= p.out_w;
+    const int oy = static_cast<int>(rest % p.out_h);
+    const int b = static_cast<int>(rest / p.out_h);
+    const float* image = in + std::int64_t{b} * p.in_h * p.in_w * p.in_c;
+    float acc = bias != nullptr ? bias[co] : 0.0f;
+    for (int ky = 0; ky < p.k_h; ++ky) {
+      const int iy = oy * p.stride_h - p.pad_top + ky;
+      if (iy < 0 || iy >= p.in_h) continue;
+      for (int kx = 0; kx < p.k_w; ++kx) {
+        const int ix = ox * p.stride_w - p.pad_left + kx;
+        if (ix < 0 || ix >= p.in_w) continue;
+        const float* pixel = image + (std::int64_t{iy} * p.in_w + ix) * p.in_c;
+        const float* w_tap = w + (std::int64_t{ky} * p.k_w + kx) * p.in_c * p.out_c + co;
+        for (int ci = 0; ci < p.in_c; ++ci) acc = fmaf(pixel[ci], w_tap[ci * p.out_c], acc);
+      }
+    }
+    out[i] = p.relu ? fmaxf(acc, 0.0f) : acc;
+  }
+}
+
+__global__ void conv2d_backward_input_kernel(LayerParams p, int n,
+                                             const float* __restrict__ d_out,
+                                             const float* __restrict__ relu_out,
+                                             const float* __restrict__ w,
+                                             float* __restrict__ d_in) {
+  const std::int64_t total = std::int64_t{n} * p.in_h * p.in_w * p.in_c;
+  for (std::int64_t i = blockIdx.x * std::int64_t{blockDim.x} + threadIdx.x; i < total;
+       i += std::int64_t{gridDim.x} * blockDim.x) {
+    const int ci = static_cast<int>(i % p.in_c);
+    std::int64_t rest = i / p.in_c;
+    const int ix = static_cast<int>(rest % p.in_w);
+    rest /= p.in_w;
+    const int iy = static_cast<int>(rest % p.in_h);
+    const int b = static_cast<int>(rest / p.in_h);
+    const std::int64_t image_offset = std::int64_t{b} * p.out_h * p.out_w * p.out_c;
+    float acc = 0.0f;
+    for (int ky = 0; ky < p.k_h; ++ky) {
+      const int ty = iy + p.pad_top - ky;
+      if (ty < 0 || ty % p.stride_h != 0) continue;
+      const int oy = ty / p.stride_h;
+      if (oy >= p.out_h) continue;
+      for (int kx = 0; kx < p.k_w; ++kx) {
+        const int tx = ix + p.pad_left - kx;
+        if (tx < 0 || tx % p.stride_w != 0) continue;
+        const int ox = tx / p.stride_w;
+        if (ox >= p.out_w) continue;
+        const std::int64_t g_offset = image_offset + (std::int64_t{oy} * p.out_w + ox) * p.out_c;
+        const float* w_row = w + ((std::int64_t{ky} * p.k_w + kx) * p.in_c + ci) * p.out_c;
+        for (int co = 0; co < p.out_c; ++co) {
+          float g = d_out[g_offset + co];
+          if (relu_out != nullptr && relu_out[g_offset + co] <= 0.0f) g = 0.0f;
+          acc = fmaf(g, w_row[co], acc);
+        }
+      }
+    }
+    d_in[i] = acc;
+  }
+}
+
+}  // namespace
+
+Status conv2d_forward(const LayerParams& p, int n, const float* in, const float* w,
+                      const float* bias, float* out, cudaStream_t stream) {
+  const std::int64_t total = std::int64_t{n} * p.out_size();
+  if (total == 0) return Status::Ok();
+  conv2d_forward_kernel<<<blocks_for(total), kThreadsPerBlock, 0, stream>>>(p, n, in, w, bias,
+                                                                             out);
+  return check_launch("conv2d_forward_kernel");
+}
+
+Status conv2d_backward_input(const LayerParams& p, int n, const float* d_out,
+                             const float* relu_out, const float* w, float* d_in,
+                             cudaStream_t stream) {
+  const std::int64_t total = std::int64_t{n} * p.in_size();
+  if (total == 0) return Status::Ok();
+  conv2d_backward_input_kernel<<<blocks_for(total), kThreadsPerBlock, 0, stream>>>(
+      p, n, d_out, relu_out, w, d_in);
+  return check_launch("conv2d_backward_input_kernel");
+}
+
+}  // namespace stimloop::cuda

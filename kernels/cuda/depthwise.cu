@@ -1,0 +1,98 @@
+// Depthwise k x k convolution: the spatial half of every separable layer (5x5, strides 1 and 2)
+// and the shared models' 28x28 'valid' spatial readout (one output pixel per channel). One thread
+// per output value in forward, one per input value in backward (gather, no atomics), channel
+// fastest so neighbouring threads read neighbouring addresses.
+#include "kernels/cuda/launch.h"
+#include "kernels/cuda/ops.h"
+
+namespace stimloop::cuda {
+namespace {
+
+__global__ void depthwise_forward_kernel(LayerParams p, int n, const float* __restrict__ in,
+                                         const float* __restrict__ w,
+                                         const float* __restrict__ bias,
+                                         float* __restrict__ out) {
+  const int c = p.in_c;
+  const std::int64_t total = std::int64_t{n} * p.out_h * p.out_w * c;
+  for (std::int64_t i = blockIdx.x * std::int64_t{blockDim.x} + threadIdx.x; i < total;
+       i += std::int64_t{gridDim.x} * blockDim.x) {
+    const int ch = static_cast<int>(i % c);
+    std::int64_t rest = i / c;
+    const int ox = static_cast<int>(rest % p.out_w);
+    rest /= p.out_w;
+    const int oy = static_cast<int>(rest % p.out_h);
+    const int b = static_cast<int>(rest / p.out_h);
+    const float* image = in + std::int64_t{b} * p.in_h * p.in_w * c + ch;
+    float acc = bias != nullptr ? bias[ch] : 0.0f;
+    for (int ky = 0; ky < p.k_h; ++ky) {
+      const int iy = oy * p.stride_h - p.pad_top + ky;
+      if (iy < 0 || iy >= p.in_h) continue;
+      for (int kx = 0; kx < p.k_w; ++kx) {
+        const int ix = ox * p.stride_w - p.pad_left + kx;
+        if (ix < 0 || ix >= p.in_w) continue;
+        acc = fmaf(image[(std::int64_t{iy} * p.in_w + ix) * c],
+                   w[(std::int64_t{ky} * p.k_w + kx) * c + ch], acc);
+      }
+    }
+    out[i] = p.relu ? fmaxf(acc, 0.0f) : acc;
+  }
+}
+
+__global__ void depthwise_backward_input_kernel(LayerParams p, int n,
+                                                const float* __restrict__ d_out,
+                                                const float* __restrict__ relu_out,
+                                                const float* __restrict__ w,
+                                                float* __restrict__ d_in) {
+  const int c = p.in_c;
+  const std::int64_t total = std::int64_t{n} * p.in_h * p.in_w * c;
+  for (std::int64_t i = blockIdx.x * std::int64_t{blockDim.x} + threadIdx.x; i < total;
+       i += std::int64_t{gridDim.x} * blockDim.x) {
+    const int ch = static_cast<int>(i % c);
+    std::int64_t rest = i / c;
+    const int ix = static_cast<int>(rest % p.in_w);
+    rest /= p.in_w;
+    const int iy = static_cast<int>(rest % p.in_h);
+    const int b = static_cast<int>(rest / p.in_h);
+    const std::int64_t image_offset = std::int64_t{b} * p.out_h * p.out_w * c + ch;
+    float acc = 0.0f;
+    for (int ky = 0; ky < p.k_h; ++ky) {
+      const int ty = iy + p.pad_top - ky;
+      if (ty < 0 || ty % p.stride_h != 0) continue;
+      const int oy = ty / p.stride_h;
+      if (oy >= p.out_h) continue;
+      for (int kx = 0; kx < p.k_w; ++kx) {
+        const int tx = ix + p.pad_left - kx;
+        if (tx < 0 || tx % p.stride_w != 0) continue;
+        const int ox = tx / p.stride_w;
+        if (ox >= p.out_w) continue;
+        const std::int64_t g = image_offset + (std::int64_t{oy} * p.out_w + ox) * c;
+        if (relu_out != nullptr && relu_out[g] <= 0.0f) continue;
+        acc = fmaf(d_out[g], w[(std::int64_t{ky} * p.k_w + kx) * c + ch], acc);
+      }
+    }
+    d_in[i] = acc;
+  }
+}
+
+}  // namespace
+
+Status depthwise_forward(const LayerParams& p, int n, const float* in, const float* w,
+                         const float* bias, float* out, cudaStream_t stream) {
+  const std::int64_t total = std::int64_t{n} * p.out_size();
+  if (total == 0) return Status::Ok();
+  depthwise_forward_kernel<<<blocks_for(total), kThreadsPerBlock, 0, stream>>>(p, n, in, w, bias,
+                                                                                out);
+  return check_launch("depthwise_forward_kernel");
+}
+
+Status depthwise_backward_input(const LayerParams& p, int n, const float* d_out,
+                                const float* relu_out, const float* w, float* d_in,
+                                cudaStream_t stream) {
+  const std::int64_t total = std::int64_t{n} * p.in_size();
+  if (total == 0) return Status::Ok();
+  depthwise_backward_input_kernel<<<blocks_for(total), kThreadsPerBlock, 0, stream>>>(
+      p, n, d_out, relu_out, w, d_in);
+  return check_launch("depthwise_backward_input_kernel");
+}
+
+}  // namespace stimloop::cuda
