@@ -3,6 +3,13 @@
 // golden images. Tolerance 1e-4 relative (the CUDA backend issue's bar): forward |gpu - cpu| <=
 // 1e-4 * max(1, |cpu|); gradient relative L2 error <= 1e-4. Both are float32 with different
 // summation orders; the measured worst case is printed.
+//
+// The input gradient is discontinuous at ReLU kinks: a unit whose pre-activation lies within
+// float32 rounding (~1e-6) of zero may be on either side in two correct float32 implementations
+// (and in float64), and flipping one layer-1 unit moved a compact model's gradient by 2.7 %
+// (compact_model_210225_neuron27, golden image 1: pre-activation 1.2e-7). Such (model, image)
+// pairs are ill-posed for a 1e-4 comparison: they are detected by their smallest |pre-activation|
+// (< 1e-4, a hundred times the rounding error), counted, reported, and must stay rare.
 #include <catch2/catch.hpp>
 
 #include <cmath>
@@ -13,6 +20,7 @@
 
 #include "common/npy.h"
 #include "kernels/backend.h"
+#include "kernels/cpu/ops.h"
 #include "models/demo_model.h"
 #include "models/keras_import.h"
 #include "models/preprocess.h"
@@ -22,7 +30,32 @@ namespace {
 
 struct Errors {
   double forward = 0, gradient = 0;
+  int near_kink = 0;  // images skipped in the gradient comparison (see the top of the file)
 };
+
+constexpr double kKinkMargin = 1e-4;
+
+// The smallest |pre-activation| over every ReLU of the network for one image (float32 CPU ops).
+double min_relu_margin(const stimloop::Network& net, const float* image) {
+  std::vector<float> in(image, image + net.input_size()), out;
+  double margin = 1e30;
+  for (const auto& layer : net.layers) {
+    stimloop::LayerParams p = layer.params;
+    const bool relu = p.relu;
+    p.relu = false;
+    out.resize(p.out_size());
+    stimloop::cpu::layer_forward(p, 1, in.data(), layer.weights.data(),
+                                 layer.bias.empty() ? nullptr : layer.bias.data(), out.data());
+    if (relu) {
+      for (float& v : out) {
+        margin = std::min(margin, double(std::abs(v)));
+        v = std::max(v, 0.0f);
+      }
+    }
+    in.swap(out);
+  }
+  return margin;
+}
 
 Errors compare_backends(const stimloop::Network& net_ref, std::shared_ptr<const stimloop::Network> net,
                         const std::vector<float>& images, int n) {
@@ -56,7 +89,13 @@ Errors compare_backends(const stimloop::Network& net_ref, std::shared_ptr<const 
       diff += double(g_gpu[j] - g_cpu[j]) * (g_gpu[j] - g_cpu[j]);
       ref += double(g_cpu[j]) * g_cpu[j];
     }
-    if (ref > 0) e.gradient = std::max(e.gradient, std::sqrt(diff / ref));
+    if (ref == 0) continue;
+    const double error = std::sqrt(diff / ref);
+    if (error > 1e-4 && min_relu_margin(net_ref, images.data() + i * per_image) < kKinkMargin) {
+      ++e.near_kink;
+      continue;
+    }
+    e.gradient = std::max(e.gradient, error);
   }
   return e;
 }
@@ -89,7 +128,7 @@ TEST_CASE("CUDA backend matches the CPU backend on every published model", "[gpu
   const int n = 8;
   const auto images = golden_images(*data, n);
   Errors worst;
-  int count = 0;
+  int count = 0, near_kink = 0;
   for (const char* dir : {"compact_models", "shared_compact_models"}) {
     for (const auto& entry : std::filesystem::directory_iterator(*data + "/" + dir)) {
       if (entry.path().extension() != ".keras") continue;
@@ -101,13 +140,16 @@ TEST_CASE("CUDA backend matches the CPU backend on every published model", "[gpu
       CHECK(e.gradient <= 1e-4);
       worst.forward = std::max(worst.forward, e.forward);
       worst.gradient = std::max(worst.gradient, e.gradient);
+      near_kink += e.near_kink;
       ++count;
     }
   }
   std::cout << "CUDA vs CPU over " << count << " published models x " << n
             << " golden images: worst forward " << worst.forward << ", worst gradient rel L2 "
-            << worst.gradient << "\n";
+            << worst.gradient << "; " << near_kink << " of " << count * n
+            << " gradients skipped as within " << kKinkMargin << " of a ReLU kink\n";
   CHECK(count == 227);
+  CHECK(near_kink <= count * n / 20);  // ill-posed pairs must stay rare (< 5 %)
 }
 
 TEST_CASE("CUDA forward matches the float64 golden responses", "[gpu][models][golden]") {

@@ -1,0 +1,234 @@
+// Every CPU op, forward and backward-to-input, against the double-precision reference on
+// deliberately odd shapes: sizes that are not multiples of anything, strides that skip input
+// rows, 'valid' windows that never read the last rows, kernels larger than the image,
+// rectangular kernels and strides, and the two pointwise paths (general and one output channel).
+#include <catch2/catch.hpp>
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <random>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "kernels/cpu/ops.h"
+#include "kernels/layer_params.h"
+#include "tests/support/reference_network.h"
+
+namespace stimloop {
+namespace {
+
+using test::compare_close;
+using test::random_floats;
+using test::to_double;
+
+struct OpCase {
+  const char* label;
+  LayerKind kind;
+  int h, w, in_c, out_c;
+  int k_h, k_w, stride_h, stride_w;
+  bool same;
+};
+
+LayerParams make_params(const OpCase& c, bool bias, bool relu) {
+  LayerParams p;
+  p.kind = c.kind;
+  p.in_h = c.h, p.in_w = c.w, p.in_c = c.in_c;
+  p.out_c = c.kind == LayerKind::kDepthwise ? c.in_c : c.out_c;
+  p.has_bias = bias;
+  p.relu = relu;
+  if (c.kind == LayerKind::kPointwise) {
+    p.out_h = c.h, p.out_w = c.w;
+    return p;
+  }
+  p.k_h = c.k_h, p.k_w = c.k_w;
+  p.stride_h = c.stride_h, p.stride_w = c.stride_w;
+  const AxisGeometry gy =
+      c.same ? same_padding(c.h, c.k_h, c.stride_h) : valid_padding(c.h, c.k_h, c.stride_h);
+  const AxisGeometry gx =
+      c.same ? same_padding(c.w, c.k_w, c.stride_w) : valid_padding(c.w, c.k_w, c.stride_w);
+  p.out_h = gy.out, p.out_w = gx.out;
+  p.pad_top = gy.pad_before, p.pad_left = gx.pad_before;
+  return p;
+}
+
+// Terms summed into one output (forward) and, at most, into one input gradient (backward).
+int forward_terms(const LayerParams& p) {
+  switch (p.kind) {
+    case LayerKind::kConv2D:
+      return p.k_h * p.k_w * p.in_c;
+    case LayerKind::kDepthwise:
+      return p.k_h * p.k_w;
+    case LayerKind::kPointwise:
+      return p.in_c;
+  }
+  return 1;
+}
+int backward_terms(const LayerParams& p) {
+  const int taps =
+      ((p.k_h + p.stride_h - 1) / p.stride_h) * ((p.k_w + p.stride_w - 1) / p.stride_w);
+  switch (p.kind) {
+    case LayerKind::kConv2D:
+      return taps * p.out_c;
+    case LayerKind::kDepthwise:
+      return taps;
+    case LayerKind::kPointwise:
+      return p.out_c;
+  }
+  return 1;
+}
+
+// Tolerance. Inputs and output gradients are uniform(-1, 1) and weights uniform(-a, a) with
+// a = sqrt(3 / fan_in), so every result is a sum of K terms of typical size 1/sqrt(K) and is
+// itself O(1). The reference is evaluated in double on the very same float values, so the only
+// difference is float rounding in the kernel's accumulation, which grows like sqrt(K) roundings
+// of 2^-24 (6e-8) of the running sum. Measured worst cases (all cases, batch 1 and 3): 1.6e-6
+// for the 225-term 5x5x9 convolution, 3.5e-6 for the 3519-term Dense, below 6e-7 for every
+// backward pass. atol = 2e-5 * max(1, sqrt(K) / 8) is 20-40x above those and still ~1e4x below
+// what one misplaced tap, channel or padding offset produces (a term of size 1/sqrt(K), ~0.03
+// or more). rtol = 1e-5 covers the occasional large output.
+double atol_for(int terms) {
+  return 2e-5 * std::max(1.0, std::sqrt(static_cast<double>(terms)) / 8);
+}
+constexpr double kRtol = 1e-5;
+
+const OpCase kCases[] = {
+    // Dense convolution, 9 -> 5 channels on a 17 x 23 image.
+    {"conv 5x5 s1 same", LayerKind::kConv2D, 17, 23, 9, 5, 5, 5, 1, 1, true},
+    {"conv 5x5 s2 same", LayerKind::kConv2D, 17, 23, 9, 5, 5, 5, 2, 2, true},
+    {"conv 3x3 s2 valid", LayerKind::kConv2D, 17, 23, 9, 5, 3, 3, 2, 2, false},
+    {"conv 4x4 s3 valid (last row/col unread)", LayerKind::kConv2D, 17, 23, 9, 5, 4, 4, 3, 3,
+     false},
+    {"conv 1x1 s2 valid (odd rows unread)", LayerKind::kConv2D, 17, 23, 9, 5, 1, 1, 2, 2, false},
+    {"conv 1x1 s1 same", LayerKind::kConv2D, 17, 23, 9, 5, 1, 1, 1, 1, true},
+    {"conv 5x3 stride 2x1 same", LayerKind::kConv2D, 17, 23, 9, 5, 5, 3, 2, 1, true},
+    {"conv 5x5 s2 same on 16x16 (pad 1 before, 2 after)", LayerKind::kConv2D, 16, 16, 9, 5, 5, 5, 2,
+     2, true},
+    {"conv 5x5 s2 same, kernel larger than 4x3 image", LayerKind::kConv2D, 4, 3, 9, 5, 5, 5, 2, 2,
+     true},
+    {"conv 3x3 s1 same, 1 input channel", LayerKind::kConv2D, 17, 23, 1, 5, 3, 3, 1, 1, true},
+    // Depthwise, 9 channels.
+    {"depthwise 5x5 s1 same", LayerKind::kDepthwise, 17, 23, 9, 9, 5, 5, 1, 1, true},
+    {"depthwise 5x5 s2 same", LayerKind::kDepthwise, 17, 23, 9, 9, 5, 5, 2, 2, true},
+    {"depthwise 3x3 s2 valid", LayerKind::kDepthwise, 17, 23, 9, 9, 3, 3, 2, 2, false},
+    {"depthwise 4x4 s3 valid", LayerKind::kDepthwise, 17, 23, 9, 9, 4, 4, 3, 3, false},
+    {"depthwise 3x5 stride 1x2 same", LayerKind::kDepthwise, 17, 23, 9, 9, 3, 5, 1, 2, true},
+    {"depthwise 17x23 valid (spatial readout to 1x1)", LayerKind::kDepthwise, 17, 23, 9, 9, 17, 23,
+     1, 1, false},
+    {"depthwise 5x5 s2 same on 16x16", LayerKind::kDepthwise, 16, 16, 9, 9, 5, 5, 2, 2, true},
+    {"depthwise 5x5 s2 same, kernel larger than 4x3 image", LayerKind::kDepthwise, 4, 3, 9, 9, 5, 5,
+     2, 2, true},
+    // Pointwise (1x1 convolution) and Flatten + Dense.
+    {"pointwise 9->5", LayerKind::kPointwise, 17, 23, 9, 5, 1, 1, 1, 1, false},
+    {"pointwise 9->1 (single-output path)", LayerKind::kPointwise, 17, 23, 9, 1, 1, 1, 1, 1, false},
+    {"pointwise 1->9", LayerKind::kPointwise, 17, 23, 1, 9, 1, 1, 1, 1, false},
+    {"dense 3519->5", LayerKind::kPointwise, 1, 1, 17 * 23 * 9, 5, 1, 1, 1, 1, false},
+    {"dense 3519->1 (single-output path)", LayerKind::kPointwise, 1, 1, 17 * 23 * 9, 1, 1, 1, 1, 1,
+     false},
+};
+
+}  // namespace
+
+TEST_CASE("TensorFlow padding geometry", "[ops]") {
+  // Values as TensorFlow computes them: out = ceil(in / s), pad_total = max((out-1)*s + k - in, 0),
+  // pad_before = pad_total / 2, any odd extra pixel after.
+  CHECK(same_padding(112, 5, 2).out == 56);
+  CHECK(same_padding(112, 5, 2).pad_before == 1);  // (1, 2): docs/domain.md
+  CHECK(same_padding(112, 5, 1).out == 112);
+  CHECK(same_padding(112, 5, 1).pad_before == 2);
+  CHECK(same_padding(17, 5, 2).out == 9);
+  CHECK(same_padding(17, 5, 2).pad_before == 2);  // total 4
+  CHECK(same_padding(23, 3, 2).out == 12);
+  CHECK(same_padding(23, 3, 2).pad_before == 1);  // total 2
+  CHECK(same_padding(4, 3, 2).out == 2);
+  CHECK(same_padding(4, 3, 2).pad_before == 0);  // total 1: all of it after
+  CHECK(same_padding(3, 5, 2).out == 2);
+  CHECK(same_padding(3, 5, 2).pad_before == 2);  // total 4
+  CHECK(same_padding(7, 1, 3).out == 3);
+  CHECK(same_padding(7, 1, 3).pad_before == 0);
+  CHECK(valid_padding(28, 28, 1).out == 1);
+  CHECK(valid_padding(17, 5, 2).out == 7);
+  CHECK(valid_padding(17, 4, 3).out == 5);
+  CHECK(valid_padding(3, 5, 1).out == 0);
+  CHECK(valid_padding(17, 5, 2).pad_before == 0);
+}
+
+TEST_CASE("CPU ops forward matches the double reference", "[ops]") {
+  const OpCase& c = GENERATE(from_range(std::begin(kCases), std::end(kCases)));
+  const int n = GENERATE(1, 3);
+  // Bias and ReLU only touch the forward pass; two combinations cover both on and off.
+  const bool bias = GENERATE(true, false);
+  const bool relu = !bias;
+  const LayerParams p = make_params(c, bias, relu);
+  CAPTURE(c.label, n, bias, relu, p.out_h, p.out_w, p.pad_top, p.pad_left);
+  REQUIRE(p.out_h > 0);
+  REQUIRE(p.out_w > 0);
+
+  std::mt19937 rng(1234u + static_cast<unsigned>(p.in_size() * 7 + p.out_size()));
+  const double a = std::sqrt(3.0 / forward_terms(p));
+  const auto in = random_floats(n * p.in_size(), -1, 1, rng);
+  const auto w = random_floats(p.weight_count(), -a, a, rng);
+  const auto b = bias ? random_floats(p.out_c, -0.5, 0.5, rng) : std::vector<float>{};
+
+  // Start from NaN so an output the kernel never writes shows up as non-finite.
+  std::vector<float> out(n * p.out_size(), std::numeric_limits<float>::quiet_NaN());
+  cpu::layer_forward(p, n, in.data(), w.data(), bias ? b.data() : nullptr, out.data());
+  const auto ref = test::ref_layer_forward(p, n, to_double(in), to_double(w), to_double(b));
+  const auto report = compare_close(out, ref, atol_for(forward_terms(p)), kRtol);
+  INFO(report.describe());
+  CHECK(report.non_finite == 0);
+  CHECK(report.ok());
+  // The fused ReLU must give exact zeros, never -0.0f-like negatives or tiny negatives.
+  CHECK(std::none_of(out.begin(), out.end(), [&](float v) { return relu && v < 0.0f; }));
+}
+
+TEST_CASE("CPU ops backward to input matches the double reference", "[ops]") {
+  const OpCase& c = GENERATE(from_range(std::begin(kCases), std::end(kCases)));
+  const int n = GENERATE(1, 3);
+  const LayerParams p = make_params(c, true, true);  // the fused ReLU is the caller's to mask
+  CAPTURE(c.label, n, p.out_h, p.out_w, p.pad_top, p.pad_left);
+  REQUIRE(p.out_h > 0);
+  REQUIRE(p.out_w > 0);
+
+  std::mt19937 rng(4321u + static_cast<unsigned>(p.in_size() * 7 + p.out_size()));
+  const double a = std::sqrt(3.0 / forward_terms(p));
+  const auto w = random_floats(p.weight_count(), -a, a, rng);
+  const auto d_out = random_floats(n * p.out_size(), -1, 1, rng);
+
+  // d_in is overwritten, whatever it held before.
+  std::vector<float> d_in(n * p.in_size(), std::numeric_limits<float>::quiet_NaN());
+  cpu::layer_backward_input(p, n, d_out.data(), w.data(), d_in.data());
+  const auto ref = test::ref_layer_backward_input(p, n, to_double(d_out), to_double(w));
+  const auto report = compare_close(d_in, ref, atol_for(backward_terms(p)), kRtol);
+  INFO(report.describe());
+  CHECK(report.non_finite == 0);
+  CHECK(report.ok());
+}
+
+TEST_CASE("CPU ops: batch images are independent", "[ops]") {
+  // Image 1 of a batch of 3 gives bitwise the same result as the image alone: every element is
+  // computed by one thread in a fixed order, whatever the batch around it.
+  const OpCase& c = GENERATE(from_range(std::begin(kCases), std::end(kCases)));
+  const LayerParams p = make_params(c, true, true);
+  CAPTURE(c.label);
+  std::mt19937 rng(99);
+  const double a = std::sqrt(3.0 / forward_terms(p));
+  const auto in = random_floats(3 * p.in_size(), -1, 1, rng);
+  const auto w = random_floats(p.weight_count(), -a, a, rng);
+  const auto b = random_floats(p.out_c, -0.5, 0.5, rng);
+  const auto d_out = random_floats(3 * p.out_size(), -1, 1, rng);
+
+  std::vector<float> out3(3 * p.out_size()), out1(p.out_size());
+  cpu::layer_forward(p, 3, in.data(), w.data(), b.data(), out3.data());
+  cpu::layer_forward(p, 1, in.data() + p.in_size(), w.data(), b.data(), out1.data());
+  CHECK(test::first_bitwise_difference(out1, std::span(out3).subspan(p.out_size(), p.out_size())) ==
+        -1);
+
+  std::vector<float> d3(3 * p.in_size()), d1(p.in_size());
+  cpu::layer_backward_input(p, 3, d_out.data(), w.data(), d3.data());
+  cpu::layer_backward_input(p, 1, d_out.data() + p.out_size(), w.data(), d1.data());
+  CHECK(test::first_bitwise_difference(d1, std::span(d3).subspan(p.in_size(), p.in_size())) == -1);
+}
+
+}  // namespace stimloop
