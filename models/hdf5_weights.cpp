@@ -50,7 +50,7 @@ bool path_exists(hid_t file, const std::string& path) {
   return H5Lexists(file, path.c_str(), H5P_DEFAULT) > 0;
 }
 
-StatusOr<WeightTensor> read_dataset(hid_t file, const std::string& path,
+StatusOr<WeightTensor> read_dataset(hid_t file, std::size_t file_bytes, const std::string& path,
                                     const std::vector<std::int64_t>& expected) {
   if (!path_exists(file, path)) return data_loss("missing weights dataset " + path);
   Handle dataset(H5Dopen2(file, path.c_str(), H5P_DEFAULT), H5Dclose);
@@ -73,6 +73,15 @@ StatusOr<WeightTensor> read_dataset(hid_t file, const std::string& path,
   tensor.shape = expected;
   std::int64_t count = 1;
   for (auto d : expected) count *= d;
+  // Keras stores every dataset uncompressed. Storage smaller than the values (never written, so
+  // HDF5 would hand back fill values; or compressed) or larger than the whole file is refused,
+  // which also bounds what a small hostile file can make us allocate.
+  const hsize_t stored = H5Dget_storage_size(dataset.get());
+  const hsize_t needed = static_cast<hsize_t>(count) * H5Tget_size(type.get());
+  if (stored < needed || stored > file_bytes) {
+    return data_loss(path + " stores " + std::to_string(stored) + " bytes for " +
+                     std::to_string(count) + " values (missing, compressed or corrupt data)");
+  }
   tensor.values.resize(static_cast<std::size_t>(count));
   if (H5Dread(dataset.get(), H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT,
               tensor.values.data()) < 0) {
@@ -101,7 +110,7 @@ Status read_keras_weights(const std::vector<std::uint8_t>& h5_bytes, KerasGraph&
     layer.vars.clear();
     for (std::size_t i = 0; i < shapes.size(); ++i) {
       const std::string path = "/layers/" + layer.weights_group + "/vars/" + std::to_string(i);
-      auto tensor = read_dataset(file.get(), path, shapes[i]);
+      auto tensor = read_dataset(file.get(), h5_bytes.size(), path, shapes[i]);
       if (!tensor.ok()) {
         return tensor.status().with_context("layer '" + layer.name + "' (" + layer.class_name +
                                             ")");

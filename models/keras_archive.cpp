@@ -2,6 +2,8 @@
 
 #include <zip.h>
 
+#include <algorithm>
+#include <filesystem>
 #include <fstream>
 #include <memory>
 
@@ -19,10 +21,18 @@ struct ZipFileCloser {
 
 StatusOr<std::vector<std::uint8_t>> read_file_bytes(const std::string& path,
                                                     std::int64_t max_bytes) {
+  // Only regular files: a directory has no meaningful size, and opening a FIFO would block.
+  std::error_code ec;
+  const auto type = std::filesystem::status(path, ec).type();
+  if (type == std::filesystem::file_type::not_found) return not_found("cannot open model file");
+  if (!ec && type != std::filesystem::file_type::regular) {
+    return invalid_argument("model path is not a regular file");
+  }
   std::ifstream in(path, std::ios::binary | std::ios::ate);
   if (!in) return not_found("cannot open model file");
   const std::streamoff size = in.tellg();
   if (size < 0) return data_loss("cannot read model file size");
+  if (size == 0) return data_loss("model file is empty (0 bytes)");
   if (size > max_bytes) {
     return resource_exhausted("model file is " + std::to_string(size) + " bytes, more than the " +
                               std::to_string(max_bytes) + "-byte limit");
@@ -54,26 +64,38 @@ StatusOr<std::vector<std::uint8_t>> read_member(zip_t* archive, const char* memb
   if (!file) {
     return data_loss(std::string("cannot open ") + member + ": " + zip_strerror(archive));
   }
-  std::vector<std::uint8_t> data(static_cast<std::size_t>(st.size));
-  std::size_t got = 0;
-  while (got < data.size()) {
+  // The buffer grows with the data that actually arrives, so a header declaring far more than
+  // the member holds costs no more memory than the data behind it.
+  const auto declared = static_cast<std::size_t>(st.size);
+  constexpr std::size_t kChunk = std::size_t{1} << 20;
+  std::vector<std::uint8_t> data;
+  data.reserve(std::min(declared, 16 * kChunk));
+  while (data.size() < declared) {
+    const std::size_t got = data.size();
+    data.resize(got + std::min(kChunk, declared - got));
     const zip_int64_t n = zip_fread(file.get(), data.data() + got, data.size() - got);
     if (n < 0) {
       return data_loss(std::string("corrupt ") + member + ": " +
                        zip_error_strerror(zip_file_get_error(file.get())));
     }
+    data.resize(got + static_cast<std::size_t>(n));
     if (n == 0) break;
-    got += static_cast<std::size_t>(n);
   }
-  if (got != data.size()) {
-    return data_loss(std::string(member) + " is truncated (" + std::to_string(got) + " of " +
-                     std::to_string(data.size()) + " bytes)");
+  if (data.size() != declared) {
+    return data_loss(std::string(member) + " is truncated (" + std::to_string(data.size()) +
+                     " of " + std::to_string(declared) + " bytes)");
   }
-  // Reading past the end lets libzip verify the CRC.
+  // Reading past the end lets libzip verify the CRC. More data than declared (a corrupt
+  // compressed stream can decode to that) is corruption too, and libzip checks no CRC then.
   std::uint8_t extra;
-  if (zip_fread(file.get(), &extra, 1) < 0) {
+  const zip_int64_t n = zip_fread(file.get(), &extra, 1);
+  if (n < 0) {
     return data_loss(std::string("corrupt ") + member + ": " +
                      zip_error_strerror(zip_file_get_error(file.get())));
+  }
+  if (n > 0) {
+    return data_loss(std::string("corrupt ") + member + ": holds more than its declared " +
+                     std::to_string(declared) + " bytes");
   }
   return data;
 }

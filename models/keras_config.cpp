@@ -123,6 +123,11 @@ void parse_input_layer(const json& layer, KerasGraph& graph, const ImportLimits&
   graph.in_h = positive_int((*shape)[1], "input height", limits.max_image_side);
   graph.in_w = positive_int((*shape)[2], "input width", limits.max_image_side);
   graph.in_c = positive_int((*shape)[3], "input channels", limits.max_channels);
+  // Checked like every layer's output, so no later size product (Flatten's) can overflow an int.
+  const std::int64_t elements = std::int64_t{graph.in_h} * graph.in_w * graph.in_c;
+  if (elements > limits.max_activation_elements) {
+    fail("input of " + std::to_string(elements) + " values per image exceeds the limit");
+  }
   require_option(cfg, "dtype", "float32");
   if (cfg.value("sparse", false)) fail("sparse inputs are not supported");
 }

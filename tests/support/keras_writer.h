@@ -38,6 +38,7 @@ struct H5Dataset {
   std::vector<std::int64_t> shape;
   std::vector<double> values;  // row-major, converted to `type` when written
   H5Type type = H5Type::kFloat32;
+  bool write_data = true;  // false: declare the dataset but never allocate or write its storage
 };
 
 struct H5Contents {
