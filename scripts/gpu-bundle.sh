@@ -8,7 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 DATA=${STIMLOOP_V4_DATA:-../shared/v4}
 BUILD_DIR=${BUILD_DIR:-build-gpu}
-binaries=(stimloop_gpu_tests stimloop-bench-backends)  # no OpenCV: its closure is ~180 MB
+binaries=(stimloop_gpu_tests stimloop-bench)  # no OpenCV: its closure is ~180 MB
 cmake -S . -B "$BUILD_DIR" -G Ninja -DCMAKE_CXX_COMPILER_LAUNCHER=ccache \
   -DCMAKE_CUDA_COMPILER_LAUNCHER=ccache -DSTIMLOOP_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES="80;90" >/dev/null
 cmake --build "$BUILD_DIR" --target "${binaries[@]}"

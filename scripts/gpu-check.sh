@@ -37,6 +37,5 @@ if [ -n "$SAN" ]; then
 else
   echo "compute-sanitizer not found"; status=1
 fi
-MEDIAN_MODEL=${STIMLOOP_V4_DATA:+$STIMLOOP_V4_DATA/compact_models/compact_model_190923_neuron3.keras}
-step bench 120 "$BUNDLE/bin/stimloop-bench-backends" --model "${MEDIAN_MODEL:-demo}" --batches 1,64,256 --seconds 1
+step bench 120 "$BUNDLE/bin/stimloop-bench" --backend all --batch 1 --batch 64 --batch 256 --min-time 1
 exit $status

@@ -59,8 +59,8 @@ StatusOr<std::vector<std::uint8_t>> read_zip_member(const std::string& zip_path,
                                                     const std::string& member) {
   int err = 0;
   std::unique_ptr<zip_t, ZipCloser> archive(zip_open(zip_path.c_str(), ZIP_RDONLY, &err));
-  if (!archive) return not_found("cannot open zip " + zip_path + " (libzip error " +
-                                 std::to_string(err) + ")");
+  if (!archive)
+    return not_found("cannot open zip " + zip_path + " (libzip error " + std::to_string(err) + ")");
   // ZIP_FL_NODIR: match the file name whatever folder the member sits in.
   const zip_int64_t index = zip_name_locate(archive.get(), member.c_str(), ZIP_FL_NODIR);
   if (index < 0) return not_found(zip_path + " holds no member " + member);
@@ -145,8 +145,8 @@ StatusOr<std::vector<std::uint8_t>> read_golden_images(const std::string& data_d
   return pixels;
 }
 
-StatusOr<Rgb8Image> read_session_zip_image(const std::string& data_dir,
-                                           const std::string& session, int number) {
+StatusOr<Rgb8Image> read_session_zip_image(const std::string& data_dir, const std::string& session,
+                                           int number) {
   const std::string zip_path =
       (fs::path(data_dir) / "images" / ("images_" + session + ".zip")).string();
   char member[32];
@@ -156,9 +156,9 @@ StatusOr<Rgb8Image> read_session_zip_image(const std::string& data_dir,
   // The image library decodes files only; a private temporary file keeps this helper free of a
   // direct OpenCV dependency. Unique per process and call, removed at once.
   static std::atomic<int> counter{0};
-  const fs::path tmp = fs::temp_directory_path() /
-                       ("stimloop-v4img-" + std::to_string(::getpid()) + "-" +
-                        std::to_string(counter.fetch_add(1)) + ".jpg");
+  const fs::path tmp =
+      fs::temp_directory_path() / ("stimloop-v4img-" + std::to_string(::getpid()) + "-" +
+                                   std::to_string(counter.fetch_add(1)) + ".jpg");
   {
     std::ofstream out(tmp, std::ios::binary);
     out.write(reinterpret_cast<const char*>(bytes.data()),

@@ -40,20 +40,19 @@ StatusOr<std::vector<std::string>> read_shared_models_list(const std::string& da
 StatusOr<std::vector<V4GradModel>> read_grad_models_list(const std::string& data_dir);
 
 // golden/images/gNN.png for NN = 0..count-1, concatenated: count x 112 x 112 x 3 RGB bytes.
-StatusOr<std::vector<std::uint8_t>> read_golden_images(const std::string& data_dir,
-                                                       int count = 64);
+StatusOr<std::vector<std::uint8_t>> read_golden_images(const std::string& data_dir, int count = 64);
 
 // Image `number` (1-based, as in the member name imageNNNN.jpg) of images/images_<session>.zip,
 // decoded as RGB. The member is found whatever folder it sits in (the 190923 zip has one).
-StatusOr<Rgb8Image> read_session_zip_image(const std::string& data_dir,
-                                           const std::string& session, int number);
+StatusOr<Rgb8Image> read_session_zip_image(const std::string& data_dir, const std::string& session,
+                                           int number);
 
 // Deterministic 112x112 RGB test images that are not natural photographs.
 enum class SyntheticImage {
-  kUniformNoise,    // every byte uniform in 0..255
-  kSynthStartNoise, // the synthesis start: 128 + 50 * uniform(0,1), as the authors' code
-  kAllBlack,        // saturated low: every byte 0
-  kAllWhite,        // saturated high: every byte 255
+  kUniformNoise,     // every byte uniform in 0..255
+  kSynthStartNoise,  // the synthesis start: 128 + 50 * uniform(0,1), as the authors' code
+  kAllBlack,         // saturated low: every byte 0
+  kAllWhite,         // saturated high: every byte 255
 };
 std::vector<std::uint8_t> synthetic_image(SyntheticImage kind, std::uint32_t seed);
 
