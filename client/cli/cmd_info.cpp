@@ -20,7 +20,7 @@ Command add_info_command(CLI::App& app, const CommonOptions& common) {
                                       : nlohmann::json(nullptr)},
                 {"gpu_unavailable_reason", gpu.available ? "" : gpu.reason},
                 {"cpu_threads", std::thread::hardware_concurrency()},
-                {"backends", {"cpu"}},
+                {"backends", gpu.available ? nlohmann::json{"cpu", "cuda"} : nlohmann::json{"cpu"}},
                 {"models_directory", default_models_directory(common.models_dir)},
             };
             std::cout << out.dump(2) << "\n";

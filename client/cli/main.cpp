@@ -12,7 +12,7 @@ int main(int argc, char** argv) {
   CommonOptions common;
   app.add_option("--models", common.models_dir,
                  "Directory of .keras models (default: $STIMLOOP_MODELS, else the built-in demo)");
-  app.add_option("--backend", common.backend, "Compute backend: cpu or auto")
+  app.add_option("--backend", common.backend, "Compute backend: cpu, cuda, or auto (the GPU when one is usable)")
       ->capture_default_str();
   app.add_option("--threads", common.threads, "CPU threads (0 = all cores)")
       ->capture_default_str();

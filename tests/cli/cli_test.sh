@@ -82,6 +82,14 @@ printf 'PK\003\004garbage' > "$WORK/broken.keras"
 expect_error "corrupt model file names the file" "broken.keras" "$STIMLOOP" predict --model "$WORK/broken.keras" "$WORK/vertical.png"
 expect_error "unknown backend" "unknown backend" "$STIMLOOP" predict --backend tpu --model demo "$WORK/vertical.png"
 
+expect_ok "--backend auto always works" "$STIMLOOP" predict --backend auto --model demo "$WORK/vertical.png"
+if "$STIMLOOP" info | grep -q '"gpu": null'; then
+  expect_error "--backend cuda without a GPU says why" "CUDA backend unavailable" \
+    "$STIMLOOP" predict --backend cuda --model demo "$WORK/vertical.png"
+else
+  expect_ok "--backend cuda on a GPU" "$STIMLOOP" predict --backend cuda --model demo "$WORK/vertical.png"
+fi
+
 # Published models, when present: STIMLOOP_MODELS is the default directory.
 DATA=${STIMLOOP_V4_DATA:-$(dirname "$0")/../../../shared/v4}
 if [ -f "$DATA/compact_models/compact_model_190923_neuron0.keras" ]; then
