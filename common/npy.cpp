@@ -12,9 +12,12 @@ constexpr std::int64_t kMaxNpyBytes = std::int64_t{1} << 32;  // 4 GiB: far abov
 
 std::size_t dtype_size(NpyDtype d) {
   switch (d) {
-    case NpyDtype::kFloat32: return 4;
-    case NpyDtype::kFloat64: return 8;
-    case NpyDtype::kUint8: return 1;
+    case NpyDtype::kFloat32:
+      return 4;
+    case NpyDtype::kFloat64:
+      return 8;
+    case NpyDtype::kUint8:
+      return 1;
   }
   return 1;
 }
@@ -38,8 +41,12 @@ std::vector<double> NpyArray::to_double() const {
         out[i] = f;
         break;
       }
-      case NpyDtype::kFloat64: std::memcpy(&out[i], data.data() + 8 * i, 8); break;
-      case NpyDtype::kUint8: out[i] = data[i]; break;
+      case NpyDtype::kFloat64:
+        std::memcpy(&out[i], data.data() + 8 * i, 8);
+        break;
+      case NpyDtype::kUint8:
+        out[i] = data[i];
+        break;
     }
   }
   return out;
@@ -79,10 +86,14 @@ StatusOr<NpyArray> read_npy(const std::string& path) {
     return data_loss(path + ": no descr in .npy header");
   }
   const std::string descr = m[1];
-  if (descr == "<f4") array.dtype = NpyDtype::kFloat32;
-  else if (descr == "<f8") array.dtype = NpyDtype::kFloat64;
-  else if (descr == "|u1" || descr == "<u1") array.dtype = NpyDtype::kUint8;
-  else return unimplemented(path + ": unsupported .npy dtype " + descr);
+  if (descr == "<f4")
+    array.dtype = NpyDtype::kFloat32;
+  else if (descr == "<f8")
+    array.dtype = NpyDtype::kFloat64;
+  else if (descr == "|u1" || descr == "<u1")
+    array.dtype = NpyDtype::kUint8;
+  else
+    return unimplemented(path + ": unsupported .npy dtype " + descr);
   if (std::regex_search(header, m, std::regex("'fortran_order':\\s*True"))) {
     return unimplemented(path + ": Fortran-ordered .npy arrays are not supported");
   }
@@ -116,8 +127,10 @@ Status write_npy_float32(const std::string& path, const std::vector<std::int64_t
     dims += std::to_string(d) + ", ";
     count *= d;
   }
-  if (shape.size() > 1) dims.erase(dims.size() - 2);  // "(a, b)"; a 1-D shape keeps "(a,)"
-  else if (!dims.empty()) dims.erase(dims.size() - 1);
+  if (shape.size() > 1)
+    dims.erase(dims.size() - 2);  // "(a, b)"; a 1-D shape keeps "(a,)"
+  else if (!dims.empty())
+    dims.erase(dims.size() - 1);
   std::string header = "{'descr': '<f4', 'fortran_order': False, 'shape': (" + dims + "), }";
   // Pad so that magic (6) + version (2) + length (2) + header is a multiple of 64, ending in \n.
   const std::size_t unpadded = 10 + header.size() + 1;

@@ -47,7 +47,9 @@ class [[nodiscard]] Status {
   std::string message_;
 };
 
-inline Status invalid_argument(std::string m) { return {StatusCode::kInvalidArgument, std::move(m)}; }
+inline Status invalid_argument(std::string m) {
+  return {StatusCode::kInvalidArgument, std::move(m)};
+}
 inline Status not_found(std::string m) { return {StatusCode::kNotFound, std::move(m)}; }
 inline Status out_of_range(std::string m) { return {StatusCode::kOutOfRange, std::move(m)}; }
 inline Status data_loss(std::string m) { return {StatusCode::kDataLoss, std::move(m)}; }
@@ -85,10 +87,10 @@ class [[nodiscard]] StatusOr {
 #define STIMLOOP_CONCAT_INNER(a, b) a##b
 #define STIMLOOP_CONCAT(a, b) STIMLOOP_CONCAT_INNER(a, b)
 
-#define RETURN_IF_ERROR(expr)                      \
-  do {                                             \
-    ::stimloop::Status _status_ = (expr);          \
-    if (!_status_.ok()) return _status_;           \
+#define RETURN_IF_ERROR(expr)             \
+  do {                                    \
+    ::stimloop::Status _status_ = (expr); \
+    if (!_status_.ok()) return _status_;  \
   } while (0)
 
 #define ASSIGN_OR_RETURN_IMPL(tmp, lhs, expr) \

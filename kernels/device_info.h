@@ -15,7 +15,7 @@ struct DeviceInfo {
   int compute_capability = 0;  // 90 for sm_90
   int multiprocessors = 0;
   std::int64_t memory_bytes = 0;
-  std::string reason;          // why no GPU is used, when !available
+  std::string reason;  // why no GPU is used, when !available
 };
 
 DeviceInfo probe_device();

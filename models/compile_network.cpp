@@ -43,13 +43,13 @@ void fold_batchnorm(const KerasLayer& bn, NetworkLayer& target) {
     target.bias.assign(c, 0.0f);
   }
   for (int ch = 0; ch < c; ++ch) {
-    const double scale = static_cast<double>(gamma[ch]) /
-                         std::sqrt(static_cast<double>(var[ch]) + bn.epsilon);
+    const double scale =
+        static_cast<double>(gamma[ch]) / std::sqrt(static_cast<double>(var[ch]) + bn.epsilon);
     for (std::size_t i = ch; i < target.weights.size(); i += c) {
       target.weights[i] = static_cast<float>(target.weights[i] * scale);
     }
-    target.bias[ch] = static_cast<float>((static_cast<double>(target.bias[ch]) - mean[ch]) * scale +
-                                         beta[ch]);
+    target.bias[ch] =
+        static_cast<float>((static_cast<double>(target.bias[ch]) - mean[ch]) * scale + beta[ch]);
   }
 }
 
@@ -64,7 +64,8 @@ StatusOr<Network> compile_network(const KerasGraph& graph) {
     const std::string where = "layer '" + l.name + "' (" + l.class_name + ")";
     switch (l.type) {
       case KerasLayerType::kConv2D: {
-        NetworkLayer op{l.name, conv_params(l, LayerKind::kConv2D, l.filters), l.vars[0].values, {}};
+        NetworkLayer op{
+            l.name, conv_params(l, LayerKind::kConv2D, l.filters), l.vars[0].values, {}};
         // A 1x1, stride-1 convolution is a per-pixel matmul with the same weight layout.
         if (l.k_h == 1 && l.k_w == 1 && l.stride_h == 1 && l.stride_w == 1) {
           op.params = pointwise_params(l.in_h, l.in_w, l.in_c, l.filters);
@@ -76,11 +77,14 @@ StatusOr<Network> compile_network(const KerasGraph& graph) {
         break;
       }
       case KerasLayerType::kSeparableConv2D: {
-        NetworkLayer dw{l.name + "/depthwise", conv_params(l, LayerKind::kDepthwise, l.in_c),
-                        l.vars[0].values, {}};
+        NetworkLayer dw{l.name + "/depthwise",
+                        conv_params(l, LayerKind::kDepthwise, l.in_c),
+                        l.vars[0].values,
+                        {}};
         dw.params.has_bias = false;
         NetworkLayer pw{l.name + "/pointwise",
-                        pointwise_params(l.out_h, l.out_w, l.in_c, l.filters), l.vars[1].values,
+                        pointwise_params(l.out_h, l.out_w, l.in_c, l.filters),
+                        l.vars[1].values,
                         {}};
         pw.params.has_bias = l.use_bias;
         if (l.use_bias) pw.bias = l.vars[2].values;
@@ -90,8 +94,8 @@ StatusOr<Network> compile_network(const KerasGraph& graph) {
         break;
       }
       case KerasLayerType::kDepthwiseConv2D: {
-        NetworkLayer dw{l.name, conv_params(l, LayerKind::kDepthwise, l.in_c), l.vars[0].values,
-                        {}};
+        NetworkLayer dw{
+            l.name, conv_params(l, LayerKind::kDepthwise, l.in_c), l.vars[0].values, {}};
         dw.params.has_bias = l.use_bias;
         if (l.use_bias) dw.bias = l.vars[1].values;
         net.layers.push_back(std::move(dw));
@@ -99,8 +103,8 @@ StatusOr<Network> compile_network(const KerasGraph& graph) {
         break;
       }
       case KerasLayerType::kDense: {
-        NetworkLayer fc{l.name, pointwise_params(l.in_h, l.in_w, l.in_c, l.filters),
-                        l.vars[0].values, {}};
+        NetworkLayer fc{
+            l.name, pointwise_params(l.in_h, l.in_w, l.in_c, l.filters), l.vars[0].values, {}};
         fc.params.has_bias = l.use_bias;
         if (l.use_bias) fc.bias = l.vars[1].values;
         net.layers.push_back(std::move(fc));

@@ -115,8 +115,10 @@ void set_conv_output(KerasLayer& layer, int out_c) {
 void parse_input_layer(const json& layer, KerasGraph& graph, const ImportLimits& limits) {
   const json& cfg = layer.at("config");
   const json* shape = nullptr;
-  if (cfg.contains("batch_shape")) shape = &cfg["batch_shape"];
-  else if (cfg.contains("batch_input_shape")) shape = &cfg["batch_input_shape"];
+  if (cfg.contains("batch_shape"))
+    shape = &cfg["batch_shape"];
+  else if (cfg.contains("batch_input_shape"))
+    shape = &cfg["batch_input_shape"];
   if (shape == nullptr || !shape->is_array() || shape->size() != 4) {
     fail("input must have a batch shape (batch, height, width, channels)");
   }
@@ -144,8 +146,8 @@ void check_chain(const json& layer, const std::string& previous) {
   }
   const json& history = args[0].at("config").at("keras_history");
   if (!history.is_array() || history.empty() || history[0] != previous) {
-    fail("takes its input from " + history.dump() + ", not from the layer before it ('" +
-         previous + "'); only single-chain models are supported");
+    fail("takes its input from " + history.dump() + ", not from the layer before it ('" + previous +
+         "'); only single-chain models are supported");
   }
 }
 
@@ -168,8 +170,8 @@ void parse_layer(const json& j, KerasLayer& layer, const ImportLimits& limits) {
       break;
     case KerasLayerType::kBatchNormalization: {
       const json axis = cfg.value("axis", json(-1));
-      const bool last_axis = axis == -1 || axis == 3 || axis == json::array({3}) ||
-                             axis == json::array({-1});
+      const bool last_axis =
+          axis == -1 || axis == 3 || axis == json::array({3}) || axis == json::array({-1});
       if (!last_axis) fail("unsupported axis " + axis.dump() + " (only the channel axis)");
       require_option(cfg, "center", true);
       require_option(cfg, "scale", true);
@@ -185,8 +187,10 @@ void parse_layer(const json& j, KerasLayer& layer, const ImportLimits& limits) {
     }
     case KerasLayerType::kActivation: {
       const json act = cfg.value("activation", json("linear"));
-      if (act == "relu") layer.relu = true;
-      else if (act != "linear") fail("unsupported activation " + act.dump());
+      if (act == "relu")
+        layer.relu = true;
+      else if (act != "linear")
+        fail("unsupported activation " + act.dump());
       layer.out_h = layer.in_h, layer.out_w = layer.in_w, layer.out_c = layer.in_c;
       break;
     }
@@ -229,7 +233,8 @@ std::vector<std::vector<std::int64_t>> expected_var_shapes(const KerasLayer& l) 
       if (l.use_bias) shapes.push_back({l.filters});
       break;
     case KerasLayerType::kActivation:
-    case KerasLayerType::kFlatten: break;
+    case KerasLayerType::kFlatten:
+      break;
   }
   return shapes;
 }
@@ -246,7 +251,8 @@ StatusOr<KerasGraph> parse_keras_config(const std::string& config_json,
       fail("unsupported model class \"" + model_class + "\" (only Functional models)");
     }
     const json& layers = root.at("config").at("layers");
-    if (!layers.is_array() || layers.size() < 2) fail("needs an input layer and at least one layer");
+    if (!layers.is_array() || layers.size() < 2)
+      fail("needs an input layer and at least one layer");
     if (static_cast<int>(layers.size()) > limits.max_layers) {
       fail("has " + std::to_string(layers.size()) + " layers, more than the limit of " +
            std::to_string(limits.max_layers));
@@ -294,8 +300,7 @@ StatusOr<KerasGraph> parse_keras_config(const std::string& config_json,
         parameters += n;
       }
       if (parameters > limits.max_parameters) {
-        fail("model exceeds the limit of " + std::to_string(limits.max_parameters) +
-             " parameters");
+        fail("model exceeds the limit of " + std::to_string(limits.max_parameters) + " parameters");
       }
       h = layer.out_h, w = layer.out_w, c = layer.out_c;
       previous = j.value("name", name);
@@ -303,9 +308,8 @@ StatusOr<KerasGraph> parse_keras_config(const std::string& config_json,
     }
     where = "config.json";
     const json& outputs = root.at("config").at("output_layers");
-    const json& first_output = outputs.is_array() && !outputs.empty() && outputs[0].is_array()
-                                   ? outputs[0]
-                                   : outputs;
+    const json& first_output =
+        outputs.is_array() && !outputs.empty() && outputs[0].is_array() ? outputs[0] : outputs;
     if (!first_output.is_array() || first_output.empty() || first_output[0] != previous) {
       fail("the model output must be the last layer ('" + previous + "'), got " + outputs.dump());
     }

@@ -9,8 +9,7 @@
 
 namespace stimloop {
 
-StatusOr<KerasGraph> parse_keras_config(const std::string& config_json,
-                                        const ImportLimits& limits);
+StatusOr<KerasGraph> parse_keras_config(const std::string& config_json, const ImportLimits& limits);
 
 // The shapes of vars/0, vars/1, ... that a layer must have in model.weights.h5.
 std::vector<std::vector<std::int64_t>> expected_var_shapes(const KerasLayer& layer);

@@ -57,10 +57,10 @@ StatusOr<std::shared_ptr<const Model>> load_keras_model(const std::string& path,
   auto model = std::make_shared<Model>();
   model->info = describe_model(graph, *network);
   model->info.id = id.empty() ? std::filesystem::path(path).stem().string() : id;
-  model->info.description = model->info.num_outputs == 1
-                                ? "compact model (one neuron)"
-                                : "shared compact model (" +
-                                      std::to_string(model->info.num_outputs) + " outputs)";
+  model->info.description =
+      model->info.num_outputs == 1
+          ? "compact model (one neuron)"
+          : "shared compact model (" + std::to_string(model->info.num_outputs) + " outputs)";
   model->network = std::make_shared<const Network>(std::move(network).value());
   return std::shared_ptr<const Model>(std::move(model));
 }

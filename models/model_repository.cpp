@@ -1,8 +1,8 @@
 #include "models/model_repository.h"
 
 #include <algorithm>
-#include <cstdlib>
 #include <cctype>
+#include <cstdlib>
 #include <filesystem>
 
 #include "models/demo_model.h"
@@ -91,8 +91,8 @@ StatusOr<std::shared_ptr<const Model>> resolve_model(const std::string& spec,
                                                      ModelRepository& repository) {
   if (spec.empty()) return invalid_argument("--model is empty");
   std::error_code ec;
-  const bool looks_like_path = spec.find('/') != std::string::npos ||
-                               fs::path(spec).extension() == ".keras";
+  const bool looks_like_path =
+      spec.find('/') != std::string::npos || fs::path(spec).extension() == ".keras";
   if (looks_like_path) {
     if (!fs::is_regular_file(spec, ec)) return not_found("model file " + spec + " does not exist");
     return load_keras_model(spec);

@@ -47,18 +47,22 @@ int run_gradient(const CommonOptions& common, const GradientOptions& opt) {
   }
   const float response = outputs[opt.output_index];
   if (opt.json) {
-    nlohmann::json out = {{"model", info.id},       {"sha256", info.sha256},
-                          {"image", opt.image},     {"output_index", opt.output_index},
-                          {"response", response},   {"gradient", opt.out},
+    nlohmann::json out = {{"model", info.id},
+                          {"sha256", info.sha256},
+                          {"image", opt.image},
+                          {"output_index", opt.output_index},
+                          {"response", response},
+                          {"gradient", opt.out},
                           {"shape", {info.in_h, info.in_w, info.in_c}},
-                          {"demo", info.demo},      {"backend", (*backend)->name()}};
+                          {"demo", info.demo},
+                          {"backend", (*backend)->name()}};
     std::cout << out.dump() << "\n";
   } else {
-    std::printf("%s: response %d of %s = %.6g; wrote d(response)/d(pixel) (%dx%dx%d float32) to "
-                "%s%s\n",
-                opt.image.c_str(), opt.output_index, info.id.c_str(), response, info.in_h,
-                info.in_w, info.in_c, opt.out.c_str(),
-                info.demo ? "  [DEMO: built-in, not a V4 neuron]" : "");
+    std::printf(
+        "%s: response %d of %s = %.6g; wrote d(response)/d(pixel) (%dx%dx%d float32) to "
+        "%s%s\n",
+        opt.image.c_str(), opt.output_index, info.id.c_str(), response, info.in_h, info.in_w,
+        info.in_c, opt.out.c_str(), info.demo ? "  [DEMO: built-in, not a V4 neuron]" : "");
   }
   return kExitOk;
 }

@@ -15,8 +15,9 @@ std::string join_ints(const std::vector<int>& values) {
 }  // namespace
 
 Command add_models_command(CLI::App& app, const CommonOptions& common) {
-  auto* sub = app.add_subcommand("models", "List the models available (id, outputs, shapes, "
-                                           "filters, parameters, MACs, SHA-256)");
+  auto* sub = app.add_subcommand("models",
+                                 "List the models available (id, outputs, shapes, "
+                                 "filters, parameters, MACs, SHA-256)");
   auto json_output = std::make_shared<bool>(false);
   sub->add_flag("--json", *json_output, "Print one JSON object");
   return {sub, [&common, json_output]() -> int {
@@ -31,8 +32,8 @@ Command add_models_command(CLI::App& app, const CommonOptions& common) {
               std::cout << out.dump(2) << "\n";
               return kExitOk;
             }
-            std::printf("%-36s %7s %-11s %-22s %8s %12s  %s\n", "id", "outputs", "input",
-                        "filters", "params", "MACs/image", "sha256");
+            std::printf("%-36s %7s %-11s %-22s %8s %12s  %s\n", "id", "outputs", "input", "filters",
+                        "params", "MACs/image", "sha256");
             for (const auto& m : *models) {
               const ModelInfo& i = m->info;
               const std::string input = std::to_string(i.in_h) + "x" + std::to_string(i.in_w) +

@@ -37,9 +37,12 @@ int run_predict(const CommonOptions& common, const PredictOptions& opt) {
       rows.push_back(std::vector<float>(responses.begin() + i * info.num_outputs,
                                         responses.begin() + (i + 1) * info.num_outputs));
     }
-    nlohmann::json out = {{"model", info.id},         {"sha256", info.sha256},
-                          {"outputs", info.num_outputs}, {"images", opt.images},
-                          {"responses", rows},        {"demo", info.demo},
+    nlohmann::json out = {{"model", info.id},
+                          {"sha256", info.sha256},
+                          {"outputs", info.num_outputs},
+                          {"images", opt.images},
+                          {"responses", rows},
+                          {"demo", info.demo},
                           {"backend", (*backend)->name()}};
     std::cout << out.dump() << "\n";
     return kExitOk;

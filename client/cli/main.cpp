@@ -12,14 +12,14 @@ int main(int argc, char** argv) {
   CommonOptions common;
   app.add_option("--models", common.models_dir,
                  "Directory of .keras models (default: $STIMLOOP_MODELS, else the built-in demo)");
-  app.add_option("--backend", common.backend, "Compute backend: cpu, cuda, or auto (the GPU when one is usable)")
+  app.add_option("--backend", common.backend,
+                 "Compute backend: cpu, cuda, or auto (the GPU when one is usable)")
       ->capture_default_str();
-  app.add_option("--threads", common.threads, "CPU threads (0 = all cores)")
-      ->capture_default_str();
+  app.add_option("--threads", common.threads, "CPU threads (0 = all cores)")->capture_default_str();
 
   app.fallthrough();  // global flags may also follow the subcommand: `predict --models DIR`
 
-  const Command commands[] = {add_models_command(app, common),   add_predict_command(app, common),
+  const Command commands[] = {add_models_command(app, common), add_predict_command(app, common),
                               add_gradient_command(app, common), add_info_command(app, common),
                               add_test_image_command(app, common)};
   try {

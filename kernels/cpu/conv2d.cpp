@@ -5,8 +5,8 @@
 
 namespace stimloop::cpu {
 
-void conv2d_forward(const LayerParams& p, int n, const float* in, const float* w,
-                    const float* bias, float* out) {
+void conv2d_forward(const LayerParams& p, int n, const float* in, const float* w, const float* bias,
+                    float* out) {
   const int rows = n * p.out_h;
   const int cin = p.in_c, cout = p.out_c;
 #pragma omp parallel for schedule(static)

@@ -48,7 +48,8 @@ class CpuResidentNetwork final : public ResidentNetwork {
       const int m = std::min(chunk_, n - start);
       run_forward(images.data() + start * net_->input_size(), m);
       const auto& last = activations_.back();
-      std::copy_n(last.data(), m * net_->num_outputs(), outputs.data() + start * net_->num_outputs());
+      std::copy_n(last.data(), m * net_->num_outputs(),
+                  outputs.data() + start * net_->num_outputs());
     }
     return Status::Ok();
   }

@@ -8,9 +8,15 @@ namespace stimloop::cpu {
 void layer_forward(const LayerParams& p, int n, const float* in, const float* w, const float* bias,
                    float* out) {
   switch (p.kind) {
-    case LayerKind::kConv2D: conv2d_forward(p, n, in, w, bias, out); break;
-    case LayerKind::kDepthwise: depthwise_forward(p, n, in, w, bias, out); break;
-    case LayerKind::kPointwise: pointwise_forward(p, n, in, w, bias, out); break;
+    case LayerKind::kConv2D:
+      conv2d_forward(p, n, in, w, bias, out);
+      break;
+    case LayerKind::kDepthwise:
+      depthwise_forward(p, n, in, w, bias, out);
+      break;
+    case LayerKind::kPointwise:
+      pointwise_forward(p, n, in, w, bias, out);
+      break;
   }
   if (p.relu) {
     const std::int64_t total = std::int64_t{n} * p.out_size();
@@ -21,9 +27,15 @@ void layer_forward(const LayerParams& p, int n, const float* in, const float* w,
 void layer_backward_input(const LayerParams& p, int n, const float* d_out, const float* w,
                           float* d_in) {
   switch (p.kind) {
-    case LayerKind::kConv2D: conv2d_backward_input(p, n, d_out, w, d_in); break;
-    case LayerKind::kDepthwise: depthwise_backward_input(p, n, d_out, w, d_in); break;
-    case LayerKind::kPointwise: pointwise_backward_input(p, n, d_out, w, d_in); break;
+    case LayerKind::kConv2D:
+      conv2d_backward_input(p, n, d_out, w, d_in);
+      break;
+    case LayerKind::kDepthwise:
+      depthwise_backward_input(p, n, d_out, w, d_in);
+      break;
+    case LayerKind::kPointwise:
+      pointwise_backward_input(p, n, d_out, w, d_in);
+      break;
   }
 }
 

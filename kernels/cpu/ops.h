@@ -10,8 +10,8 @@
 namespace stimloop::cpu {
 
 // out[b,oy,ox,co] = bias[co] + sum_{ky,kx,ci} in[b, oy*s+ky-pad, ox*s+kx-pad, ci] * w[ky,kx,ci,co]
-void conv2d_forward(const LayerParams& p, int n, const float* in, const float* w,
-                    const float* bias, float* out);
+void conv2d_forward(const LayerParams& p, int n, const float* in, const float* w, const float* bias,
+                    float* out);
 void conv2d_backward_input(const LayerParams& p, int n, const float* d_out, const float* w,
                            float* d_in);
 

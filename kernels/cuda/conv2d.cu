@@ -11,17 +11,11 @@ namespace stimloop::cuda {
 namespace {
 
 __global__ void conv2d_forward_kernel(LayerParams p, int n, const float* __restrict__ in,
-                                      const float* __restrict__ w,
-                                      const float* __restrict__ bias, float* __restrict__ out) {
+                                      const float* __restrict__ w, const float* __restrict__ bias,
+                                      float* __restrict__ out) {
   const std::int64_t total = std::int64_t{n} * p.out_h * p.out_w * p.out_c;
-  for (std::int64_t i = blockIdx.x * std::int64_t{blockDim.x} + threadIdx.x; i < total;
-       i += std::int64_t{gridDim.x} * blockDim.x) {
-    const int co = static_cast<int>(i % p.out_c);
-    std::int64_t rest = i / p.out_c;
-    const int ox = static_cast<int>(rest % p.out_w);
-    rest /= p.out_w;
-    const int oy = static_cast<int>(rest % p.out_h);
-    const int b = static_cast<int>(rest / p.out_h);
+  STIMLOOP_GRID_LOOP(i, total) {
+    const auto [b, oy, ox, co] = unravel_nhwc(i, p.out_h, p.out_w, p.out_c);
     const float* image = in + std::int64_t{b} * p.in_h * p.in_w * p.in_c;
     float acc = bias != nullptr ? bias[co] : 0.0f;
     for (int ky = 0; ky < p.k_h; ++ky) {
@@ -39,20 +33,13 @@ __global__ void conv2d_forward_kernel(LayerParams p, int n, const float* __restr
   }
 }
 
-__global__ void conv2d_backward_input_kernel(LayerParams p, int n,
-                                             const float* __restrict__ d_out,
+__global__ void conv2d_backward_input_kernel(LayerParams p, int n, const float* __restrict__ d_out,
                                              const float* __restrict__ relu_out,
                                              const float* __restrict__ w,
                                              float* __restrict__ d_in) {
   const std::int64_t total = std::int64_t{n} * p.in_h * p.in_w * p.in_c;
-  for (std::int64_t i = blockIdx.x * std::int64_t{blockDim.x} + threadIdx.x; i < total;
-       i += std::int64_t{gridDim.x} * blockDim.x) {
-    const int ci = static_cast<int>(i % p.in_c);
-    std::int64_t rest = i / p.in_c;
-    const int ix = static_cast<int>(rest % p.in_w);
-    rest /= p.in_w;
-    const int iy = static_cast<int>(rest % p.in_h);
-    const int b = static_cast<int>(rest / p.in_h);
+  STIMLOOP_GRID_LOOP(i, total) {
+    const auto [b, iy, ix, ci] = unravel_nhwc(i, p.in_h, p.in_w, p.in_c);
     const std::int64_t image_offset = std::int64_t{b} * p.out_h * p.out_w * p.out_c;
     float acc = 0.0f;
     for (int ky = 0; ky < p.k_h; ++ky) {
@@ -82,21 +69,14 @@ __global__ void conv2d_backward_input_kernel(LayerParams p, int n,
 
 Status conv2d_forward(const LayerParams& p, int n, const float* in, const float* w,
                       const float* bias, float* out, cudaStream_t stream) {
-  const std::int64_t total = std::int64_t{n} * p.out_size();
-  if (total == 0) return Status::Ok();
-  conv2d_forward_kernel<<<blocks_for(total), kThreadsPerBlock, 0, stream>>>(p, n, in, w, bias,
-                                                                             out);
-  return check_launch("conv2d_forward_kernel");
+  return launch_1d("conv2d_forward_kernel", std::int64_t{n} * p.out_size(), 1, stream,
+                   conv2d_forward_kernel, p, n, in, w, bias, out);
 }
 
-Status conv2d_backward_input(const LayerParams& p, int n, const float* d_out,
-                             const float* relu_out, const float* w, float* d_in,
-                             cudaStream_t stream) {
-  const std::int64_t total = std::int64_t{n} * p.in_size();
-  if (total == 0) return Status::Ok();
-  conv2d_backward_input_kernel<<<blocks_for(total), kThreadsPerBlock, 0, stream>>>(
-      p, n, d_out, relu_out, w, d_in);
-  return check_launch("conv2d_backward_input_kernel");
+Status conv2d_backward_input(const LayerParams& p, int n, const float* d_out, const float* relu_out,
+                             const float* w, float* d_in, cudaStream_t stream) {
+  return launch_1d("conv2d_backward_input_kernel", std::int64_t{n} * p.in_size(), 1, stream,
+                   conv2d_backward_input_kernel, p, n, d_out, relu_out, w, d_in);
 }
 
 }  // namespace stimloop::cuda

@@ -16,9 +16,8 @@ namespace stimloop::cuda {
 
 Status conv2d_forward(const LayerParams& p, int n, const float* in, const float* w,
                       const float* bias, float* out, cudaStream_t stream);
-Status conv2d_backward_input(const LayerParams& p, int n, const float* d_out,
-                             const float* relu_out, const float* w, float* d_in,
-                             cudaStream_t stream);
+Status conv2d_backward_input(const LayerParams& p, int n, const float* d_out, const float* relu_out,
+                             const float* w, float* d_in, cudaStream_t stream);
 
 Status depthwise_forward(const LayerParams& p, int n, const float* in, const float* w,
                          const float* bias, float* out, cudaStream_t stream);
@@ -35,8 +34,7 @@ Status pointwise_backward_input(const LayerParams& p, int n, const float* d_out,
 // Dispatch on p.kind.
 Status layer_forward(const LayerParams& p, int n, const float* in, const float* w,
                      const float* bias, float* out, cudaStream_t stream);
-Status layer_backward_input(const LayerParams& p, int n, const float* d_out,
-                            const float* relu_out, const float* w, float* d_in,
-                            cudaStream_t stream);
+Status layer_backward_input(const LayerParams& p, int n, const float* d_out, const float* relu_out,
+                            const float* w, float* d_in, cudaStream_t stream);
 
 }  // namespace stimloop::cuda

@@ -13,13 +13,10 @@ constexpr int kWarp = 32;
 constexpr int kLongReduction = 128;
 
 __global__ void pointwise_forward_kernel(LayerParams p, std::int64_t pixels,
-                                         const float* __restrict__ in,
-                                         const float* __restrict__ w,
-                                         const float* __restrict__ bias,
-                                         float* __restrict__ out) {
+                                         const float* __restrict__ in, const float* __restrict__ w,
+                                         const float* __restrict__ bias, float* __restrict__ out) {
   const std::int64_t total = pixels * p.out_c;
-  for (std::int64_t i = blockIdx.x * std::int64_t{blockDim.x} + threadIdx.x; i < total;
-       i += std::int64_t{gridDim.x} * blockDim.x) {
+  STIMLOOP_GRID_LOOP(i, total) {
     const int co = static_cast<int>(i % p.out_c);
     const float* a = in + (i / p.out_c) * p.in_c;
     float acc = bias != nullptr ? bias[co] : 0.0f;
@@ -60,8 +57,7 @@ __global__ void pointwise_backward_input_kernel(LayerParams p, std::int64_t pixe
                                                 const float* __restrict__ w,
                                                 float* __restrict__ d_in) {
   const std::int64_t total = pixels * p.in_c;
-  for (std::int64_t i = blockIdx.x * std::int64_t{blockDim.x} + threadIdx.x; i < total;
-       i += std::int64_t{gridDim.x} * blockDim.x) {
+  STIMLOOP_GRID_LOOP(i, total) {
     const int ci = static_cast<int>(i % p.in_c);
     const std::int64_t g = (i / p.in_c) * p.out_c;
     const float* w_row = w + std::int64_t{ci} * p.out_c;
@@ -79,27 +75,20 @@ __global__ void pointwise_backward_input_kernel(LayerParams p, std::int64_t pixe
 Status pointwise_forward(const LayerParams& p, int n, const float* in, const float* w,
                          const float* bias, float* out, cudaStream_t stream) {
   const std::int64_t pixels = std::int64_t{n} * p.out_h * p.out_w;
-  const std::int64_t total = pixels * p.out_c;
-  if (total == 0) return Status::Ok();
   if (p.in_c >= kLongReduction) {
-    pointwise_forward_warp_kernel<<<blocks_for(total * kWarp), kThreadsPerBlock, 0, stream>>>(
-        p, pixels, in, w, bias, out);
-    return check_launch("pointwise_forward_warp_kernel");
+    return launch_1d("pointwise_forward_warp_kernel", pixels * p.out_c, kWarp, stream,
+                     pointwise_forward_warp_kernel, p, pixels, in, w, bias, out);
   }
-  pointwise_forward_kernel<<<blocks_for(total), kThreadsPerBlock, 0, stream>>>(p, pixels, in, w,
-                                                                                bias, out);
-  return check_launch("pointwise_forward_kernel");
+  return launch_1d("pointwise_forward_kernel", pixels * p.out_c, 1, stream,
+                   pointwise_forward_kernel, p, pixels, in, w, bias, out);
 }
 
 Status pointwise_backward_input(const LayerParams& p, int n, const float* d_out,
                                 const float* relu_out, const float* w, float* d_in,
                                 cudaStream_t stream) {
   const std::int64_t pixels = std::int64_t{n} * p.out_h * p.out_w;
-  const std::int64_t total = pixels * p.in_c;
-  if (total == 0) return Status::Ok();
-  pointwise_backward_input_kernel<<<blocks_for(total), kThreadsPerBlock, 0, stream>>>(
-      p, pixels, d_out, relu_out, w, d_in);
-  return check_launch("pointwise_backward_input_kernel");
+  return launch_1d("pointwise_backward_input_kernel", pixels * p.in_c, 1, stream,
+                   pointwise_backward_input_kernel, p, pixels, d_out, relu_out, w, d_in);
 }
 
 }  // namespace stimloop::cuda

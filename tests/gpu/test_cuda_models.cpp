@@ -57,7 +57,8 @@ double min_relu_margin(const stimloop::Network& net, const float* image) {
   return margin;
 }
 
-Errors compare_backends(const stimloop::Network& net_ref, std::shared_ptr<const stimloop::Network> net,
+Errors compare_backends(const stimloop::Network& net_ref,
+                        std::shared_ptr<const stimloop::Network> net,
                         const std::vector<float>& images, int n) {
   auto cpu = stimloop::make_cpu_backend();
   auto gpu = stimloop::make_cuda_backend();
@@ -73,7 +74,8 @@ Errors compare_backends(const stimloop::Network& net_ref, std::shared_ptr<const 
   Errors e;
   for (std::size_t i = 0; i < y_cpu.size(); ++i) {
     REQUIRE(std::isfinite(y_gpu[i]));
-    e.forward = std::max(e.forward, std::abs(y_gpu[i] - y_cpu[i]) / std::max(1.0, std::abs(double(y_cpu[i]))));
+    e.forward = std::max(e.forward,
+                         std::abs(y_gpu[i] - y_cpu[i]) / std::max(1.0, std::abs(double(y_cpu[i]))));
   }
   // Gradient of output k = image index mod outputs (covers many outputs of a shared model).
   std::vector<float> seed(n * outputs, 0.0f);
@@ -119,7 +121,8 @@ TEST_CASE("CUDA backend matches the CPU backend on the demo model", "[gpu][model
   CHECK(e.gradient <= 1e-4);
 }
 
-TEST_CASE("CUDA backend matches the CPU backend on every published model", "[gpu][models][golden]") {
+TEST_CASE("CUDA backend matches the CPU backend on every published model",
+          "[gpu][models][golden]") {
   const auto data = stimloop::test::v4_data_dir();
   if (!data) {
     stimloop::test::print_skip("CUDA vs CPU on published models");

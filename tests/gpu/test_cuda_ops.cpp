@@ -102,8 +102,8 @@ TEST_CASE("CUDA ops match the CPU ops on odd shapes", "[gpu][ops]") {
   cuda::DeviceBuffer<float> d_y, d_dx;
   REQUIRE(d_y.allocate(cpu_out.size()).ok());
   REQUIRE(d_dx.allocate(cpu_d_in.size()).ok());
-  REQUIRE(cuda::layer_forward(p, n, d_in_buf.data(), d_w.data(), d_b.data(), d_y.data(), nullptr)
-              .ok());
+  REQUIRE(
+      cuda::layer_forward(p, n, d_in_buf.data(), d_w.data(), d_b.data(), d_y.data(), nullptr).ok());
   REQUIRE(cuda::layer_backward_input(p, n, d_g.data(), relu ? d_y.data() : nullptr, d_w.data(),
                                      d_dx.data(), nullptr)
               .ok());
@@ -127,11 +127,13 @@ TEST_CASE("CUDA pointwise handles long reductions (Dense readout) and the 28x28 
     std::vector<float> cpu_out(n * p.out_size()), cpu_d_in(n * p.in_size());
     stimloop::cpu::layer_forward(p, n, in.data(), weights.data(), bias.data(), cpu_out.data());
     stimloop::cpu::layer_backward_input(p, n, d_out.data(), weights.data(), cpu_d_in.data());
-    auto d_x = to_device(in), d_w = to_device(weights), d_b = to_device(bias), d_g = to_device(d_out);
+    auto d_x = to_device(in), d_w = to_device(weights), d_b = to_device(bias),
+         d_g = to_device(d_out);
     cuda::DeviceBuffer<float> d_y, d_dx;
     REQUIRE(d_y.allocate(cpu_out.size()).ok());
     REQUIRE(d_dx.allocate(cpu_d_in.size()).ok());
-    REQUIRE(cuda::layer_forward(p, n, d_x.data(), d_w.data(), d_b.data(), d_y.data(), nullptr).ok());
+    REQUIRE(
+        cuda::layer_forward(p, n, d_x.data(), d_w.data(), d_b.data(), d_y.data(), nullptr).ok());
     REQUIRE(cuda::layer_backward_input(p, n, d_g.data(), nullptr, d_w.data(), d_dx.data(), nullptr)
                 .ok());
     // Sums of 784..2352 products of O(1) values: allow 1e-4 (float32, different orders).
