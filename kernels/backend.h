@@ -3,6 +3,7 @@
 // handle. The CPU backend is always there; the CUDA backend plugs in behind the same interface.
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <span>
 #include <string>
@@ -24,9 +25,18 @@ class ResidentNetwork {
   // One forward pass plus the vector-Jacobian product to the input:
   //   d_images[i] = d( sum_k output_seed[i,k] * outputs[i,k] ) / d images[i].
   // A one-hot seed gives d(output k)/d(image); other seeds serve population objectives.
-  virtual Status input_gradient(std::span<const float> images, int n,
-                                std::span<const float> output_seed, std::span<float> outputs,
-                                std::span<float> d_images) = 0;
+  Status input_gradient(std::span<const float> images, int n, std::span<const float> output_seed,
+                        std::span<float> outputs, std::span<float> d_images);
+
+  // The same with a seed computed from the outputs, for objectives whose derivative depends on
+  // the response (softmax shares, squared errors): after the forward pass of each group of
+  // images [first, first + count) the backend calls seed(first, count, outputs, seed_out) with
+  // that group's outputs and fills seed_out, then runs the backward pass. One forward pass per
+  // step, whatever the objective.
+  using SeedFunction = std::function<void(int first, int count, std::span<const float> outputs,
+                                          std::span<float> seed_out)>;
+  virtual Status vector_jacobian(std::span<const float> images, int n, const SeedFunction& seed,
+                                 std::span<float> outputs, std::span<float> d_images) = 0;
 
  protected:
   // Shared argument checks, so every backend rejects the same mistakes with the same words.

@@ -28,6 +28,22 @@ Status ResidentNetwork::check_forward_args(std::size_t images, int n, std::size_
   return Status::Ok();
 }
 
+Status ResidentNetwork::input_gradient(std::span<const float> images, int n,
+                                       std::span<const float> output_seed,
+                                       std::span<float> outputs, std::span<float> d_images) {
+  if (output_seed.size() != outputs.size()) {
+    return invalid_argument("output_seed holds " + std::to_string(output_seed.size()) +
+                            " floats, expected " + std::to_string(outputs.size()));
+  }
+  const std::int64_t per_image = network().num_outputs();
+  return vector_jacobian(
+      images, n,
+      [&](int first, int count, std::span<const float>, std::span<float> seed_out) {
+        std::copy_n(output_seed.data() + first * per_image, count * per_image, seed_out.data());
+      },
+      outputs, d_images);
+}
+
 namespace {
 
 // Keep a chunk's activations under this many bytes (a 200-filter shared model holds ~10 MB of
@@ -54,13 +70,9 @@ class CpuResidentNetwork final : public ResidentNetwork {
     return Status::Ok();
   }
 
-  Status input_gradient(std::span<const float> images, int n, std::span<const float> output_seed,
-                        std::span<float> outputs, std::span<float> d_images) override {
+  Status vector_jacobian(std::span<const float> images, int n, const SeedFunction& seed,
+                         std::span<float> outputs, std::span<float> d_images) override {
     RETURN_IF_ERROR(check_forward_args(images.size(), n, outputs.size()));
-    if (output_seed.size() != outputs.size()) {
-      return invalid_argument("output_seed holds " + std::to_string(output_seed.size()) +
-                              " floats, expected " + std::to_string(outputs.size()));
-    }
     if (d_images.size() != images.size()) {
       return invalid_argument("d_images holds " + std::to_string(d_images.size()) +
                               " floats, expected " + std::to_string(images.size()));
@@ -70,8 +82,11 @@ class CpuResidentNetwork final : public ResidentNetwork {
     for (int start = 0; start < n; start += chunk_) {
       const int m = std::min(chunk_, n - start);
       run_forward(images.data() + start * in_size, m);
-      std::copy_n(activations_.back().data(), m * out_size, outputs.data() + start * out_size);
-      run_backward(output_seed.data() + start * out_size, m, d_images.data() + start * in_size);
+      const std::span<float> chunk_out(outputs.data() + start * out_size, m * out_size);
+      std::copy_n(activations_.back().data(), chunk_out.size(), chunk_out.data());
+      seed_.resize(chunk_out.size());
+      seed(start, m, chunk_out, seed_);
+      run_backward(seed_.data(), m, d_images.data() + start * in_size);
     }
     return Status::Ok();
   }
@@ -121,7 +136,7 @@ class CpuResidentNetwork final : public ResidentNetwork {
   int chunk_;
   std::mutex mutex_;  // one call at a time: the workspace below is shared
   std::vector<std::vector<float>> activations_;
-  std::vector<float> grad_a_, grad_b_;
+  std::vector<float> grad_a_, grad_b_, seed_;
 };
 
 class CpuBackend final : public Backend {

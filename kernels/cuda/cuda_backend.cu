@@ -66,11 +66,11 @@ class CudaResidentNetwork final : public ResidentNetwork {
     return Status::Ok();
   }
 
-  Status input_gradient(std::span<const float> images, int n, std::span<const float> output_seed,
-                        std::span<float> outputs, std::span<float> d_images) override {
+  Status vector_jacobian(std::span<const float> images, int n, const SeedFunction& seed,
+                         std::span<float> outputs, std::span<float> d_images) override {
     RETURN_IF_ERROR(check_forward_args(images.size(), n, outputs.size()));
-    if (output_seed.size() != outputs.size() || d_images.size() != images.size()) {
-      return invalid_argument("output_seed / d_images buffers do not match the batch");
+    if (d_images.size() != images.size()) {
+      return invalid_argument("d_images buffer does not match the batch");
     }
     std::lock_guard lock(mutex_);
     const std::int64_t in_size = net_->input_size(), out_size = net_->num_outputs();
@@ -78,10 +78,14 @@ class CudaResidentNetwork final : public ResidentNetwork {
       const int m = std::min(chunk_, n - start);
       RETURN_IF_ERROR(ensure_workspace(m));
       RETURN_IF_ERROR(input_.upload(images.data() + start * in_size, m * in_size, stream_));
-      RETURN_IF_ERROR(grad_a_.upload(output_seed.data() + start * out_size, m * out_size, stream_));
       RETURN_IF_ERROR(run_forward(m));
-      RETURN_IF_ERROR(
-          activations_.back().download(outputs.data() + start * out_size, m * out_size, stream_));
+      const std::span<float> chunk_out(outputs.data() + start * out_size, m * out_size);
+      RETURN_IF_ERROR(activations_.back().download(chunk_out.data(), chunk_out.size(), stream_));
+      // The seed may depend on the outputs: they must be on the host before it is computed.
+      CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream_));
+      seed_.resize(chunk_out.size());
+      seed(start, m, chunk_out, seed_);
+      RETURN_IF_ERROR(grad_a_.upload(seed_.data(), seed_.size(), stream_));
       RETURN_IF_ERROR(run_backward(m));
       RETURN_IF_ERROR(d_input_.download(d_images.data() + start * in_size, m * in_size, stream_));
     }
@@ -142,6 +146,7 @@ class CudaResidentNetwork final : public ResidentNetwork {
   int workspace_images_ = 0;
   std::vector<cuda::DeviceBuffer<float>> activations_;
   cuda::DeviceBuffer<float> input_, d_input_, grad_a_, grad_b_;
+  std::vector<float> seed_;  // host copy of the current chunk's seed
 };
 
 class CudaBackend final : public Backend {
