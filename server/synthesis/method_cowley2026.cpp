@@ -1,0 +1,62 @@
+// The authors' preferred-stimulus algorithm (Cowley et al. 2026, classes/class_synth.py), step
+// by step as docs/domain.md gives it: normalise the gradient by its RMS (+1e-5), blur it with
+// sigma 1 over the spatial axes, step 10 pixel levels along it, clip each channel to the valid
+// range, optionally gray; after the step's evaluation, blur the image itself every 50 steps
+// (t > 0, t % 50 == 0). Minimisation arrives here as maximisation of the negated output, so
+// "image + step * g" is the authors' "image -/+ 10 g".
+#include <cmath>
+
+#include "server/synthesis/method.h"
+
+namespace stimloop::synthesis {
+namespace {
+
+class Cowley2026 final : public Method {
+ public:
+  explicit Cowley2026(const SynthesisRequest& r)
+      : step_(r.step_size),
+        gradient_sigma_(r.gradient_blur_sigma),
+        blur_every_(r.image_blur_every),
+        image_sigma_(r.image_blur_sigma),
+        grayscale_(r.grayscale) {}
+
+  void update(int, BatchState& s, std::span<const double> gradient) override {
+    const std::int64_t size = s.shape.size();
+    g_.resize(size);
+    for (int i = 0; i < s.n; ++i) {
+      const double* gi = gradient.data() + i * size;
+      double sum_sq = 0.0;
+      for (std::int64_t j = 0; j < size; ++j) sum_sq += gi[j] * gi[j];
+      const double scale = 1.0 / (std::sqrt(sum_sq / double(size)) + 1e-5);
+      for (std::int64_t j = 0; j < size; ++j) g_[j] = gi[j] * scale;
+      gaussian_blur(g_, s.shape, gradient_sigma_, scratch_);
+      auto img = s.image(i);
+      for (std::int64_t j = 0; j < size; ++j) img[j] += step_ * g_[j];
+      clip_to_valid(img, s.means);
+      if (grayscale_) to_grayscale(img, s.means);
+    }
+  }
+
+  bool after_evaluation(int t, BatchState& s) override {
+    if (blur_every_ <= 0 || t == 0 || t % blur_every_ != 0 || image_sigma_ <= 0) return false;
+    for (int i = 0; i < s.n; ++i) gaussian_blur(s.image(i), s.shape, image_sigma_, scratch_);
+    return true;
+  }
+
+  bool initial_image_is_candidate() const override { return false; }
+
+ private:
+  double step_, gradient_sigma_;
+  int blur_every_;
+  double image_sigma_;
+  bool grayscale_;
+  std::vector<double> g_, scratch_;
+};
+
+}  // namespace
+
+std::unique_ptr<Method> make_cowley2026(const SynthesisRequest& request) {
+  return std::make_unique<Cowley2026>(request);
+}
+
+}  // namespace stimloop::synthesis
