@@ -120,7 +120,8 @@ void set_separable_weights(KerasLayer& l, std::vector<float> pointwise) {
 
 }  // namespace
 
-KerasGraph build_demo_graph() {
+KerasGraph build_demo_graph(DemoKind kind) {
+  const bool population = kind == DemoKind::kPopulation;
   KerasGraph g;
   g.source = "built-in";
   g.in_h = g.in_w = kSide;
@@ -147,12 +148,22 @@ KerasGraph build_demo_graph() {
   for (int m = 0; m < 4; ++m) pw2[(2 * m) * 4 + m] = pw2[(2 * m + 1) * 4 + m] = 1.0f;
   set_separable_weights(l2, pw2);
   // Layers 3 and 4: orientation opponency (vertical-ish minus horizontal-ish), then smoothing.
+  // The population demo keeps the four orientation channels (identity mixing) for four neurons.
+  const int c3 = population ? 4 : 2;
   KerasLayer l3 = conv_layer(KerasLayerType::kSeparableConv2D, "SeparableConv2D", "layer3_conv",
-                             "separable_conv2d_2", 28, 4, 2, 1);
-  set_separable_weights(l3, {1.0f, 0.0f, 0.0f, 1.0f, -0.5f, 0.0f, 0.0f, -0.5f});
+                             "separable_conv2d_2", 28, 4, c3, 1);
+  std::vector<float> pw3(4 * c3, 0.0f);
+  if (population) {
+    for (int m = 0; m < 4; ++m) pw3[m * 4 + m] = 1.0f;
+  } else {
+    pw3 = {1.0f, 0.0f, 0.0f, 1.0f, -0.5f, 0.0f, 0.0f, -0.5f};
+  }
+  set_separable_weights(l3, pw3);
   KerasLayer l4 = conv_layer(KerasLayerType::kSeparableConv2D, "SeparableConv2D", "layer4_conv",
-                             "separable_conv2d_3", 28, 2, 2, 1);
-  set_separable_weights(l4, {1.0f, 0.0f, 0.0f, 1.0f});
+                             "separable_conv2d_3", 28, c3, c3, 1);
+  std::vector<float> pw4(c3 * c3, 0.0f);
+  for (int m = 0; m < c3; ++m) pw4[m * c3 + m] = 1.0f;
+  set_separable_weights(l4, pw4);
 
   const KerasLayer* prev = &l0;
   int index = 1;
@@ -176,7 +187,9 @@ KerasGraph build_demo_graph() {
   flatten.out_c = 28 * 28 * prev->out_c;
   g.layers.push_back(flatten);
 
-  // Dense readout: a Gaussian window (sigma 4) centred on the image, channel 0 weighted most.
+  // Dense readout. Single demo: a Gaussian window (sigma 4) centred on the image, channel 0
+  // weighted most. Population demo: neuron m reads orientation channel m through a window
+  // (sigma 3) centred in quadrant m, so each prefers its own orientation at its own place.
   KerasLayer dense;
   dense.type = KerasLayerType::kDense;
   dense.class_name = "Dense";
@@ -184,14 +197,25 @@ KerasGraph build_demo_graph() {
   dense.weights_group = "dense";
   dense.in_h = dense.in_w = dense.out_h = dense.out_w = 1;
   dense.in_c = flatten.out_c;
-  dense.filters = dense.out_c = 1;
-  std::vector<float> readout(flatten.out_c);
-  for (int y = 0; y < 28; ++y)
-    for (int x = 0; x < 28; ++x)
-      for (int c = 0; c < 2; ++c)
-        readout[(y * 28 + x) * 2 + c] =
-            static_cast<float>((c == 0 ? 1.0 : 0.3) * gaussian(x - 13.5, y - 13.5, 4.0) * 0.2);
-  dense.vars = {{{flatten.out_c, 1}, readout}, {{1}, {0.1f}}};
+  const int outputs = population ? 4 : 1;
+  dense.filters = dense.out_c = outputs;
+  std::vector<float> readout(std::size_t(flatten.out_c) * outputs);
+  for (int y = 0; y < 28; ++y) {
+    for (int x = 0; x < 28; ++x) {
+      for (int c = 0; c < c3; ++c) {
+        const std::size_t row = std::size_t((y * 28 + x) * c3 + c) * outputs;
+        if (population) {
+          const double cy = c < 2 ? 9.5 : 17.5, cx = c % 2 == 0 ? 9.5 : 17.5;
+          readout[row + c] = static_cast<float>(gaussian(x - cx, y - cy, 3.0) * 0.4);
+        } else {
+          readout[row] =
+              static_cast<float>((c == 0 ? 1.0 : 0.3) * gaussian(x - 13.5, y - 13.5, 4.0) * 0.2);
+        }
+      }
+    }
+  }
+  dense.vars = {{{flatten.out_c, outputs}, readout},
+                {{outputs}, std::vector<float>(outputs, 0.1f)}};
   g.layers.push_back(dense);
 
   // The demo's "file hash": SHA-256 of all its weights, so records can still name it exactly.
@@ -206,20 +230,43 @@ KerasGraph build_demo_graph() {
   return g;
 }
 
-std::shared_ptr<const Model> demo_model() {
-  static const std::shared_ptr<const Model> kModel = [] {
-    const KerasGraph graph = build_demo_graph();
-    auto network = compile_network(graph);  // cannot fail: the graph is built right here
-    auto model = std::make_shared<Model>();
-    model->info = describe_model(graph, *network);
+namespace {
+
+std::shared_ptr<const Model> make_demo(DemoKind kind) {
+  const KerasGraph graph = build_demo_graph(kind);
+  auto network = compile_network(graph);  // cannot fail: the graph is built right here
+  auto model = std::make_shared<Model>();
+  model->info = describe_model(graph, *network);
+  model->info.demo = true;
+  if (kind == DemoKind::kSingle) {
     model->info.id = kDemoModelId;
-    model->info.demo = true;
     model->info.description =
         "DEMO: built-in procedural Gabor model with the compact architecture; not a V4 neuron";
-    model->network = std::make_shared<const Network>(std::move(network).value());
-    return std::shared_ptr<const Model>(std::move(model));
-  }();
-  return kModel;
+  } else {
+    model->info.id = kDemoPopulationModelId;
+    model->info.description =
+        "DEMO: built-in procedural 4-neuron model (orientation x quadrant); not V4 neurons";
+  }
+  model->network = std::make_shared<const Network>(std::move(network).value());
+  return model;
+}
+
+}  // namespace
+
+std::shared_ptr<const Model> demo_model(DemoKind kind) {
+  static const std::shared_ptr<const Model> kSingle = make_demo(DemoKind::kSingle);
+  static const std::shared_ptr<const Model> kPopulation = make_demo(DemoKind::kPopulation);
+  return kind == DemoKind::kSingle ? kSingle : kPopulation;
+}
+
+bool is_demo_id(const std::string& id) {
+  return id == kDemoModelId || id == kDemoPopulationModelId;
+}
+
+StatusOr<std::shared_ptr<const Model>> demo_model_by_id(const std::string& id) {
+  if (id == kDemoModelId) return demo_model(DemoKind::kSingle);
+  if (id == kDemoPopulationModelId) return demo_model(DemoKind::kPopulation);
+  return not_found("no built-in demo model '" + id + "'");
 }
 
 }  // namespace stimloop

@@ -6,6 +6,9 @@
 #pragma once
 
 #include <memory>
+#include <string>
+
+#include "common/status.h"
 
 #include "models/keras_graph.h"
 #include "models/model.h"
@@ -13,8 +16,14 @@
 namespace stimloop {
 
 inline constexpr const char* kDemoModelId = "demo";
+// A second demo with four outputs (orientation x quadrant), for population objectives.
+inline constexpr const char* kDemoPopulationModelId = "demo_population";
 
-KerasGraph build_demo_graph();
-std::shared_ptr<const Model> demo_model();
+enum class DemoKind { kSingle, kPopulation };
+
+KerasGraph build_demo_graph(DemoKind kind = DemoKind::kSingle);
+std::shared_ptr<const Model> demo_model(DemoKind kind = DemoKind::kSingle);
+bool is_demo_id(const std::string& id);
+StatusOr<std::shared_ptr<const Model>> demo_model_by_id(const std::string& id);
 
 }  // namespace stimloop

@@ -40,7 +40,7 @@ StatusOr<std::unique_ptr<ModelRepository>> ModelRepository::open(const std::stri
   auto repo = std::unique_ptr<ModelRepository>(new ModelRepository());
   repo->directory_ = directory;
   if (directory.empty()) {
-    repo->ids_ = {kDemoModelId};
+    repo->ids_ = {kDemoModelId, kDemoPopulationModelId};
     return repo;
   }
   std::error_code ec;
@@ -50,7 +50,7 @@ StatusOr<std::unique_ptr<ModelRepository>> ModelRepository::open(const std::stri
   for (const auto& entry : fs::directory_iterator(directory, ec)) {
     if (entry.path().extension() != ".keras" || !entry.is_regular_file(ec)) continue;
     const std::string id = entry.path().stem().string();
-    if (id.empty() || id == kDemoModelId) continue;
+    if (id.empty() || is_demo_id(id)) continue;
     repo->paths_[id] = entry.path().string();
     repo->ids_.push_back(id);
   }
@@ -60,12 +60,13 @@ StatusOr<std::unique_ptr<ModelRepository>> ModelRepository::open(const std::stri
 }
 
 StatusOr<std::shared_ptr<const Model>> ModelRepository::get(const std::string& id) {
-  if (id == kDemoModelId) return demo_model();
+  if (is_demo_id(id)) return demo_model_by_id(id);
   const auto path = paths_.find(id);
   if (path == paths_.end()) {
     return not_found("unknown model id '" + id + "'" +
                      (directory_.empty() ? " (no model directory: give --models DIR or set "
-                                           "STIMLOOP_MODELS; only 'demo' is built in)"
+                                           "STIMLOOP_MODELS; only 'demo' and 'demo_population' "
+                                           "are built in)"
                                          : " in " + directory_));
   }
   {

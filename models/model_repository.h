@@ -1,7 +1,7 @@
 // A directory of .keras files, one model per file, the id being the file stem. Ids are matched
 // only against the files found by the scan, so no id can name a path outside the directory.
-// The built-in demo model is always reachable as "demo"; listings include it only when no
-// directory is configured.
+// The built-in demo models are always reachable as "demo" and "demo_population"; listings
+// include them only when no directory is configured.
 #pragma once
 
 #include <map>

@@ -4,6 +4,7 @@
 
 #include <iostream>
 
+#include "common/version.h"
 #include "models/preprocess.h"
 
 namespace stimloop::cli {
@@ -76,6 +77,6 @@ int report_error(const Status& status) {
   return kExitFailure;
 }
 
-std::string stimloop_version() { return STIMLOOP_VERSION; }
+std::string stimloop_version() { return version(); }
 
 }  // namespace stimloop::cli

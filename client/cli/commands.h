@@ -19,5 +19,7 @@ Command add_predict_command(CLI::App& app, const CommonOptions& common);
 Command add_gradient_command(CLI::App& app, const CommonOptions& common);
 Command add_info_command(CLI::App& app, const CommonOptions& common);
 Command add_test_image_command(CLI::App& app, const CommonOptions& common);
+Command add_synthesize_command(CLI::App& app, const CommonOptions& common);
+Command add_replay_command(CLI::App& app, const CommonOptions& common);
 
 }  // namespace stimloop::cli

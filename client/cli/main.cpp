@@ -1,5 +1,5 @@
 // stimloop: the command-line tool. Local mode runs models in this process on the CPU backend.
-// (`synthesize` arrives with the synthesis issue; `--server ADDR` with the gRPC service.)
+// (`--server ADDR`, the remote mode, arrives with the gRPC service.)
 #include <CLI/CLI.hpp>
 
 #include "client/cli/commands.h"
@@ -21,7 +21,8 @@ int main(int argc, char** argv) {
 
   const Command commands[] = {add_models_command(app, common), add_predict_command(app, common),
                               add_gradient_command(app, common), add_info_command(app, common),
-                              add_test_image_command(app, common)};
+                              add_test_image_command(app, common),
+                              add_synthesize_command(app, common), add_replay_command(app, common)};
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

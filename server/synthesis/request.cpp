@@ -135,6 +135,10 @@ Status validate(const SynthesisRequest& r) {
     return invalid_argument("Adam betas must be in [0, 1)");
   }
   if (r.jitter < 0 || r.jitter > 32) return invalid_argument("--jitter must be in 0..32 pixels");
+  if (r.method != MethodKind::kAdam &&
+      (r.jitter != 0 || r.tv_weight != 0 || r.l2_weight != 0 || r.rms_contrast != 0)) {
+    return invalid_argument("--jitter, --tv, --l2 and --rms-contrast are options of --method adam");
+  }
   for (double v : {r.tv_weight, r.l2_weight, r.rms_contrast, r.diversity_weight}) {
     if (!finite(v) || v < 0) {
       return invalid_argument("--tv, --l2, --rms-contrast and --diversity must be >= 0");
@@ -232,15 +236,21 @@ StatusOr<SynthesisRequest> request_from_json(const nlohmann::json& j) {
     r.display_size = j.value("display_size", 0);
     r.output_index = j.value("output_index", 0);
     r.targets = j.value("targets", std::vector<int>{});
-    if (j.contains("mode")) ASSIGN_OR_RETURN(r.mode, parse_population_mode(j["mode"]));
+    if (j.contains("mode")) {
+      ASSIGN_OR_RETURN(r.mode, parse_population_mode(j["mode"]));
+    }
     r.target_responses = j.value("target_responses", std::vector<double>{});
     r.layer = j.value("layer", -1);
     r.channel = j.value("channel", -1);
     r.epsilon = j.value("epsilon", 4.0);
-    if (j.contains("norm")) ASSIGN_OR_RETURN(r.norm, parse_norm(j["norm"]));
-    if (j.contains("direction")) ASSIGN_OR_RETURN(r.direction, parse_direction(j["direction"]));
+    if (j.contains("norm")) {
+      ASSIGN_OR_RETURN(r.norm, parse_norm(j["norm"]));
+    }
+    if (j.contains("direction")) {
+      ASSIGN_OR_RETURN(r.direction, parse_direction(j["direction"]));
+    }
     r.target_response = j.value("target_response", 0.0);
-    r.gradient_blur_sigma = j.value("gradient_blur_sigma", r.method == MethodKind::kAdam ? 0.0 : 1.0);
+    r.gradient_blur_sigma = j.value("gradient_blur_sigma", 1.0);
     r.image_blur_every = j.value("image_blur_every", 50);
     r.image_blur_sigma = j.value("image_blur_sigma", 1.0);
     r.beta1 = j.value("beta1", 0.9);

@@ -44,7 +44,8 @@ struct SynthesisRequest {
   double step_size = 10.0;
   std::uint64_t seed = 0;
   int count = 1;  // stimuli in the batch; stimulus k uses seed + k
-  bool grayscale = false;
+  bool grayscale = false;  // with an --init image, the grayed image is the starting point (and,
+                          // for adversarial runs, the center of the epsilon ball)
   InitKind init = InitKind::kNoise;
   std::string init_image;         // path, as given (for the record)
   std::string init_image_sha256;  // of the decoded 8-bit pixels, checked on replay
@@ -88,7 +89,8 @@ struct MethodDefaults {
 MethodDefaults method_defaults(MethodKind method, Norm norm, double epsilon);
 
 // Checks ranges and combinations that do not depend on the model (absurd step counts, missing
-// targets, epsilon with a non-adversarial objective, ...). Messages name the option.
+// targets, Adam options with another method, pgd without an adversarial objective, ...).
+// Messages name the option.
 Status validate(const SynthesisRequest& request);
 
 nlohmann::json to_json(const SynthesisRequest& request);

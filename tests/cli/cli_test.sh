@@ -36,9 +36,10 @@ expect_ok "test-image noise" "$STIMLOOP" test-image --out "$WORK/noise.png" --ki
 expect_ok "test-image small" "$STIMLOOP" test-image --out "$WORK/small.png" --size 64
 
 expect_ok "models --json" "$STIMLOOP" models --json
-json_check "models lists only the labelled demo without a directory" \
-  "len(j['models']) == 1 and j['models'][0]['id'] == 'demo' and j['models'][0]['demo'] is True \
-   and j['models'][0]['input_shape'] == [112, 112, 3] and len(j['models'][0]['sha256']) == 64"
+json_check "models lists only the labelled demos without a directory" \
+  "[m['id'] for m in j['models']] == ['demo', 'demo_population'] and \
+   all(m['demo'] is True for m in j['models']) and j['models'][1]['outputs'] == 4 and \
+   j['models'][0]['input_shape'] == [112, 112, 3] and len(j['models'][0]['sha256']) == 64"
 expect_ok "models (text)" "$STIMLOOP" models
 grep -q "DEMO" "$WORK/out" && pass "text listing labels the demo" || fail "text listing lacks DEMO label"
 

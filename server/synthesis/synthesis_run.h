@@ -1,0 +1,103 @@
+// One synthesis run: a batch of `count` stimuli (seeds seed, seed+1, ...) for one model, advanced
+// one step at a time so that a scheduler can interleave runs, stop at a deadline or on
+// cancellation between steps, and still return the best stimuli reached. No gRPC and no CUDA
+// here: the run talks to a ResidentNetwork of whatever backend it was given.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <vector>
+
+#include "kernels/backend.h"
+#include "server/synthesis/method.h"
+#include "server/synthesis/objective.h"
+
+namespace stimloop::synthesis {
+
+enum class StopReason { kCompleted, kDeadline, kCancelled };
+const char* to_string(StopReason reason);
+StatusOr<StopReason> parse_stop_reason(const std::string& s);
+
+struct Stimulus {
+  int index = 0;           // position in the batch
+  std::uint64_t seed = 0;  // request.seed + index
+  std::vector<std::uint8_t> pixels;  // h x w x 3, RGB: what the rig shows
+  std::vector<float> outputs;        // network outputs for the 8-bit image
+  double response = 0.0;   // Objective::response of the 8-bit image
+  double objective = 0.0;  // objective of the 8-bit image (without penalties)
+  double best_objective_float = 0.0;               // best (penalised) objective while optimising
+  std::vector<std::pair<int, double>> trajectory;  // (steps done, best response so far)
+};
+
+struct SynthesisResult {
+  std::vector<Stimulus> stimuli;
+  int steps_done = 0;
+  StopReason stop_reason = StopReason::kCompleted;
+  double wall_ms = 0.0;
+};
+
+struct ProgressEvent {
+  int steps_done = 0;
+  int steps = 0;
+  std::vector<double> best_response;  // per stimulus
+};
+
+class SynthesisRun {
+ public:
+  // `backend` holds the networks; when `resident` is given it must be `model_network` uploaded
+  // to that backend (saves a second upload). The channel objective uploads its own prefix.
+  static StatusOr<std::unique_ptr<SynthesisRun>> create(
+      const SynthesisRequest& request, std::array<float, 3> channel_means, Backend& backend,
+      std::shared_ptr<const Network> model_network, ResidentNetwork* resident = nullptr);
+
+  Status step();  // one step for the whole batch; no-op once all steps are done
+  int steps_done() const { return steps_done_; }
+  bool done() const { return steps_done_ >= request_.steps; }
+  ProgressEvent progress() const;
+  const std::string& description() const { return setup_.description; }
+
+  // Quantizes each stimulus's best image to 8 bits and evaluates the 8-bit image.
+  StatusOr<SynthesisResult> finish(StopReason reason);
+
+ private:
+  SynthesisRun() = default;
+  // Fills outputs_, values_ and gradient_ (d objective / d images) for the batch, with the
+  // penalties of state_.x added when asked.
+  Status evaluate(std::span<const double> images, bool with_penalties);
+  void record_best();
+
+  SynthesisRequest request_;
+  ObjectiveSetup setup_;
+  std::unique_ptr<ResidentNetwork> owned_net_;
+  ResidentNetwork* net_ = nullptr;
+  std::unique_ptr<Method> method_;
+  BatchState state_;
+  int steps_done_ = 0;
+  bool gradient_valid_ = false;
+  std::chrono::steady_clock::time_point started_;
+
+  // Scratch, reused every step.
+  std::vector<float> input_, outputs_, d_input_;
+  std::vector<double> values_, gradient_, shifted_;
+
+  std::vector<double> best_value_, best_response_;
+  std::vector<bool> has_best_;
+  std::vector<double> best_images_;
+  std::vector<std::vector<std::pair<int, double>>> trajectory_;
+};
+
+struct RunControl {
+  std::optional<std::chrono::steady_clock::time_point> deadline;
+  const std::atomic<bool>* cancelled = nullptr;
+  std::function<void(const ProgressEvent&)> on_progress;  // called every progress_every steps
+  int progress_every = 10;
+};
+
+// Steps until done, the deadline (leaving time for one more step and the final evaluation) or
+// cancellation, then finishes.
+StatusOr<SynthesisResult> run_synthesis(SynthesisRun& run, const RunControl& control);
+
+}  // namespace stimloop::synthesis
