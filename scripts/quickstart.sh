@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The main job, from a fresh Debian 12 machine: install what is missing, build, then predict and
-# take an input gradient on a generated test image. Uses the models in $1 or $STIMLOOP_MODELS
+# The main job, from a fresh Debian 12 machine: install what is missing, build, then predict,
+# take an input gradient on a generated test image, and synthesize a preferred stimulus. Uses the models in $1 or $STIMLOOP_MODELS
 # when given, else the built-in demo model.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -24,4 +24,9 @@ echo "== predict ($model)"
 $bin predict --model "$model" --json "$OUT/grating_vertical.png" "$OUT/grating_horizontal.png"
 echo "== input gradient ($model)"
 $bin gradient --model "$model" --image "$OUT/grating_vertical.png" --out "$OUT/gradient.npy"
+echo "== preferred stimulus ($model)"
+steps=300
+[ "$model" = demo ] || steps=1000
+$bin synthesize --model "$model" --objective max --steps "$steps" --out "$OUT/preferred.png"
+$bin replay "$OUT/preferred.json"
 echo "quickstart done: outputs in $OUT/"

@@ -50,8 +50,10 @@ nlohmann::json make_record(const SynthesisRequest& request, const ModelIdentity&
       {"width", files.width},
       {"height", files.height},
   };
-  // Every output for multi-output models too: 219 numbers are small next to the image.
-  record["outputs"] = st.outputs;
+  // Every output of the model, multi-output models too (219 numbers are small next to the image);
+  // the channel objective's network ends inside the model, so its "outputs" are a whole
+  // activation map: left out.
+  if (request.objective != ObjectiveKind::kChannel) record["outputs"] = st.outputs;
   return record;
 }
 
