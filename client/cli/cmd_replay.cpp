@@ -36,9 +36,9 @@ int run_replay(const CommonOptions& common, const ReplayOptions& opt) {
   }
   if (!model.ok()) return report_error(model.status().with_context("record's model"));
   if ((*model)->info.sha256 != rec.model.sha256) {
-    return report_error(failed_precondition(
-        "model " + rec.model.id + " has SHA-256 " + (*model)->info.sha256 +
-        ", the record was made with " + rec.model.sha256));
+    return report_error(failed_precondition("model " + rec.model.id + " has SHA-256 " +
+                                            (*model)->info.sha256 + ", the record was made with " +
+                                            rec.model.sha256));
   }
   if (rec.request.init == synthesis::InitKind::kImage) {
     auto image = load_images({rec.request.init_image}, **model, /*resize=*/false);
@@ -85,8 +85,9 @@ int run_replay(const CommonOptions& common, const ReplayOptions& opt) {
 }  // namespace
 
 Command add_replay_command(CLI::App& app, const CommonOptions& common) {
-  auto* sub = app.add_subcommand("replay", "Recompute a stimulus from its JSON record and check "
-                                           "it is identical");
+  auto* sub = app.add_subcommand("replay",
+                                 "Recompute a stimulus from its JSON record and check "
+                                 "it is identical");
   auto opt = std::make_shared<ReplayOptions>();
   sub->add_option("record", opt->record, "A record written by synthesize (PATH.json)")->required();
   sub->add_flag("--json", opt->json, "Print the verdict as JSON");

@@ -15,7 +15,8 @@ namespace {
 
 struct SynthesizeOptions {
   std::vector<std::string> models;
-  std::string objective, method, mode = "one-hot", norm = "linf", direction, targets, init = "noise";
+  std::string objective, method, mode = "one-hot", norm = "linf", direction, targets,
+                                 init = "noise";
   std::string out, target_responses_file;
   bool json = false, resize = false, grayscale = false, no_progress = false;
   synthesis::SynthesisRequest request;
@@ -81,8 +82,8 @@ Status build_request(SynthesizeOptions& opt, const Model& first_model) {
   ASSIGN_OR_RETURN(r.mode, synthesis::parse_population_mode(opt.mode));
   ASSIGN_OR_RETURN(r.norm, synthesis::parse_norm(opt.norm));
   if (!opt.targets.empty()) {
-      ASSIGN_OR_RETURN(r.targets, parse_index_list(opt.targets));
-    }
+    ASSIGN_OR_RETURN(r.targets, parse_index_list(opt.targets));
+  }
   if (!opt.target_responses_file.empty()) {
     ASSIGN_OR_RETURN(r.target_responses, read_response_vector(opt.target_responses_file));
   }
@@ -184,13 +185,13 @@ Command add_synthesize_command(CLI::App& app, const CommonOptions& common) {
   sub->add_option("--steps", opt->steps, "Optimization steps (method default)");
   sub->add_option("--step-size", opt->step_size, "Step size in pixel levels (method default)");
   sub->add_option("--seed", r.seed, "Seed of stimulus 0 (stimulus k uses seed + k)")
+      ->check(CLI::NonNegativeNumber)
       ->capture_default_str();
   sub->add_option("--count", r.count, "Stimuli in the batch")->capture_default_str();
   sub->add_option("--out", opt->out, "Output PNG path (PATH_k.png with --count > 1)")->required();
   sub->add_flag("--json", opt->json, "Print the records as a JSON array");
   sub->add_option("--targets", opt->targets, "Population: target output indices I,J,...");
-  sub->add_option("--mode", opt->mode, "Population: one-hot|contrast|match")
-      ->capture_default_str();
+  sub->add_option("--mode", opt->mode, "Population: one-hot|contrast|match")->capture_default_str();
   sub->add_option("--target-responses", opt->target_responses_file,
                   "Population match: response vector (.npy, JSON or text)");
   sub->add_option("--layer", r.layer, "Channel: Keras layer index (layer0_conv = 0)");
@@ -206,8 +207,9 @@ Command add_synthesize_command(CLI::App& app, const CommonOptions& common) {
   sub->add_flag("--grayscale", opt->grayscale, "Gray stimuli");
   sub->add_option("--deadline-ms", r.deadline_ms, "Stop by then with the best so far (0 = none)");
   sub->add_option("--display-size", r.display_size, "Upscale the PNG (nearest) to N x N");
-  sub->add_option("--trajectory-every", r.trajectory_every, "Record the best response every N "
-                                                            "steps")
+  sub->add_option("--trajectory-every", r.trajectory_every,
+                  "Record the best response every N "
+                  "steps")
       ->capture_default_str();
   sub->add_option("--gradient-blur", opt->gradient_blur, "Gradient blur sigma (default 1)");
   sub->add_option("--image-blur-every", r.image_blur_every, "cowley2026: blur image every N steps")
@@ -216,7 +218,8 @@ Command add_synthesize_command(CLI::App& app, const CommonOptions& common) {
       ->capture_default_str();
   sub->add_option("--beta1", r.beta1, "Adam beta1")->capture_default_str();
   sub->add_option("--beta2", r.beta2, "Adam beta2")->capture_default_str();
-  sub->add_option("--jitter", r.jitter, "Adam: random shifts up to N pixels")->capture_default_str();
+  sub->add_option("--jitter", r.jitter, "Adam: random shifts up to N pixels")
+      ->capture_default_str();
   sub->add_option("--tv", r.tv_weight, "Adam: total-variation penalty weight")
       ->capture_default_str();
   sub->add_option("--l2", r.l2_weight, "Adam: L2 penalty weight")->capture_default_str();

@@ -19,10 +19,11 @@ int main(int argc, char** argv) {
 
   app.fallthrough();  // global flags may also follow the subcommand: `predict --models DIR`
 
-  const Command commands[] = {add_models_command(app, common), add_predict_command(app, common),
-                              add_gradient_command(app, common), add_info_command(app, common),
-                              add_test_image_command(app, common),
-                              add_synthesize_command(app, common), add_replay_command(app, common)};
+  const Command commands[] = {
+      add_models_command(app, common),     add_predict_command(app, common),
+      add_gradient_command(app, common),   add_info_command(app, common),
+      add_test_image_command(app, common), add_synthesize_command(app, common),
+      add_replay_command(app, common)};
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

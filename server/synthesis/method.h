@@ -24,7 +24,9 @@ struct BatchState {
   std::vector<double> x0;  // the initial images (adversarial methods project around them)
   std::vector<Rng> rngs;   // one stream per image: stimulus k is reproducible alone
 
-  std::span<double> image(int i) { return {x.data() + i * shape.size(), std::size_t(shape.size())}; }
+  std::span<double> image(int i) {
+    return {x.data() + i * shape.size(), std::size_t(shape.size())};
+  }
   std::span<const double> image0(int i) const {
     return {x0.data() + i * shape.size(), std::size_t(shape.size())};
   }
@@ -62,12 +64,15 @@ std::unique_ptr<Method> make_cowley2026(const SynthesisRequest& request);
 std::unique_ptr<Method> make_adam(const SynthesisRequest& request, const ImageShape& shape, int n);
 std::unique_ptr<Method> make_pgd(const SynthesisRequest& request);
 
-inline std::unique_ptr<Method> make_method(const SynthesisRequest& request,
-                                           const ImageShape& shape, int n) {
+inline std::unique_ptr<Method> make_method(const SynthesisRequest& request, const ImageShape& shape,
+                                           int n) {
   switch (request.method) {
-    case MethodKind::kCowley2026: return make_cowley2026(request);
-    case MethodKind::kAdam: return make_adam(request, shape, n);
-    case MethodKind::kPgd: return make_pgd(request);
+    case MethodKind::kCowley2026:
+      return make_cowley2026(request);
+    case MethodKind::kAdam:
+      return make_adam(request, shape, n);
+    case MethodKind::kPgd:
+      return make_pgd(request);
   }
   return nullptr;
 }

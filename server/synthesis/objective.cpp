@@ -71,8 +71,7 @@ class OneHotObjective final : public Objective {
       values[i] = std::log(targets) - std::log(all);
       for (int k = 0; k < outputs_; ++k) {
         const double e = std::exp(row[k] - peak);
-        seed[i * outputs_ + k] =
-            static_cast<float>((in_target_[k] ? e / targets : 0.0) - e / all);
+        seed[i * outputs_ + k] = static_cast<float>((in_target_[k] ? e / targets : 0.0) - e / all);
       }
     }
   }
@@ -96,7 +95,8 @@ class ContrastObjective final : public Objective {
     const double n_rest = static_cast<double>(outputs) - n_t;
     std::vector<bool> in(outputs, false);
     for (int t : targets) in[t] = true;
-    for (int k = 0; k < outputs; ++k) weights_[k] = in[k] ? 1.0 / n_t : (n_rest > 0 ? -1.0 / n_rest : 0.0);
+    for (int k = 0; k < outputs; ++k)
+      weights_[k] = in[k] ? 1.0 / n_t : (n_rest > 0 ? -1.0 / n_rest : 0.0);
   }
   void evaluate(std::span<const float> y, int n, std::span<double> values,
                 std::span<float> seed) const override {
@@ -218,8 +218,8 @@ StatusOr<ObjectiveSetup> make_objective(const SynthesisRequest& r,
       RETURN_IF_ERROR(check_index(r.output_index));
       const double sign = r.objective == ObjectiveKind::kMax ? 1.0 : -1.0;
       setup.objective = std::make_unique<OutputObjective>(outputs, r.output_index, sign);
-      setup.description = std::string(to_string(r.objective)) + " of output " +
-                          std::to_string(r.output_index);
+      setup.description =
+          std::string(to_string(r.objective)) + " of output " + std::to_string(r.output_index);
       break;
     }
     case ObjectiveKind::kAdversarial:
@@ -236,8 +236,9 @@ StatusOr<ObjectiveSetup> make_objective(const SynthesisRequest& r,
       break;
     case ObjectiveKind::kPopulation: {
       if (outputs < 2) {
-        return invalid_argument("--objective population needs a multi-output (shared) model; "
-                                "this one has 1 output");
+        return invalid_argument(
+            "--objective population needs a multi-output (shared) model; "
+            "this one has 1 output");
       }
       std::set<int> unique;
       for (int t : r.targets) {
@@ -252,8 +253,7 @@ StatusOr<ObjectiveSetup> make_objective(const SynthesisRequest& r,
       if (r.mode == PopulationMode::kContrast && unique.size() == std::size_t(outputs)) {
         return invalid_argument("--mode contrast needs at least one output outside --targets");
       }
-      if (r.mode == PopulationMode::kMatch &&
-          r.target_responses.size() != std::size_t(outputs)) {
+      if (r.mode == PopulationMode::kMatch && r.target_responses.size() != std::size_t(outputs)) {
         return invalid_argument("--target-responses holds " +
                                 std::to_string(r.target_responses.size()) +
                                 " values; the model has " + std::to_string(outputs) + " outputs");
@@ -283,8 +283,8 @@ StatusOr<ObjectiveSetup> make_objective(const SynthesisRequest& r,
       const LayerParams& p = net->layers[end].params;
       if (r.channel < 0 || r.channel >= p.out_c) {
         return out_of_range("--channel " + std::to_string(r.channel) + " is outside 0.." +
-                            std::to_string(p.out_c - 1) + " for layer " +
-                            std::to_string(r.layer) + " ('" + net->layers[end].name + "')");
+                            std::to_string(p.out_c - 1) + " for layer " + std::to_string(r.layer) +
+                            " ('" + net->layers[end].name + "')");
       }
       auto prefix = std::make_shared<Network>();
       prefix->in_h = net->in_h, prefix->in_w = net->in_w, prefix->in_c = net->in_c;

@@ -32,7 +32,10 @@ nlohmann::json make_record(const SynthesisRequest& request, const ModelIdentity&
       {"stimloop_version", version()},
       {"created_utc", utc_now()},
       {"model",
-       {{"id", model.id}, {"sha256", model.sha256}, {"source", model.source}, {"demo", model.demo}}},
+       {{"id", model.id},
+        {"sha256", model.sha256},
+        {"source", model.source},
+        {"demo", model.demo}}},
       {"backend", backend},
       {"request", to_json(request)},
       {"index", st.index},
@@ -80,8 +83,18 @@ StatusOr<ParsedRecord> parse_record(const nlohmann::json& j) {
     return invalid_argument(std::string("malformed record: ") + e.what());
   }
   if (r.index < 0 || r.index >= r.request.count) {
-    return invalid_argument("record: index " + std::to_string(r.index) + " is outside its batch of " +
-                            std::to_string(r.request.count));
+    return invalid_argument("record: index " + std::to_string(r.index) +
+                            " is outside its batch of " + std::to_string(r.request.count));
+  }
+  try {
+    const auto seed = j.at("seed").get<std::uint64_t>();
+    if (seed != r.request.seed + static_cast<std::uint64_t>(r.index)) {
+      return invalid_argument("record: seed " + std::to_string(seed) +
+                              " is not the request's seed + index (" +
+                              std::to_string(r.request.seed + r.index) + ")");
+    }
+  } catch (const nlohmann::json::exception& e) {
+    return invalid_argument(std::string("record: bad or missing seed: ") + e.what());
   }
   if (r.steps_done < 0 || r.steps_done > r.request.steps) {
     return invalid_argument("record: steps_done is outside 0..steps");

@@ -22,9 +22,10 @@ constexpr std::pair<const char*, ObjectiveKind> kObjectives[] = {
     {"population", ObjectiveKind::kPopulation},
     {"channel", ObjectiveKind::kChannel},
     {"adversarial", ObjectiveKind::kAdversarial}};
-constexpr std::pair<const char*, PopulationMode> kModes[] = {{"one-hot", PopulationMode::kOneHot},
-                                                             {"contrast", PopulationMode::kContrast},
-                                                             {"match", PopulationMode::kMatch}};
+constexpr std::pair<const char*, PopulationMode> kModes[] = {
+    {"one-hot", PopulationMode::kOneHot},
+    {"contrast", PopulationMode::kContrast},
+    {"match", PopulationMode::kMatch}};
 constexpr std::pair<const char*, MethodKind> kMethods[] = {{"cowley2026", MethodKind::kCowley2026},
                                                            {"adam", MethodKind::kAdam},
                                                            {"pgd", MethodKind::kPgd}};
@@ -68,8 +69,10 @@ StatusOr<Direction> parse_direction(const std::string& s) {
 
 MethodDefaults method_defaults(MethodKind method, Norm norm, double epsilon) {
   switch (method) {
-    case MethodKind::kCowley2026: return {1000, 10.0};  // the authors' values
-    case MethodKind::kAdam: return {500, 2.0};          // pixel units per step
+    case MethodKind::kCowley2026:
+      return {1000, 10.0};  // the authors' values
+    case MethodKind::kAdam:
+      return {500, 2.0};  // pixel units per step
     case MethodKind::kPgd:
       // Signed steps of epsilon/4 (1 level for epsilon 4) in L-inf; normalised steps of
       // epsilon/5 in L2. 40 steps reach the ball's boundary many times over.
@@ -104,8 +107,9 @@ Status validate(const SynthesisRequest& r) {
     }
   }
   if (r.method == MethodKind::kPgd && !adversarial) {
-    return invalid_argument("--method pgd is for --objective adversarial (it projects onto the "
-                            "epsilon ball around --init)");
+    return invalid_argument(
+        "--method pgd is for --objective adversarial (it projects onto the "
+        "epsilon ball around --init)");
   }
   if (r.objective == ObjectiveKind::kPopulation) {
     if (r.targets.empty() && r.mode != PopulationMode::kMatch) {
@@ -175,7 +179,9 @@ nlohmann::json to_json(const SynthesisRequest& r) {
   }
   switch (r.objective) {
     case ObjectiveKind::kMax:
-    case ObjectiveKind::kMin: j["output_index"] = r.output_index; break;
+    case ObjectiveKind::kMin:
+      j["output_index"] = r.output_index;
+      break;
     case ObjectiveKind::kPopulation:
       j["targets"] = r.targets;
       j["mode"] = to_string(r.mode);
@@ -208,7 +214,8 @@ nlohmann::json to_json(const SynthesisRequest& r) {
       j["l2_weight"] = r.l2_weight;
       j["rms_contrast"] = r.rms_contrast;
       break;
-    case MethodKind::kPgd: break;
+    case MethodKind::kPgd:
+      break;
   }
   j["diversity_weight"] = r.diversity_weight;
   return j;
@@ -225,10 +232,14 @@ StatusOr<SynthesisRequest> request_from_json(const nlohmann::json& j) {
     r.count = j.value("count", 1);
     r.grayscale = j.value("grayscale", false);
     const std::string init = j.value("init", std::string("noise"));
-    if (init == "noise") r.init = InitKind::kNoise;
-    else if (init == "gray") r.init = InitKind::kGray;
-    else if (init == "image") r.init = InitKind::kImage;
-    else return invalid_argument("record: unknown init '" + init + "'");
+    if (init == "noise")
+      r.init = InitKind::kNoise;
+    else if (init == "gray")
+      r.init = InitKind::kGray;
+    else if (init == "image")
+      r.init = InitKind::kImage;
+    else
+      return invalid_argument("record: unknown init '" + init + "'");
     r.init_image = j.value("init_image", std::string());
     r.init_image_sha256 = j.value("init_image_sha256", std::string());
     r.trajectory_every = j.value("trajectory_every", 50);

@@ -43,12 +43,12 @@ struct SynthesisRequest {
   int steps = 1000;
   double step_size = 10.0;
   std::uint64_t seed = 0;
-  int count = 1;  // stimuli in the batch; stimulus k uses seed + k
+  int count = 1;           // stimuli in the batch; stimulus k uses seed + k
   bool grayscale = false;  // with an --init image, the grayed image is the starting point (and,
-                          // for adversarial runs, the center of the epsilon ball)
+                           // for adversarial runs, the center of the epsilon ball)
   InitKind init = InitKind::kNoise;
-  std::string init_image;         // path, as given (for the record)
-  std::string init_image_sha256;  // of the decoded 8-bit pixels, checked on replay
+  std::string init_image;                 // path, as given (for the record)
+  std::string init_image_sha256;          // of the decoded 8-bit pixels, checked on replay
   std::vector<std::uint8_t> init_pixels;  // h x w x 3, not serialised (reloaded from the path)
 
   // cowley2026
@@ -58,11 +58,11 @@ struct SynthesisRequest {
 
   // adam
   double beta1 = 0.9, beta2 = 0.999;
-  int jitter = 0;                // random shift of up to this many pixels per step
-  double tv_weight = 0.0;        // total-variation penalty
-  double l2_weight = 0.0;        // L2 penalty on the re-centered image
-  double rms_contrast = 0.0;     // > 0: image renormalised to this RMS contrast (pixel units)
-  double diversity_weight = 0.0; // penalty on the mean cosine similarity within the batch
+  int jitter = 0;                 // random shift of up to this many pixels per step
+  double tv_weight = 0.0;         // total-variation penalty
+  double l2_weight = 0.0;         // L2 penalty on the re-centered image
+  double rms_contrast = 0.0;      // > 0: image renormalised to this RMS contrast (pixel units)
+  double diversity_weight = 0.0;  // penalty on the mean cosine similarity within the batch
 
   int trajectory_every = 50;  // record the best objective every N steps
   double deadline_ms = 0.0;   // 0: none. Not needed for replay (steps_done is).

@@ -28,9 +28,12 @@ void roll(std::span<const double> in, const ImageShape& s, int dy, int dx, std::
 
 const char* to_string(StopReason reason) {
   switch (reason) {
-    case StopReason::kCompleted: return "COMPLETED";
-    case StopReason::kDeadline: return "DEADLINE";
-    case StopReason::kCancelled: return "CANCELLED";
+    case StopReason::kCompleted:
+      return "COMPLETED";
+    case StopReason::kDeadline:
+      return "DEADLINE";
+    case StopReason::kCancelled:
+      return "CANCELLED";
   }
   return "?";
 }
@@ -204,6 +207,10 @@ StatusOr<SynthesisResult> SynthesisRun::finish(StopReason reason) {
     st.pixels = method_->to_rgb8(s, i, std::span<const double>(source, size));
     st.best_objective_float = has_best_[i] ? best_value_[i] : kNoBest;
     st.trajectory = trajectory_[i];
+    // A run stopped early (deadline, cancellation) still ends its trajectory at steps_done.
+    if (steps_done_ > 0 && (st.trajectory.empty() || st.trajectory.back().first != steps_done_)) {
+      st.trajectory.emplace_back(steps_done_, best_response_[i]);
+    }
     dequantize(st.pixels, s.means, std::span(images).subspan(i * size, size));
     result.stimuli.push_back(std::move(st));
   }
@@ -228,7 +235,15 @@ StatusOr<SynthesisResult> SynthesisRun::finish(StopReason reason) {
 
 StatusOr<SynthesisResult> run_synthesis(SynthesisRun& run, const RunControl& control) {
   using Clock = std::chrono::steady_clock;
-  double slowest_step_s = 0.0;
+  // Step-time estimate for the deadline: the slowest of the last few steps. The first step is
+  // left out once others exist (it evaluates twice and warms caches up), or a rig with a 250 ms
+  // deadline would give up after a handful of steps.
+  std::vector<double> recent_s;
+  double first_step_s = 0.0;
+  auto step_estimate = [&] {
+    if (recent_s.empty()) return first_step_s;
+    return *std::max_element(recent_s.begin(), recent_s.end());
+  };
   StopReason reason = StopReason::kCompleted;
   while (!run.done()) {
     if (control.cancelled != nullptr && control.cancelled->load()) {
@@ -236,17 +251,24 @@ StatusOr<SynthesisResult> run_synthesis(SynthesisRun& run, const RunControl& con
       break;
     }
     if (control.deadline) {
-      // Room for one more step and for the final 8-bit evaluation (about one step's forward).
-      const auto needed = std::chrono::duration<double>(2.0 * slowest_step_s);
+      // Room for one more step (with a 20 % margin) and the final 8-bit evaluation (a forward
+      // pass: about half a step).
+      const auto needed = std::chrono::duration<double>(1.7 * step_estimate());
       if (Clock::now() + std::chrono::duration_cast<Clock::duration>(needed) >= *control.deadline) {
         reason = StopReason::kDeadline;
         break;
       }
     }
     const auto t0 = Clock::now();
+    const bool first = run.steps_done() == 0;
     RETURN_IF_ERROR(run.step());
-    slowest_step_s =
-        std::max(slowest_step_s, std::chrono::duration<double>(Clock::now() - t0).count());
+    const double took = std::chrono::duration<double>(Clock::now() - t0).count();
+    if (first) {
+      first_step_s = took;
+    } else {
+      recent_s.push_back(took);
+      if (recent_s.size() > 5) recent_s.erase(recent_s.begin());
+    }
     if (control.on_progress && (run.steps_done() % control.progress_every == 0 || run.done())) {
       control.on_progress(run.progress());
     }

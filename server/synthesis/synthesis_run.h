@@ -22,13 +22,13 @@ const char* to_string(StopReason reason);
 StatusOr<StopReason> parse_stop_reason(const std::string& s);
 
 struct Stimulus {
-  int index = 0;           // position in the batch
-  std::uint64_t seed = 0;  // request.seed + index
-  std::vector<std::uint8_t> pixels;  // h x w x 3, RGB: what the rig shows
-  std::vector<float> outputs;        // network outputs for the 8-bit image
-  double response = 0.0;   // Objective::response of the 8-bit image
-  double objective = 0.0;  // objective of the 8-bit image (without penalties)
-  double best_objective_float = 0.0;               // best (penalised) objective while optimising
+  int index = 0;                      // position in the batch
+  std::uint64_t seed = 0;             // request.seed + index
+  std::vector<std::uint8_t> pixels;   // h x w x 3, RGB: what the rig shows
+  std::vector<float> outputs;         // network outputs for the 8-bit image
+  double response = 0.0;              // Objective::response of the 8-bit image
+  double objective = 0.0;             // objective of the 8-bit image (without penalties)
+  double best_objective_float = 0.0;  // best (penalised) objective while optimising
   std::vector<std::pair<int, double>> trajectory;  // (steps done, best response so far)
 };
 

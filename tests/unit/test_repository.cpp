@@ -153,14 +153,16 @@ TEST_CASE("'demo' always resolves to the built-in model", "[repository]") {
   SECTION("without a model directory") {
     auto repo = open_repository("");
     CHECK(repo->directory().empty());
-    CHECK(repo->ids() == std::vector<std::string>{"demo"});
+    CHECK(repo->ids() == std::vector<std::string>{"demo", "demo_population"});
     auto demo = repo->get("demo");
     REQUIRE(demo.ok());
     CHECK((*demo)->info.demo);
     auto all = repo->load_all();
     REQUIRE(all.ok());
-    REQUIRE(all->size() == 1);
+    REQUIRE(all->size() == 2);
     CHECK((*all)[0]->info.demo);
+    CHECK((*all)[1]->info.demo);
+    CHECK((*all)[1]->info.num_outputs == 4);
     auto unknown = repo->get("neuron1");
     REQUIRE_FALSE(unknown.ok());
     CHECK(unknown.status().code() == StatusCode::kNotFound);
@@ -223,7 +225,7 @@ TEST_CASE("STIMLOOP_MODELS gives the default model directory", "[repository]") {
     ScopedEnv env("STIMLOOP_MODELS", nullptr);
     CHECK(default_models_directory("").empty());
     auto repo = open_repository(default_models_directory(""));
-    CHECK(repo->ids() == std::vector<std::string>{"demo"});
+    CHECK(repo->ids() == std::vector<std::string>{"demo", "demo_population"});
   }
   SECTION("the environment's directory is the one opened") {
     const std::string dir = scratch_dir("repository_env");
