@@ -20,18 +20,23 @@ class Cowley2026 final : public Method {
         image_sigma_(r.image_blur_sigma),
         grayscale_(r.grayscale) {}
 
+  // Images are independent: a batch is spread over the cores, each image computed by one thread
+  // in a fixed order, so the result does not depend on the thread count.
   void update(int, BatchState& s, std::span<const double> gradient) override {
     const std::int64_t size = s.shape.size();
-    g_.resize(size);
+    buffers_.resize(s.n);
+#pragma omp parallel for schedule(static)
     for (int i = 0; i < s.n; ++i) {
+      auto& [g, scratch] = buffers_[i];
+      g.resize(size);
       const double* gi = gradient.data() + i * size;
       double sum_sq = 0.0;
       for (std::int64_t j = 0; j < size; ++j) sum_sq += gi[j] * gi[j];
       const double scale = 1.0 / (std::sqrt(sum_sq / double(size)) + 1e-5);
-      for (std::int64_t j = 0; j < size; ++j) g_[j] = gi[j] * scale;
-      gaussian_blur(g_, s.shape, gradient_sigma_, scratch_);
+      for (std::int64_t j = 0; j < size; ++j) g[j] = gi[j] * scale;
+      gaussian_blur(g, s.shape, gradient_sigma_, scratch);
       auto img = s.image(i);
-      for (std::int64_t j = 0; j < size; ++j) img[j] += step_ * g_[j];
+      for (std::int64_t j = 0; j < size; ++j) img[j] += step_ * g[j];
       clip_to_valid(img, s.means);
       if (grayscale_) to_grayscale(img, s.means);
     }
@@ -39,7 +44,11 @@ class Cowley2026 final : public Method {
 
   bool after_evaluation(int t, BatchState& s) override {
     if (blur_every_ <= 0 || t == 0 || t % blur_every_ != 0 || image_sigma_ <= 0) return false;
-    for (int i = 0; i < s.n; ++i) gaussian_blur(s.image(i), s.shape, image_sigma_, scratch_);
+    buffers_.resize(s.n);
+#pragma omp parallel for schedule(static)
+    for (int i = 0; i < s.n; ++i) {
+      gaussian_blur(s.image(i), s.shape, image_sigma_, buffers_[i].second);
+    }
     return true;
   }
 
@@ -50,7 +59,8 @@ class Cowley2026 final : public Method {
   int blur_every_;
   double image_sigma_;
   bool grayscale_;
-  std::vector<double> g_, scratch_;
+  // Per image: the normalised gradient and the blur's scratch, reused every step.
+  std::vector<std::pair<std::vector<double>, std::vector<double>>> buffers_;
 };
 
 }  // namespace
