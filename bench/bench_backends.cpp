@@ -28,6 +28,7 @@
 #include <string>
 #include <vector>
 
+#include "bench/v4_data.h"
 #include "kernels/backend.h"
 #include "models/demo_model.h"
 #include "models/keras_import.h"
@@ -46,26 +47,6 @@ struct Options {
   std::vector<int> batches = {1, 64};
   std::string backends = "cpu";  // cpu, cuda, or all (every backend this machine has)
 };
-
-// $STIMLOOP_V4_DATA when set (as the tests do, no fallback then), else ../shared/v4 next to the
-// source tree, else ../shared/v4 from the working directory; empty when none holds
-// golden/models_list.txt.
-std::string find_v4_data() {
-  std::vector<fs::path> candidates;
-  if (const char* env = std::getenv("STIMLOOP_V4_DATA"); env != nullptr && *env != '\0') {
-    candidates.emplace_back(env);
-  } else {
-    candidates.push_back(fs::path(STIMLOOP_SOURCE_DIR) / ".." / "shared" / "v4");
-    candidates.push_back(fs::path("..") / "shared" / "v4");
-  }
-  for (const auto& dir : candidates) {
-    std::error_code ec;
-    if (fs::is_regular_file(dir / "golden" / "models_list.txt", ec)) {
-      return dir.lexically_normal().string();
-    }
-  }
-  return {};
-}
 
 // The compact model with the median MAC count (the lower median of the 219 rows: row 110 of
 // 219 in MAC order).
@@ -127,7 +108,7 @@ int run(const Options& opt) {
   std::string model_arg = opt.model;
   std::string chosen_because = "given by --model";
   if (model_arg.empty()) {
-    const std::string data = find_v4_data();
+    const std::string data = stimloop::bench::find_v4_data("golden/models_list.txt");
     const std::string path = data.empty() ? std::string() : median_mac_model(data);
     if (!path.empty()) {
       model_arg = path;

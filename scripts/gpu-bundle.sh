@@ -8,7 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 DATA=${STIMLOOP_V4_DATA:-../shared/v4}
 BUILD_DIR=${BUILD_DIR:-build-gpu}
-binaries=(stimloop_gpu_tests stimloop-bench)  # no OpenCV: its closure is ~180 MB
+binaries=(stimloop_gpu_tests stimloop-bench stimloop-bench-synthesis)  # no OpenCV (~180 MB)
 cmake -S . -B "$BUILD_DIR" -G Ninja -DCMAKE_CXX_COMPILER_LAUNCHER=ccache \
   -DCMAKE_CUDA_COMPILER_LAUNCHER=ccache -DSTIMLOOP_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES="80;90" >/dev/null
 cmake --build "$BUILD_DIR" --target "${binaries[@]}"
@@ -22,6 +22,7 @@ for b in "${binaries[@]}"; do ldd "$BUILD_DIR/bin/$b"; done | awk '/=> \//{print
 if [ -d "$DATA/golden" ]; then
   tar -C "$DATA" -cJf .device-data/v4.tar.xz compact_models shared_compact_models \
     golden/README.md golden/images_raw_uint8.npy golden/compact_responses_f64.npy \
-    golden/shared_responses_f64.npy golden/models_list.txt golden/shared_models.txt
+    golden/shared_responses_f64.npy golden/models_list.txt golden/shared_models.txt \
+    golden/synthesis.json golden/images_list.txt
 fi
 du -sh .device-data

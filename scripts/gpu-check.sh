@@ -38,4 +38,5 @@ else
   echo "compute-sanitizer not found"; status=1
 fi
 step bench 120 "$BUNDLE/bin/stimloop-bench" --backend all --batch 1 --batch 64 --batch 256 --min-time 1
+step synthesis-quality 300 "$BUNDLE/bin/stimloop-bench-synthesis" --backend cuda ${SYNTHESIS_ARGS:-}
 exit $status
