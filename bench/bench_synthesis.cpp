@@ -92,6 +92,7 @@ struct Options {
   int images = -1;            // adversarial: images per model
   int targets = -1;           // population: how many targets
   int population_steps = -1;  // population: steps
+  std::string natural_std;    // adversarial: JSON {model id: std over 1200 natural images}
 };
 
 // Full-run defaults and the --quick smoke run.
@@ -406,6 +407,16 @@ Status run_adversarial(Context& ctx) {
   json rows = json::array();
   int up_hits = 0, down_hits = 0, pairs = 0;
   int max_dev = 0;
+  json natural_std = json::object();
+  bool all_from_naturals = true;
+  if (!ctx.opt.natural_std.empty()) {
+    std::ifstream in(ctx.opt.natural_std);
+    natural_std = json::parse(in, nullptr, /*allow_exceptions=*/false);
+    if (!natural_std.is_object()) {
+      return stimloop::invalid_argument("--natural-std " + ctx.opt.natural_std +
+                                        " is not a JSON object {model id: std}");
+    }
+  }
   for (int m = 0; m < n_models; ++m) {
     const std::string& file = files[m];
     const auto row_it = ctx.rows.find(file);
@@ -435,7 +446,14 @@ Status run_adversarial(Context& ctx) {
                               std::abs(natural[k] - golden_responses[golden_row * 64 + first + k]));
       }
     }
-    const double sd = sample_std(natural);
+    // The real spread, when scripts/natural-std.sh computed it (it needs the JPEG decoder).
+    double sd = sample_std(natural);
+    bool sd_from_naturals = false;
+    if (natural_std.contains(model->info.id)) {
+      sd = natural_std[model->info.id].get<double>();
+      sd_from_naturals = true;
+    }
+    all_from_naturals &= sd_from_naturals;
 
     json image_rows = json::array();
     int m_up = 0, m_down = 0, m_dev = 0;
@@ -484,6 +502,7 @@ Status run_adversarial(Context& ctx) {
     rows.push_back({{"model", model->info.id},
                     {"session", session},
                     {"std_proxy", sd},
+                    {"std_source", sd_from_naturals ? "1200 natural images" : "proxy (32 images)"},
                     {"backend_vs_golden_max_abs", golden_dev},
                     {"up_hits", m_up},
                     {"down_hits", m_down},
@@ -498,7 +517,9 @@ Status run_adversarial(Context& ctx) {
   const std::string mode = mode_of(ctx, partial);
   const double up_rate = pairs ? double(up_hits) / pairs : 0.0;
   const double down_rate = pairs ? double(down_hits) / pairs : 0.0;
-  const std::string of_pairs = "/" + std::to_string(pairs) + " pairs; std = proxy (32 images)";
+  const std::string of_pairs =
+      "/" + std::to_string(pairs) + " pairs; std = " +
+      (all_from_naturals ? std::string("1200 natural images") : std::string("proxy (32 images)"));
   ctx.bars.push_back({"adversarial", "up: response + >= 1 std, fraction of pairs", up_rate, 0.90,
                       ">=", up_rate >= 0.90, mode, std::to_string(up_hits) + of_pairs});
   ctx.bars.push_back({"adversarial", "down: response - >= 1 std, fraction of pairs", down_rate,
@@ -522,9 +543,10 @@ Status run_adversarial(Context& ctx) {
         "of the model's session each%s\n",
         kEpsilon, base.steps, base.step_size, n_images,
         mode.empty() ? "" : ("  [" + mode + "]").c_str());
-    std::printf(
-        "   std = PROXY: sample std of the model's responses to the 32 golden images of "
-        "its session (not the 1200 JPEGs)\n");
+    std::printf(all_from_naturals
+                    ? "   std = over the session's 1200 natural images (--natural-std)\n"
+                    : "   std = PROXY: sample std of the model's responses to the 32 golden "
+                      "images of its session (not the 1200 JPEGs; see --natural-std)\n");
     std::printf("%-32s %8s %8s %7s %9s %7s %9s %6s %7s\n", "model", "std", "|b-gold|", "up hit",
                 "med up/sd", "dn hit", "med dn/sd", "maxdev", "wall s");
     for (const auto& row : rows) {
@@ -921,6 +943,9 @@ int main(int argc, char** argv) {
   app.add_option("--targets", opt.targets,
                  "Population: targets spread over the outputs (default 20)")
       ->check(CLI::Range(1, 219));
+  app.add_option("--natural-std", opt.natural_std,
+                 "Adversarial: JSON {model id: std of its responses to the session's 1200 natural "
+                 "images}, made by scripts/natural-std.sh (else a 32-image proxy)");
   app.add_option("--population-steps", opt.population_steps, "Population: steps (default 300)")
       ->check(CLI::Range(1, syn::kMaxSteps));
   CLI11_PARSE(app, argc, argv);

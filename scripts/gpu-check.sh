@@ -38,5 +38,7 @@ else
   echo "compute-sanitizer not found"; status=1
 fi
 step bench 120 "$BUNDLE/bin/stimloop-bench" --backend all --batch 1 --batch 64 --batch 256 --min-time 1
-step synthesis-quality 300 "$BUNDLE/bin/stimloop-bench-synthesis" --backend cuda ${SYNTHESIS_ARGS:-}
+NATURAL_STD=()
+[ -f "$BUNDLE/natural_std.json" ] && NATURAL_STD=(--natural-std "$BUNDLE/natural_std.json")
+step synthesis-quality 300 "$BUNDLE/bin/stimloop-bench-synthesis" --backend cuda "${NATURAL_STD[@]}" ${SYNTHESIS_ARGS:-}
 exit $status
