@@ -5,6 +5,12 @@
 
 #include <cstdint>
 
+#if defined(__CUDACC__)
+#define STIMLOOP_HOST_DEVICE __host__ __device__
+#else
+#define STIMLOOP_HOST_DEVICE
+#endif
+
 namespace stimloop {
 
 enum class LayerKind : int {
@@ -33,6 +39,20 @@ struct LayerParams {
   std::int64_t bias_count() const { return has_bias ? out_c : 0; }
   std::int64_t macs() const;  // multiply-accumulates per image
 };
+
+// Tap geometry along one axis, shared by the CPU and CUDA kernels. Forward: the input coordinate
+// that tap k of output o reads, or -1 when it falls in the padding.
+STIMLOOP_HOST_DEVICE inline int input_of_tap(int o, int k, int stride, int pad, int in) {
+  const int i = o * stride - pad + k;
+  return i >= 0 && i < in ? i : -1;
+}
+// Backward (gather form): the output coordinate whose tap k read input i, or -1 when none did.
+STIMLOOP_HOST_DEVICE inline int output_of_tap(int i, int k, int stride, int pad, int out) {
+  const int t = i + pad - k;  // = o * stride
+  if (t < 0 || t % stride != 0) return -1;
+  const int o = t / stride;
+  return o < out ? o : -1;
+}
 
 // Output size and leading pad of one spatial axis, exactly as TensorFlow computes them.
 struct AxisGeometry {

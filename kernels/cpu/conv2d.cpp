@@ -18,11 +18,11 @@ void conv2d_forward(const LayerParams& p, int n, const float* in, const float* w
       float* __restrict acc = out_row + std::int64_t{ox} * cout;
       for (int co = 0; co < cout; ++co) acc[co] = bias ? bias[co] : 0.0f;
       for (int ky = 0; ky < p.k_h; ++ky) {
-        const int iy = oy * p.stride_h - p.pad_top + ky;
-        if (iy < 0 || iy >= p.in_h) continue;
+        const int iy = input_of_tap(oy, ky, p.stride_h, p.pad_top, p.in_h);
+        if (iy < 0) continue;
         for (int kx = 0; kx < p.k_w; ++kx) {
-          const int ix = ox * p.stride_w - p.pad_left + kx;
-          if (ix < 0 || ix >= p.in_w) continue;
+          const int ix = input_of_tap(ox, kx, p.stride_w, p.pad_left, p.in_w);
+          if (ix < 0) continue;
           const float* pixel = image + (std::int64_t{iy} * p.in_w + ix) * cin;
           const float* w_tap = w + (std::int64_t{ky} * p.k_w + kx) * cin * cout;
           for (int ci = 0; ci < cin; ++ci) {
@@ -49,15 +49,11 @@ void conv2d_backward_input(const LayerParams& p, int n, const float* d_out, cons
       float* d = d_row + std::int64_t{ix} * cin;
       std::fill(d, d + cin, 0.0f);
       for (int ky = 0; ky < p.k_h; ++ky) {
-        const int ty = iy + p.pad_top - ky;  // = oy * stride
-        if (ty < 0 || ty % p.stride_h != 0) continue;
-        const int oy = ty / p.stride_h;
-        if (oy >= p.out_h) continue;
+        const int oy = output_of_tap(iy, ky, p.stride_h, p.pad_top, p.out_h);
+        if (oy < 0) continue;
         for (int kx = 0; kx < p.k_w; ++kx) {
-          const int tx = ix + p.pad_left - kx;
-          if (tx < 0 || tx % p.stride_w != 0) continue;
-          const int ox = tx / p.stride_w;
-          if (ox >= p.out_w) continue;
+          const int ox = output_of_tap(ix, kx, p.stride_w, p.pad_left, p.out_w);
+          if (ox < 0) continue;
           const float* g = grad_image + (std::int64_t{oy} * p.out_w + ox) * cout;
           const float* w_tap = w + (std::int64_t{ky} * p.k_w + kx) * cin * cout;
           for (int ci = 0; ci < cin; ++ci) {

@@ -29,8 +29,8 @@ Status ResidentNetwork::check_forward_args(std::size_t images, int n, std::size_
 }
 
 Status ResidentNetwork::input_gradient(std::span<const float> images, int n,
-                                       std::span<const float> output_seed,
-                                       std::span<float> outputs, std::span<float> d_images) {
+                                       std::span<const float> output_seed, std::span<float> outputs,
+                                       std::span<float> d_images) {
   if (output_seed.size() != outputs.size()) {
     return invalid_argument("output_seed holds " + std::to_string(output_seed.size()) +
                             " floats, expected " + std::to_string(outputs.size()));

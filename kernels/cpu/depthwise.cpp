@@ -18,11 +18,11 @@ void depthwise_forward(const LayerParams& p, int n, const float* in, const float
       float* __restrict acc = out_row + std::int64_t{ox} * c;
       for (int ch = 0; ch < c; ++ch) acc[ch] = bias ? bias[ch] : 0.0f;
       for (int ky = 0; ky < p.k_h; ++ky) {
-        const int iy = oy * p.stride_h - p.pad_top + ky;
-        if (iy < 0 || iy >= p.in_h) continue;
+        const int iy = input_of_tap(oy, ky, p.stride_h, p.pad_top, p.in_h);
+        if (iy < 0) continue;
         for (int kx = 0; kx < p.k_w; ++kx) {
-          const int ix = ox * p.stride_w - p.pad_left + kx;
-          if (ix < 0 || ix >= p.in_w) continue;
+          const int ix = input_of_tap(ox, kx, p.stride_w, p.pad_left, p.in_w);
+          if (ix < 0) continue;
           const float* __restrict pixel = image + (std::int64_t{iy} * p.in_w + ix) * c;
           const float* __restrict w_tap = w + (std::int64_t{ky} * p.k_w + kx) * c;
           for (int ch = 0; ch < c; ++ch) acc[ch] += pixel[ch] * w_tap[ch];
@@ -45,15 +45,11 @@ void depthwise_backward_input(const LayerParams& p, int n, const float* d_out, c
       float* __restrict d = d_row + std::int64_t{ix} * c;
       std::fill(d, d + c, 0.0f);
       for (int ky = 0; ky < p.k_h; ++ky) {
-        const int ty = iy + p.pad_top - ky;
-        if (ty < 0 || ty % p.stride_h != 0) continue;
-        const int oy = ty / p.stride_h;
-        if (oy >= p.out_h) continue;
+        const int oy = output_of_tap(iy, ky, p.stride_h, p.pad_top, p.out_h);
+        if (oy < 0) continue;
         for (int kx = 0; kx < p.k_w; ++kx) {
-          const int tx = ix + p.pad_left - kx;
-          if (tx < 0 || tx % p.stride_w != 0) continue;
-          const int ox = tx / p.stride_w;
-          if (ox >= p.out_w) continue;
+          const int ox = output_of_tap(ix, kx, p.stride_w, p.pad_left, p.out_w);
+          if (ox < 0) continue;
           const float* __restrict g = grad_image + (std::int64_t{oy} * p.out_w + ox) * c;
           const float* __restrict w_tap = w + (std::int64_t{ky} * p.k_w + kx) * c;
           for (int ch = 0; ch < c; ++ch) d[ch] += g[ch] * w_tap[ch];

@@ -19,11 +19,11 @@ __global__ void conv2d_forward_kernel(LayerParams p, int n, const float* __restr
     const float* image = in + std::int64_t{b} * p.in_h * p.in_w * p.in_c;
     float acc = bias != nullptr ? bias[co] : 0.0f;
     for (int ky = 0; ky < p.k_h; ++ky) {
-      const int iy = oy * p.stride_h - p.pad_top + ky;
-      if (iy < 0 || iy >= p.in_h) continue;
+      const int iy = input_of_tap(oy, ky, p.stride_h, p.pad_top, p.in_h);
+      if (iy < 0) continue;
       for (int kx = 0; kx < p.k_w; ++kx) {
-        const int ix = ox * p.stride_w - p.pad_left + kx;
-        if (ix < 0 || ix >= p.in_w) continue;
+        const int ix = input_of_tap(ox, kx, p.stride_w, p.pad_left, p.in_w);
+        if (ix < 0) continue;
         const float* pixel = image + (std::int64_t{iy} * p.in_w + ix) * p.in_c;
         const float* w_tap = w + (std::int64_t{ky} * p.k_w + kx) * p.in_c * p.out_c + co;
         for (int ci = 0; ci < p.in_c; ++ci) acc = fmaf(pixel[ci], w_tap[ci * p.out_c], acc);
@@ -43,15 +43,11 @@ __global__ void conv2d_backward_input_kernel(LayerParams p, int n, const float* 
     const std::int64_t image_offset = std::int64_t{b} * p.out_h * p.out_w * p.out_c;
     float acc = 0.0f;
     for (int ky = 0; ky < p.k_h; ++ky) {
-      const int ty = iy + p.pad_top - ky;
-      if (ty < 0 || ty % p.stride_h != 0) continue;
-      const int oy = ty / p.stride_h;
-      if (oy >= p.out_h) continue;
+      const int oy = output_of_tap(iy, ky, p.stride_h, p.pad_top, p.out_h);
+      if (oy < 0) continue;
       for (int kx = 0; kx < p.k_w; ++kx) {
-        const int tx = ix + p.pad_left - kx;
-        if (tx < 0 || tx % p.stride_w != 0) continue;
-        const int ox = tx / p.stride_w;
-        if (ox >= p.out_w) continue;
+        const int ox = output_of_tap(ix, kx, p.stride_w, p.pad_left, p.out_w);
+        if (ox < 0) continue;
         const std::int64_t g_offset = image_offset + (std::int64_t{oy} * p.out_w + ox) * p.out_c;
         const float* w_row = w + ((std::int64_t{ky} * p.k_w + kx) * p.in_c + ci) * p.out_c;
         for (int co = 0; co < p.out_c; ++co) {
