@@ -161,11 +161,11 @@ Status SynthesisRun::step() {
     // The model's gradient at the shifted images, rolled back; the penalties belong to the
     // unshifted images, so they are added after the roll.
     RETURN_IF_ERROR(evaluate(shifted_, false));
-    std::vector<double> rolled(size);
+    rolled_.resize(size);
     for (int i = 0; i < s.n; ++i) {
       auto g = std::span(gradient_).subspan(i * size, size);
-      roll(g, s.shape, -shifts[i].first, -shifts[i].second, rolled);
-      std::copy(rolled.begin(), rolled.end(), g.begin());
+      roll(g, s.shape, -shifts[i].first, -shifts[i].second, rolled_);
+      std::copy(rolled_.begin(), rolled_.end(), g.begin());
     }
     if (has_penalties(request_)) apply_penalties(request_, state_, values_, gradient_);
   } else if (!gradient_valid_) {

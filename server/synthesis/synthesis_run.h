@@ -81,7 +81,7 @@ class SynthesisRun {
 
   // Scratch, reused every step.
   std::vector<float> input_, outputs_, d_input_;
-  std::vector<double> values_, gradient_, shifted_;
+  std::vector<double> values_, gradient_, shifted_, rolled_;
 
   std::vector<double> best_value_, best_response_;
   std::vector<bool> has_best_;
