@@ -1,9 +1,7 @@
 #include "tests/support/v4_images.h"
 
-#include <unistd.h>
 #include <zip.h>
 
-#include <atomic>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
@@ -153,21 +151,7 @@ StatusOr<Rgb8Image> read_session_zip_image(const std::string& data_dir, const st
   std::snprintf(member, sizeof member, "image%04d.jpg", number);
   ASSIGN_OR_RETURN(std::vector<std::uint8_t> bytes, read_zip_member(zip_path, member));
 
-  // The image library decodes files only; a private temporary file keeps this helper free of a
-  // direct OpenCV dependency. Unique per process and call, removed at once.
-  static std::atomic<int> counter{0};
-  const fs::path tmp =
-      fs::temp_directory_path() / ("stimloop-v4img-" + std::to_string(::getpid()) + "-" +
-                                   std::to_string(counter.fetch_add(1)) + ".jpg");
-  {
-    std::ofstream out(tmp, std::ios::binary);
-    out.write(reinterpret_cast<const char*>(bytes.data()),
-              static_cast<std::streamsize>(bytes.size()));
-    if (!out) return internal_error("cannot write temporary file " + tmp.string());
-  }
-  auto image = read_rgb8(tmp.string());
-  std::error_code ec;
-  fs::remove(tmp, ec);
+  auto image = decode_image(bytes);
   if (!image.ok()) return image.status().with_context(zip_path + ":" + member);
   return image;
 }
