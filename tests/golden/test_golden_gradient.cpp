@@ -38,7 +38,6 @@ namespace {
 
 constexpr double kGradientTolerance = 1e-4;  // relative L2, per (model, image)
 constexpr double kForwardTolerance = 1e-4;   // |ours - ref| / max(1, |ref|)
-constexpr int kGradImages[4] = {0, 1, 32, 33};
 
 }  // namespace
 
@@ -49,38 +48,23 @@ TEST_CASE("input gradients of 12 compact models match float64 gradients", "[gold
     return;
   }
   const auto t0 = std::chrono::steady_clock::now();
-  const auto models = read_models_list(*dir);
-  REQUIRE(models.ok());
-  const auto grad_models = read_grad_models_list(*dir);
-  REQUIRE(grad_models.ok());
-  REQUIRE(grad_models->size() == 12);
-
-  const auto raw_all = read_golden_images(*dir, 64);
-  REQUIRE(raw_all.ok());
-  std::vector<std::uint8_t> raw;
-  for (int k : kGradImages) {
-    const auto begin = raw_all->begin() + static_cast<std::ptrdiff_t>(k * kV4ImageBytes);
-    raw.insert(raw.end(), begin, begin + static_cast<std::ptrdiff_t>(kV4ImageBytes));
-  }
-  const std::vector<float> images = recenter_rgb8(raw, kV4ChannelMeans);
-
-  const auto grad_ref = read_npy((fs::path(*dir) / "golden" / "grad_input_f64.npy").string());
-  REQUIRE(grad_ref.ok());
-  REQUIRE(grad_ref->shape == std::vector<std::int64_t>{12, 4, 112, 112, 3});
-  const std::vector<double> expected_grad = grad_ref->to_double();
-  const auto resp_ref = read_npy((fs::path(*dir) / "golden" / "grad_responses_f64.npy").string());
-  REQUIRE(resp_ref.ok());
-  REQUIRE(resp_ref->shape == std::vector<std::int64_t>{12, 4});
-  const std::vector<double> expected_resp = resp_ref->to_double();
+  const auto golden = read_golden_gradients(*dir);
+  REQUIRE(golden.ok());
+  const auto& models = golden->models;
+  const auto& grad_models = golden->grad_models;
+  REQUIRE(grad_models.size() == 12);
+  const std::vector<float> images = recenter_rgb8(golden->raw, kV4ChannelMeans);
+  const std::vector<double>& expected_grad = golden->expected_grad;
+  const std::vector<double>& expected_resp = golden->expected_resp;
 
   auto backend = make_cpu_backend();
   Worst worst_grad, worst_clean, worst_outside, worst_resp;
   int kink_pairs = 0;
   const std::size_t field = kV4ImageBytes;  // elements per image
-  for (const auto& g : *grad_models) {
+  for (const auto& g : grad_models) {
     REQUIRE(g.model_index >= 0);
-    REQUIRE(g.model_index < static_cast<int>(models->size()));
-    const auto& entry = (*models)[static_cast<std::size_t>(g.model_index)];
+    REQUIRE(g.model_index < static_cast<int>(models.size()));
+    const auto& entry = models[static_cast<std::size_t>(g.model_index)];
     REQUIRE(entry.session == g.session);
     REQUIRE(entry.neuron == g.neuron);
     const std::string path = (fs::path(*dir) / "compact_models" / entry.file).string();
@@ -103,7 +87,7 @@ TEST_CASE("input gradients of 12 compact models match float64 gradients", "[gold
                                          field);
       const GradientComparison cmp = compare_input_gradient(*backend, *(*model)->network, image,
                                                             ours, ref, kGradientTolerance);
-      const std::string at = entry.file + " image " + std::to_string(kGradImages[i]);
+      const std::string at = entry.file + " image " + std::to_string(kGoldenGradImages[i]);
       INFO(at << ": " << cmp.describe());
       CHECK(cmp.ok(kGradientTolerance));
       worst_grad.update(cmp.rel_l2, at);

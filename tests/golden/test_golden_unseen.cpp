@@ -274,37 +274,25 @@ TEST_CASE("the float64 Keras-graph reference reproduces the golden gradients", "
     return;
   }
   const auto t0 = std::chrono::steady_clock::now();
-  const auto models = read_models_list(*dir);
-  REQUIRE(models.ok());
-  const auto grad_models = read_grad_models_list(*dir);
-  REQUIRE(grad_models.ok());
-  REQUIRE(grad_models->size() == 12);
-  const auto raw_all = read_golden_images(*dir, 64);
-  REQUIRE(raw_all.ok());
-  const int kImages[4] = {0, 1, 32, 33};
-  std::vector<std::uint8_t> raw;
-  for (int k : kImages) {
-    const auto begin = raw_all->begin() + static_cast<std::ptrdiff_t>(k * kV4ImageBytes);
-    raw.insert(raw.end(), begin, begin + static_cast<std::ptrdiff_t>(kV4ImageBytes));
-  }
+  const auto golden = read_golden_gradients(*dir);
+  REQUIRE(golden.ok());
+  REQUIRE(golden->grad_models.size() == 12);
+  const std::vector<std::uint8_t>& raw = golden->raw;
   // Re-centered in double, as golden/ was: the float32 means (116.222f, ...) differ from the
   // decimal values by ~1e-6, which moves responses by ~1e-8 (gradients not at all).
   const double kMeans[3] = {116.222, 109.270, 100.381};
   std::vector<double> images(raw.size());
   for (std::size_t e = 0; e < raw.size(); ++e) images[e] = raw[e] - kMeans[e % 3];
-  const auto grad_ref = read_npy((fs::path(*dir) / "golden" / "grad_input_f64.npy").string());
-  REQUIRE(grad_ref.ok());
-  const std::vector<double> expected_grad = grad_ref->to_double();
-  const auto resp_ref = read_npy((fs::path(*dir) / "golden" / "grad_responses_f64.npy").string());
-  REQUIRE(resp_ref.ok());
-  const std::vector<double> expected_resp = resp_ref->to_double();
+  const std::vector<double>& expected_grad = golden->expected_grad;
+  const std::vector<double>& expected_resp = golden->expected_resp;
 
   // Both are float64 evaluations of the same function on the same (float-exact) inputs; only
   // summation order differs, so agreement should be near 1e-15.
   constexpr double kTolerance = 1e-10;
   double worst_grad = 0.0, worst_resp = 0.0;
   for (int g : {0, 4, 7, 11}) {
-    const auto& entry = (*models)[static_cast<std::size_t>((*grad_models)[g].model_index)];
+    const auto& entry =
+        golden->models[static_cast<std::size_t>(golden->grad_models[g].model_index)];
     const std::string path = (fs::path(*dir) / "compact_models" / entry.file).string();
     INFO(path);
     const auto graph = load_keras_graph(path);
@@ -329,7 +317,7 @@ TEST_CASE("the float64 Keras-graph reference reproduces the golden gradients", "
           expected_grad.data() + (static_cast<std::size_t>(g) * 4 + i) * kV4ImageBytes,
           kV4ImageBytes);
       const double grad_err = relative_l2_error(ours, want);
-      INFO(entry.file << " image " << kImages[i] << ": response error " << resp_err
+      INFO(entry.file << " image " << kGoldenGradImages[i] << ": response error " << resp_err
                       << ", gradient relative L2 error " << grad_err);
       CHECK(resp_err <= kTolerance);
       CHECK(grad_err <= kTolerance);

@@ -1,5 +1,7 @@
 #include "tests/support/v4_images.h"
 
+#include "common/npy.h"
+
 #include <zip.h>
 
 #include <cmath>
@@ -154,6 +156,29 @@ StatusOr<Rgb8Image> read_session_zip_image(const std::string& data_dir, const st
   auto image = decode_image(bytes);
   if (!image.ok()) return image.status().with_context(zip_path + ":" + member);
   return image;
+}
+
+StatusOr<GoldenGradients> read_golden_gradients(const std::string& data_dir) {
+  GoldenGradients g;
+  ASSIGN_OR_RETURN(g.models, read_models_list(data_dir));
+  ASSIGN_OR_RETURN(g.grad_models, read_grad_models_list(data_dir));
+  ASSIGN_OR_RETURN(const std::vector<std::uint8_t> all, read_golden_images(data_dir, 64));
+  for (int k : kGoldenGradImages) {
+    const auto begin = all.begin() + static_cast<std::ptrdiff_t>(k * kV4ImageBytes);
+    g.raw.insert(g.raw.end(), begin, begin + static_cast<std::ptrdiff_t>(kV4ImageBytes));
+  }
+  const fs::path golden = fs::path(data_dir) / "golden";
+  ASSIGN_OR_RETURN(const NpyArray grad, read_npy((golden / "grad_input_f64.npy").string()));
+  if (grad.shape != std::vector<std::int64_t>{12, 4, 112, 112, 3}) {
+    return data_loss("grad_input_f64.npy does not have shape (12, 4, 112, 112, 3)");
+  }
+  ASSIGN_OR_RETURN(const NpyArray resp, read_npy((golden / "grad_responses_f64.npy").string()));
+  if (resp.shape != std::vector<std::int64_t>{12, 4}) {
+    return data_loss("grad_responses_f64.npy does not have shape (12, 4)");
+  }
+  g.expected_grad = grad.to_double();
+  g.expected_resp = resp.to_double();
+  return g;
 }
 
 std::vector<std::uint8_t> synthetic_image(SyntheticImage kind, std::uint32_t seed) {

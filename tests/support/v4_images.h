@@ -42,6 +42,19 @@ StatusOr<std::vector<V4GradModel>> read_grad_models_list(const std::string& data
 // golden/images/gNN.png for NN = 0..count-1, concatenated: count x 112 x 112 x 3 RGB bytes.
 StatusOr<std::vector<std::uint8_t>> read_golden_images(const std::string& data_dir, int count = 64);
 
+// Everything the golden gradient checks read: the model lists, the 4 gradient images (golden
+// images 0, 1, 32, 33, concatenated), grad_input_f64 (12, 4, 112, 112, 3) and
+// grad_responses_f64 (12, 4), shapes checked.
+inline constexpr int kGoldenGradImages[4] = {0, 1, 32, 33};
+struct GoldenGradients {
+  std::vector<V4CompactModel> models;
+  std::vector<V4GradModel> grad_models;
+  std::vector<std::uint8_t> raw;
+  std::vector<double> expected_grad;
+  std::vector<double> expected_resp;
+};
+StatusOr<GoldenGradients> read_golden_gradients(const std::string& data_dir);
+
 // Image `number` (1-based, as in the member name imageNNNN.jpg) of images/images_<session>.zip,
 // decoded as RGB. The member is found whatever folder it sits in (the 190923 zip has one).
 StatusOr<Rgb8Image> read_session_zip_image(const std::string& data_dir, const std::string& session,
