@@ -8,6 +8,14 @@ pkg_check_modules(LIBZIP REQUIRED IMPORTED_TARGET libzip)
 find_package(HDF5 REQUIRED COMPONENTS C HL)
 find_package(OpenSSL REQUIRED COMPONENTS Crypto)
 find_package(CLI11 REQUIRED)
+# gRPC's config needs protobuf-compiler-grpc installed (it checks the plugins exist); a "Could NOT
+# find c-ares" line during configure is harmless.
+find_package(Protobuf REQUIRED)
+find_package(gRPC CONFIG REQUIRED)
+find_package(spdlog REQUIRED)
+# HTTP for the Prometheus /metrics endpoint (the Debian library is compiled, with OpenSSL, zlib and
+# brotli support defines that its header must see too).
+pkg_check_modules(HTTPLIB REQUIRED IMPORTED_TARGET cpp-httplib)
 
 # Debian's split OpenCV packages ship no OpenCVConfig.cmake: find the three libraries directly.
 find_path(OPENCV_INCLUDE_DIR opencv2/core.hpp PATH_SUFFIXES opencv4 REQUIRED)

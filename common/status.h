@@ -21,6 +21,11 @@ enum class StatusCode {
   kUnavailable,
   kUnimplemented,
   kInternal,
+  kDeadlineExceeded,
+  kCancelled,
+  kUnauthenticated,
+  kPermissionDenied,
+  kUnknown,
 };
 
 const char* status_code_name(StatusCode code);
@@ -55,6 +60,11 @@ inline Status out_of_range(std::string m) { return {StatusCode::kOutOfRange, std
 inline Status data_loss(std::string m) { return {StatusCode::kDataLoss, std::move(m)}; }
 inline Status unimplemented(std::string m) { return {StatusCode::kUnimplemented, std::move(m)}; }
 inline Status internal_error(std::string m) { return {StatusCode::kInternal, std::move(m)}; }
+inline Status deadline_exceeded(std::string m) {
+  return {StatusCode::kDeadlineExceeded, std::move(m)};
+}
+inline Status cancelled(std::string m) { return {StatusCode::kCancelled, std::move(m)}; }
+inline Status unavailable(std::string m) { return {StatusCode::kUnavailable, std::move(m)}; }
 inline Status resource_exhausted(std::string m) {
   return {StatusCode::kResourceExhausted, std::move(m)};
 }

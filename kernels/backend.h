@@ -3,6 +3,7 @@
 // handle. The CPU backend is always there; the CUDA backend plugs in behind the same interface.
 #pragma once
 
+#include <cstdint>
 #include <functional>
 #include <memory>
 #include <span>
@@ -49,6 +50,8 @@ class Backend {
   virtual std::string name() const = 0;
   virtual StatusOr<std::unique_ptr<ResidentNetwork>> upload(
       std::shared_ptr<const Network> network) = 0;
+  // Bytes in use on the backend's device (a GPU's memory), or -1 where that is not measured.
+  virtual std::int64_t memory_in_use() const { return -1; }
 };
 
 // The largest batch one call accepts; bigger batches are the caller's to split.

@@ -7,6 +7,8 @@ PACKAGES=(
   libopencv-core-dev libopencv-imgproc-dev libopencv-imgcodecs-dev
   libhdf5-dev libzip-dev nlohmann-json3-dev libcli11-dev libssl-dev
   catch2 libbenchmark-dev
+  libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
+  libspdlog-dev libcpp-httplib-dev openssl
 )
 missing=()
 for p in "${PACKAGES[@]}"; do

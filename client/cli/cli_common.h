@@ -17,10 +17,19 @@ namespace stimloop::cli {
 inline constexpr int kExitOk = 0;
 inline constexpr int kExitFailure = 1;
 
+// --server and friends: run the command on a stimloop-server instead of in this process.
+struct RemoteOptions {
+  std::string server;  // HOST:PORT; empty: local mode
+  std::string tls_ca, tls_cert, tls_key, tls_server_name, token_file;
+  std::string priority = "interactive";  // rig, interactive, campaign
+};
+
 struct CommonOptions {
   std::string models_dir;  // --models; empty falls back to $STIMLOOP_MODELS, then the demo
   std::string backend = "cpu";
   int threads = 0;  // 0: all cores
+  RemoteOptions remote;
+  bool is_remote() const { return !remote.server.empty(); }
 };
 
 // Applies --threads and makes the backend named by --backend.

@@ -2,6 +2,7 @@
 #include <iostream>
 
 #include "client/cli/commands.h"
+#include "client/cli/remote.h"
 
 namespace stimloop::cli {
 namespace {
@@ -21,14 +22,25 @@ Command add_models_command(CLI::App& app, const CommonOptions& common) {
   auto json_output = std::make_shared<bool>(false);
   sub->add_flag("--json", *json_output, "Print one JSON object");
   return {sub, [&common, json_output]() -> int {
-            auto repo = open_repository(common);
-            if (!repo.ok()) return report_error(repo.status());
-            auto models = (*repo)->load_all();
+            StatusOr<std::vector<std::shared_ptr<const Model>>> models =
+                invalid_argument("no models");
+            std::string directory;
+            if (common.is_remote()) {
+              auto client = connect_remote(common);
+              if (!client.ok()) return report_error(client.status());
+              models = remote_models(**client);
+              directory = "server:" + common.remote.server;
+            } else {
+              auto repo = open_repository(common);
+              if (!repo.ok()) return report_error(repo.status());
+              models = (*repo)->load_all();
+              directory = (*repo)->directory();
+            }
             if (!models.ok()) return report_error(models.status());
             if (*json_output) {
               nlohmann::json list = nlohmann::json::array();
               for (const auto& m : *models) list.push_back(model_info_json(m->info));
-              nlohmann::json out = {{"directory", (*repo)->directory()}, {"models", list}};
+              nlohmann::json out = {{"directory", directory}, {"models", list}};
               std::cout << out.dump(2) << "\n";
               return kExitOk;
             }
@@ -44,7 +56,7 @@ Command add_models_command(CLI::App& app, const CommonOptions& common) {
                           static_cast<long long>(i.macs_per_image), i.sha256.c_str(),
                           i.demo ? "  [DEMO: built-in, not a V4 neuron]" : "");
             }
-            if ((*repo)->directory().empty()) {
+            if (directory.empty()) {
               std::printf("(no model directory: pass --models DIR or set STIMLOOP_MODELS)\n");
             }
             return kExitOk;

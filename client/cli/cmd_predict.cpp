@@ -2,6 +2,7 @@
 #include <iostream>
 
 #include "client/cli/commands.h"
+#include "client/cli/remote.h"
 
 namespace stimloop::cli {
 namespace {
@@ -13,24 +14,45 @@ struct PredictOptions {
   bool resize = false;
 };
 
-int run_predict(const CommonOptions& common, const PredictOptions& opt) {
-  auto repo = open_repository(common);
-  if (!repo.ok()) return report_error(repo.status());
-  auto model = resolve_model(opt.model, **repo);
-  if (!model.ok()) return report_error(model.status());
-  auto images = load_images(opt.images, **model, opt.resize);
-  if (!images.ok()) return report_error(images.status());
-  auto backend = make_backend(common);
-  if (!backend.ok()) return report_error(backend.status());
-  auto resident = (*backend)->upload((*model)->network);
-  if (!resident.ok()) return report_error(resident.status());
+// Responses and the backend that computed them, in this process or on --server.
+StatusOr<RemotePrediction> compute(const CommonOptions& common, const Model& model,
+                                   const LoadedImages& images, int n,
+                                   client::StimloopClient* client) {
+  if (client != nullptr) return remote_predict(*client, common, model.info, images.raw, n);
+  ASSIGN_OR_RETURN(auto backend, make_backend(common));
+  ASSIGN_OR_RETURN(auto resident, backend->upload(model.network));
+  RemotePrediction out;
+  out.responses.resize(static_cast<std::size_t>(n) * model.info.num_outputs);
+  RETURN_IF_ERROR(resident->forward(images.input, n, out.responses));
+  out.backend = backend->name();
+  return out;
+}
 
-  const ModelInfo& info = (*model)->info;
-  const int n = static_cast<int>(opt.images.size());
-  std::vector<float> responses(static_cast<std::size_t>(n) * info.num_outputs);
-  if (Status s = (*resident)->forward(images->input, n, responses); !s.ok()) {
-    return report_error(s);
+int run_predict(const CommonOptions& common, const PredictOptions& opt) {
+  std::unique_ptr<client::StimloopClient> client;
+  std::shared_ptr<const Model> model;
+  if (common.is_remote()) {
+    auto connected = connect_remote(common);
+    if (!connected.ok()) return report_error(connected.status());
+    client = std::move(connected).value();
+    auto remote = remote_model(*client, opt.model);
+    if (!remote.ok()) return report_error(remote.status());
+    model = *remote;
+  } else {
+    auto repo = open_repository(common);
+    if (!repo.ok()) return report_error(repo.status());
+    auto local = resolve_model(opt.model, **repo);
+    if (!local.ok()) return report_error(local.status());
+    model = *local;
   }
+  auto images = load_images(opt.images, *model, opt.resize);
+  if (!images.ok()) return report_error(images.status());
+  const int n = static_cast<int>(opt.images.size());
+  auto prediction = compute(common, *model, *images, n, client.get());
+  if (!prediction.ok()) return report_error(prediction.status());
+  const std::vector<float>& responses = prediction->responses;
+
+  const ModelInfo& info = model->info;
   if (opt.json) {
     nlohmann::json rows = nlohmann::json::array();
     for (int i = 0; i < n; ++i) {
@@ -43,7 +65,7 @@ int run_predict(const CommonOptions& common, const PredictOptions& opt) {
                           {"images", opt.images},
                           {"responses", rows},
                           {"demo", info.demo},
-                          {"backend", (*backend)->name()}};
+                          {"backend", prediction->backend}};
     std::cout << out.dump() << "\n";
     return kExitOk;
   }

@@ -6,6 +6,7 @@
 #include <sstream>
 
 #include "client/cli/commands.h"
+#include "client/cli/remote.h"
 #include "client/cli/synthesis_job.h"
 #include "common/npy.h"
 #include "common/sha256.h"
@@ -125,21 +126,36 @@ Status build_request(SynthesizeOptions& opt, const Model& first_model) {
 }
 
 int run_synthesize(const CommonOptions& common, SynthesizeOptions& opt) {
-  auto repo = open_repository(common);
-  if (!repo.ok()) return report_error(repo.status());
+  std::unique_ptr<client::StimloopClient> client;
+  std::unique_ptr<ModelRepository> repo;
+  if (common.is_remote()) {
+    auto connected = connect_remote(common);
+    if (!connected.ok()) return report_error(connected.status());
+    client = std::move(connected).value();
+  } else {
+    auto opened = open_repository(common);
+    if (!opened.ok()) return report_error(opened.status());
+    repo = std::move(opened).value();
+  }
   std::vector<std::shared_ptr<const Model>> models;
   for (const auto& spec : opt.models) {
-    auto model = resolve_model(spec, **repo);
+    auto model = client ? remote_model(*client, spec) : resolve_model(spec, *repo);
     if (!model.ok()) return report_error(model.status());
     models.push_back(*model);
   }
   if (Status s = build_request(opt, *models.front()); !s.ok()) return report_error(s);
-  auto backend = make_backend(common);
-  if (!backend.ok()) return report_error(backend.status());
+  std::unique_ptr<Backend> backend;
+  if (!client) {
+    auto made = make_backend(common);
+    if (!made.ok()) return report_error(made.status());
+    backend = std::move(made).value();
+  }
 
   nlohmann::json records = nlohmann::json::array();
   for (const auto& model : models) {
-    auto outputs = run_synthesis_job(opt.request, *model, **backend, !opt.no_progress && !opt.json);
+    const bool progress = !opt.no_progress && !opt.json;
+    auto outputs = client ? remote_synthesis_job(*client, common, opt.request, *model, progress)
+                          : run_synthesis_job(opt.request, *model, *backend, progress);
     if (!outputs.ok()) return report_error(outputs.status().with_context(model->info.id));
     for (auto& out : *outputs) {
       std::string suffix = models.size() > 1 ? model->info.id : "";

@@ -1,5 +1,6 @@
-// stimloop: the command-line tool. Local mode runs models in this process on the CPU backend.
-// (`--server ADDR`, the remote mode, arrives with the gRPC service.)
+// stimloop: the command-line tool. Local mode runs models in this process; with --server ADDR,
+// `models`, `predict` and `synthesize` run on a stimloop-server instead, with the same flags and
+// the same output.
 #include <CLI/CLI.hpp>
 
 #include "client/cli/commands.h"
@@ -16,6 +17,18 @@ int main(int argc, char** argv) {
                  "Compute backend: cpu, cuda, or auto (the GPU when one is usable)")
       ->capture_default_str();
   app.add_option("--threads", common.threads, "CPU threads (0 = all cores)")->capture_default_str();
+
+  app.add_option("--server", common.remote.server,
+                 "HOST:PORT of a stimloop-server: run models/predict/synthesize there");
+  app.add_option("--tls-ca", common.remote.tls_ca, "PEM CA file: connect with TLS");
+  app.add_option("--tls-cert", common.remote.tls_cert, "PEM client certificate (mutual TLS)");
+  app.add_option("--tls-key", common.remote.tls_key, "PEM key of --tls-cert");
+  app.add_option("--tls-server-name", common.remote.tls_server_name,
+                 "Name to expect in the server's certificate (default: the host of --server)");
+  app.add_option("--token-file", common.remote.token_file, "File holding the bearer token");
+  app.add_option("--priority", common.remote.priority, "Remote queue: rig, interactive, campaign")
+      ->check(CLI::IsMember({"rig", "interactive", "campaign"}))
+      ->capture_default_str();
 
   app.fallthrough();  // global flags may also follow the subcommand: `predict --models DIR`
 

@@ -4,7 +4,6 @@
 
 #include <cstdio>
 
-#include "common/sha256.h"
 
 namespace stimloop::cli {
 
@@ -15,23 +14,6 @@ std::string with_suffix(const std::string& png_path, const std::string& suffix) 
 
 std::string record_path(const std::string& png_path) {
   return png_path.substr(0, png_path.size() - 4) + ".json";
-}
-
-Status encode_stimulus(const synthesis::SynthesisRequest& request, int height, int width,
-                       SynthesisOutput& out) {
-  Rgb8Image image;
-  image.height = height;
-  image.width = width;
-  image.pixels = out.stimulus.pixels;
-  out.files.pixels_sha256 = sha256_hex(image.pixels);
-  if (request.display_size > 0 && (request.display_size != width || width != height)) {
-    image = upscale_nearest(image, request.display_size, request.display_size);
-  }
-  ASSIGN_OR_RETURN(out.png, encode_png(image));
-  out.files.png_sha256 = sha256_hex(out.png);
-  out.files.width = image.width;
-  out.files.height = image.height;
-  return Status::Ok();
 }
 
 StatusOr<std::vector<SynthesisOutput>> run_synthesis_job(const synthesis::SynthesisRequest& request,
@@ -64,17 +46,7 @@ StatusOr<std::vector<SynthesisOutput>> run_synthesis_job(const synthesis::Synthe
     ASSIGN_OR_RETURN(result, synthesis::run_synthesis(*run, control));
   }
   if (tty) std::fprintf(stderr, "\n");
-  const synthesis::ModelIdentity identity{model.info.id, model.info.sha256, model.info.source,
-                                          model.info.demo};
-  std::vector<SynthesisOutput> outputs;
-  for (auto& st : result.stimuli) {
-    SynthesisOutput out;
-    out.stimulus = st;
-    RETURN_IF_ERROR(encode_stimulus(request, model.info.in_h, model.info.in_w, out));
-    out.record = synthesis::make_record(request, identity, backend.name(), result, st, out.files);
-    outputs.push_back(std::move(out));
-  }
-  return outputs;
+  return engine::make_outputs(request, model.info, backend.name(), result);
 }
 
 }  // namespace stimloop::cli

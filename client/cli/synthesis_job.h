@@ -7,16 +7,12 @@
 #include <vector>
 
 #include "client/cli/cli_common.h"
+#include "server/engine/stimulus_output.h"
 #include "server/synthesis/record.h"
 
 namespace stimloop::cli {
 
-struct SynthesisOutput {
-  synthesis::Stimulus stimulus;
-  synthesis::StimulusFiles files;
-  std::vector<std::uint8_t> png;  // encoded bytes (display size applied)
-  nlohmann::json record;
-};
+using engine::SynthesisOutput;
 
 // Runs `request` on `model`; `show_progress` draws a progress line on stderr.
 StatusOr<std::vector<SynthesisOutput>> run_synthesis_job(const synthesis::SynthesisRequest& request,
@@ -24,9 +20,6 @@ StatusOr<std::vector<SynthesisOutput>> run_synthesis_job(const synthesis::Synthe
                                                          bool show_progress,
                                                          int stop_after_steps = -1);
 
-// Encodes the stimulus (upscaled to request.display_size when > 0) and fills files' hashes.
-Status encode_stimulus(const synthesis::SynthesisRequest& request, int height, int width,
-                       SynthesisOutput& output);
 
 // PATH.png -> PATH_<suffix>.png ("" keeps PATH.png); and .png -> .json.
 std::string with_suffix(const std::string& png_path, const std::string& suffix);

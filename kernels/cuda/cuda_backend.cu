@@ -161,6 +161,12 @@ class CudaBackend final : public Backend {
     RETURN_IF_ERROR(resident->upload_weights());
     return std::unique_ptr<ResidentNetwork>(std::move(resident));
   }
+  // Device-wide (the driver's view): what this process and any other hold on the GPU.
+  std::int64_t memory_in_use() const override {
+    std::size_t free_bytes = 0, total_bytes = 0;
+    if (cudaMemGetInfo(&free_bytes, &total_bytes) != cudaSuccess) return -1;
+    return static_cast<std::int64_t>(total_bytes - free_bytes);
+  }
 };
 
 }  // namespace

@@ -190,6 +190,17 @@ ProgressEvent SynthesisRun::progress() const {
   return {steps_done_, request_.steps, best_response_};
 }
 
+std::vector<std::vector<std::uint8_t>> SynthesisRun::snapshot_pixels() const {
+  const BatchState& s = state_;
+  const std::int64_t size = s.shape.size();
+  std::vector<std::vector<std::uint8_t>> pixels;
+  for (int i = 0; i < s.n; ++i) {
+    const double* source = has_best_[i] ? best_images_.data() + i * size : s.x.data() + i * size;
+    pixels.push_back(method_->to_rgb8(s, i, std::span<const double>(source, size)));
+  }
+  return pixels;
+}
+
 StatusOr<SynthesisResult> SynthesisRun::finish(StopReason reason) {
   const BatchState& s = state_;
   const std::int64_t size = s.shape.size();
@@ -233,42 +244,44 @@ StatusOr<SynthesisResult> SynthesisRun::finish(StopReason reason) {
   return result;
 }
 
+void StepTimer::record(double seconds, bool first_step) {
+  if (first_step) {
+    first_step_s_ = seconds;
+    return;
+  }
+  recent_s_.push_back(seconds);
+  if (recent_s_.size() > 5) recent_s_.erase(recent_s_.begin());
+}
+
+double StepTimer::estimate_s() const {
+  if (recent_s_.empty()) return first_step_s_;
+  return *std::max_element(recent_s_.begin(), recent_s_.end());
+}
+
+bool StepTimer::out_of_time(Clock::time_point now, Clock::time_point deadline) const {
+  // Room for one more step (with a 20 % margin) and the final 8-bit evaluation (a forward pass:
+  // about half a step).
+  const auto needed = std::chrono::duration<double>(1.7 * estimate_s());
+  return now + std::chrono::duration_cast<Clock::duration>(needed) >= deadline;
+}
+
 StatusOr<SynthesisResult> run_synthesis(SynthesisRun& run, const RunControl& control) {
   using Clock = std::chrono::steady_clock;
-  // Step-time estimate for the deadline: the slowest of the last few steps. The first step is
-  // left out once others exist (it evaluates twice and warms caches up), or a rig with a 250 ms
-  // deadline would give up after a handful of steps.
-  std::vector<double> recent_s;
-  double first_step_s = 0.0;
-  auto step_estimate = [&] {
-    if (recent_s.empty()) return first_step_s;
-    return *std::max_element(recent_s.begin(), recent_s.end());
-  };
+  StepTimer timer;
   StopReason reason = StopReason::kCompleted;
   while (!run.done()) {
     if (control.cancelled != nullptr && control.cancelled->load()) {
       reason = StopReason::kCancelled;
       break;
     }
-    if (control.deadline) {
-      // Room for one more step (with a 20 % margin) and the final 8-bit evaluation (a forward
-      // pass: about half a step).
-      const auto needed = std::chrono::duration<double>(1.7 * step_estimate());
-      if (Clock::now() + std::chrono::duration_cast<Clock::duration>(needed) >= *control.deadline) {
-        reason = StopReason::kDeadline;
-        break;
-      }
+    if (control.deadline && timer.out_of_time(Clock::now(), *control.deadline)) {
+      reason = StopReason::kDeadline;
+      break;
     }
     const auto t0 = Clock::now();
     const bool first = run.steps_done() == 0;
     RETURN_IF_ERROR(run.step());
-    const double took = std::chrono::duration<double>(Clock::now() - t0).count();
-    if (first) {
-      first_step_s = took;
-    } else {
-      recent_s.push_back(took);
-      if (recent_s.size() > 5) recent_s.erase(recent_s.begin());
-    }
+    timer.record(std::chrono::duration<double>(Clock::now() - t0).count(), first);
     if (control.on_progress && (run.steps_done() % control.progress_every == 0 || run.done())) {
       control.on_progress(run.progress());
     }

@@ -57,6 +57,9 @@ class SynthesisRun {
   int steps_done() const { return steps_done_; }
   bool done() const { return steps_done_ >= request_.steps; }
   ProgressEvent progress() const;
+  // The best images so far as the 8-bit images they would become (no evaluation), for snapshots.
+  std::vector<std::vector<std::uint8_t>> snapshot_pixels() const;
+  const SynthesisRequest& request() const { return request_; }
   const std::string& description() const { return setup_.description; }
 
   // Quantizes each stimulus's best image to 8 bits and evaluates the 8-bit image.
@@ -87,6 +90,24 @@ class SynthesisRun {
   std::vector<bool> has_best_;
   std::vector<double> best_images_;
   std::vector<std::vector<std::pair<int, double>>> trajectory_;
+};
+
+// When to stop for a deadline: a run stops when one more step (with a margin) and the final 8-bit
+// evaluation no longer fit. The estimate is the slowest of the last few steps; the first step is
+// left out once others exist (it evaluates twice and warms caches up), or a rig with a 250 ms
+// deadline would give up after a handful of steps. Shared by run_synthesis and the server's engine,
+// which interleaves steps of many runs.
+class StepTimer {
+ public:
+  using Clock = std::chrono::steady_clock;
+  void record(double seconds, bool first_step);
+  // No step timed yet: only a deadline already passed stops the run.
+  bool out_of_time(Clock::time_point now, Clock::time_point deadline) const;
+  double estimate_s() const;
+
+ private:
+  std::vector<double> recent_s_;
+  double first_step_s_ = 0.0;
 };
 
 struct RunControl {

@@ -1,0 +1,56 @@
+// The engine: one worker thread that owns the backend's time. Jobs wait in one bounded queue per
+// priority; the worker always takes the front job of the most urgent non-empty queue, runs one
+// slice of it (one synthesis step, or a whole predict/gradient batch) and, if the job is not
+// finished, puts it back at the end of its queue. So a rig job waits at most one slice of
+// campaign work, and jobs of one priority share the worker round-robin. Queued predict and
+// gradient jobs with the same batch key are taken together and run as one batch.
+#pragma once
+
+#include <array>
+#include <condition_variable>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <thread>
+
+#include "server/engine/job.h"
+#include "server/engine/metrics.h"
+
+namespace stimloop::engine {
+
+struct EngineOptions {
+  int max_jobs_per_priority = 64;  // queued or running; beyond: RESOURCE_EXHAUSTED
+  int max_batch_images = 256;      // images one predict/gradient batch may gather
+};
+
+class Engine {
+ public:
+  Engine(EngineOptions options, EngineMetrics& metrics);
+  ~Engine();  // shutdown()
+  Engine(const Engine&) = delete;
+  Engine& operator=(const Engine&) = delete;
+
+  // Queues the job, or RESOURCE_EXHAUSTED (naming the queue) when its priority's queue is full,
+  // or UNAVAILABLE after shutdown.
+  Status submit(std::shared_ptr<Job> job);
+
+  // Stops the worker after its current slice; jobs still queued fail with UNAVAILABLE.
+  void shutdown();
+
+  std::array<int, kNumPriorities> queue_depths() const;
+
+ private:
+  void worker_loop();
+  void finish(Job& job);
+
+  EngineOptions options_;
+  EngineMetrics& metrics_;
+  mutable std::mutex mutex_;
+  std::condition_variable wake_;
+  std::array<std::deque<std::shared_ptr<Job>>, kNumPriorities> queues_;
+  std::array<int, kNumPriorities> running_{};  // taken out of a queue for the current slice
+  bool stopping_ = false;
+  std::thread worker_;
+};
+
+}  // namespace stimloop::engine

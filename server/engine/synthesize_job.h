@@ -1,0 +1,68 @@
+// A synthesis request as an engine job: one SynthesisRun advanced one step per slice. Before
+// each step it checks cancellation and the deadline (leaving room for one more step and the final
+// evaluation), so a rig gets the best stimulus reached in time, with stop reason DEADLINE. Events
+// go to a sink that must not block: the gRPC layer queues them and may drop snapshots for a slow
+// reader, never stimuli.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "server/engine/job.h"
+#include "server/engine/model_registry.h"
+#include "server/engine/stimulus_output.h"
+#include "server/synthesis/synthesis_run.h"
+
+namespace stimloop::engine {
+
+struct SynthesisSummary {
+  int steps_done = 0;
+  int steps = 0;
+  synthesis::StopReason stop_reason = synthesis::StopReason::kCompleted;
+  double queue_ms = 0.0;  // acceptance to first step
+  double wall_ms = 0.0;   // acceptance to the end
+};
+
+class SynthesisSink {
+ public:
+  virtual ~SynthesisSink() = default;
+  virtual void on_progress(const synthesis::ProgressEvent& progress) = 0;
+  virtual void on_snapshot(const synthesis::ProgressEvent& progress,
+                           std::vector<std::vector<std::uint8_t>> pixels) = 0;
+  virtual void on_stimulus(const SynthesisOutput& output) = 0;
+  // Exactly one of on_done / on_error ends every job.
+  virtual void on_done(const SynthesisSummary& summary) = 0;
+  virtual void on_error(const Status& status) = 0;
+};
+
+struct SynthesizeOptions {
+  int progress_every = 10;
+  int snapshot_every = 0;   // 0: none
+  std::string results_dir;  // non-empty: every stimulus's PNG and record are also written here
+};
+
+class SynthesizeJob : public Job {
+ public:
+  SynthesizeJob(std::string request_id, Priority priority,
+                std::optional<Clock::time_point> deadline, const ResidentModel* model,
+                Backend& backend, synthesis::SynthesisRequest request, SynthesizeOptions options,
+                std::shared_ptr<SynthesisSink> sink);
+
+  SliceResult run(std::vector<std::shared_ptr<Job>>& companions) override;
+  void fail(const Status& status) override;
+
+ private:
+  SliceResult finish(synthesis::StopReason reason);
+  void save(const SynthesisOutput& output) const;
+
+  const ResidentModel* model_;
+  Backend& backend_;
+  synthesis::SynthesisRequest request_;
+  SynthesizeOptions options_;
+  std::shared_ptr<SynthesisSink> sink_;
+  std::unique_ptr<synthesis::SynthesisRun> run_;
+  synthesis::StepTimer timer_;
+  bool ended_ = false;
+};
+
+}  // namespace stimloop::engine

@@ -1,0 +1,210 @@
+#include "server/service/server.h"
+
+#include <grpcpp/ext/proto_server_reflection_plugin.h>
+#include <grpcpp/grpcpp.h>
+#include <grpcpp/health_check_service_interface.h>
+#include <omp.h>
+#include <spdlog/spdlog.h>
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "server/engine/engine.h"
+#include "server/engine/model_registry.h"
+#include "server/service/convert.h"
+#include "server/service/metrics_endpoint.h"
+#include "server/service/stimloop_service.h"
+
+namespace stimloop::service {
+namespace {
+
+StatusOr<std::string> read_file(const std::string& path, const std::string& flag) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return not_found(flag + ": cannot read " + path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+StatusOr<std::unique_ptr<Backend>> make_backend(const std::string& name) {
+  if (name == "cpu") return make_cpu_backend();
+  if (name == "cuda") return make_cuda_backend();
+  if (name == "auto") {
+    auto cuda = make_cuda_backend();
+    if (cuda.ok()) return std::move(cuda).value();
+    spdlog::info("backend=cpu reason=\"{}\"", cuda.status().message());
+    return make_cpu_backend();
+  }
+  return invalid_argument("--backend must be cpu, cuda or auto, not '" + name + "'");
+}
+
+}  // namespace
+
+struct StimloopServer::State {
+  ServerOptions options;
+  std::unique_ptr<Backend> backend;
+  engine::EngineMetrics metrics;
+  std::unique_ptr<engine::Engine> engine;
+  std::unique_ptr<engine::ModelRegistry> registry;
+  std::unique_ptr<StimloopService> service;
+  std::unique_ptr<grpc::Server> server;
+  std::unique_ptr<MetricsEndpoint> metrics_endpoint;
+  int port = 0;
+  std::mutex mutex;
+  std::condition_variable stopped_cv;
+  bool stopped = false;
+  std::atomic<bool> serving{false};
+
+  std::string render() const {
+    engine::EngineMetrics::Gauges g;
+    g.queue_depth = engine->queue_depths();
+    g.backend = backend->name();
+    g.serving = serving.load();
+    if (g.serving) {
+      g.models_loaded = static_cast<int>(registry->models().size());
+      const std::int64_t used = backend->memory_in_use();
+      g.device_memory_bytes = used >= 0 ? used : registry->weight_bytes();
+    }
+    return metrics.render(g);
+  }
+};
+
+Status check_options(const ServerOptions& o) {
+  ASSIGN_OR_RETURN(auto host_port, split_host_port(o.listen, "--listen"));
+  if (o.tls_cert.empty() != o.tls_key.empty()) {
+    return invalid_argument("--tls-cert and --tls-key go together");
+  }
+  if (!o.tls_client_ca.empty() && o.tls_cert.empty()) {
+    return invalid_argument("--tls-client-ca (mutual TLS) needs --tls-cert and --tls-key");
+  }
+  const bool secure = !o.tls_cert.empty() && !o.auth_token_file.empty();
+  if (!is_loopback_host(host_port.first) && !secure && !o.insecure) {
+    return failed_precondition(
+        "refusing to listen on " + o.listen +
+        " without TLS and a token: give --tls-cert, --tls-key and --auth-token-file, or "
+        "--insecure to accept the risk (anyone who can reach the port can use the server)");
+  }
+  if (o.max_queue < 1 || o.max_queue > 100000) {
+    return invalid_argument("--max-queue must be in 1..100000");
+  }
+  if (o.max_batch_images < 1 || o.max_batch_images > kMaxBatch) {
+    return invalid_argument("--max-batch-images must be in 1.." + std::to_string(kMaxBatch));
+  }
+  if (o.threads < 0 || o.threads > 1024) return invalid_argument("--threads must be in 0..1024");
+  return Status::Ok();
+}
+
+StimloopServer::StimloopServer() : state_(std::make_unique<State>()) {}
+
+StimloopServer::~StimloopServer() { shutdown(); }
+
+StatusOr<std::unique_ptr<StimloopServer>> StimloopServer::start(const ServerOptions& options) {
+  RETURN_IF_ERROR(check_options(options));
+  auto server = std::unique_ptr<StimloopServer>(new StimloopServer());
+  State& s = *server->state_;
+  s.options = options;
+  if (options.threads > 0) omp_set_num_threads(options.threads);
+  if (!options.results_dir.empty()) {
+    std::error_code ec;
+    std::filesystem::create_directories(options.results_dir, ec);
+    if (ec) return not_found("--results-dir: cannot create " + options.results_dir);
+  }
+  ASSIGN_OR_RETURN(s.backend, make_backend(options.backend));
+
+  ServiceContext context;
+  ASSIGN_OR_RETURN(context.auth, TokenAuthenticator::from_file(options.auth_token_file));
+  s.engine = std::make_unique<engine::Engine>(
+      engine::EngineOptions{options.max_queue, options.max_batch_images}, s.metrics);
+  context.engine = s.engine.get();
+  context.metrics = &s.metrics;
+  context.results_dir = options.results_dir;
+  context.backend_name = s.backend->name();
+  s.service = std::make_unique<StimloopService>(std::move(context));
+
+  std::shared_ptr<grpc::ServerCredentials> credentials = grpc::InsecureServerCredentials();
+  if (!options.tls_cert.empty()) {
+    grpc::SslServerCredentialsOptions ssl(
+        options.tls_client_ca.empty() ? GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE
+                                      : GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY);
+    ASSIGN_OR_RETURN(std::string cert, read_file(options.tls_cert, "--tls-cert"));
+    ASSIGN_OR_RETURN(std::string key, read_file(options.tls_key, "--tls-key"));
+    ssl.pem_key_cert_pairs.push_back({key, cert});
+    if (!options.tls_client_ca.empty()) {
+      ASSIGN_OR_RETURN(ssl.pem_root_certs, read_file(options.tls_client_ca, "--tls-client-ca"));
+    }
+    credentials = grpc::SslServerCredentials(ssl);
+  }
+
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  grpc::ServerBuilder builder;
+  builder.AddListeningPort(options.listen, credentials, &s.port);
+  builder.RegisterService(s.service.get());
+  builder.SetMaxReceiveMessageSize(kMaxRequestBytes);
+  builder.SetMaxSendMessageSize(256 << 20);
+  s.server = builder.BuildAndStart();
+  if (!s.server || s.port == 0) {
+    return unavailable("cannot listen on " + options.listen +
+                       " (address in use, or bad TLS certificate/key)");
+  }
+  auto* health = s.server->GetHealthCheckService();
+  health->SetServingStatus(false);
+  spdlog::info("event=listening address={} port={} tls={} mutual_tls={} tokens={} backend={}",
+               options.listen, s.port, !options.tls_cert.empty(), !options.tls_client_ca.empty(),
+               !options.auth_token_file.empty(), s.backend->name());
+
+  if (!options.metrics_listen.empty()) {
+    State* state = &s;
+    ASSIGN_OR_RETURN(s.metrics_endpoint, MetricsEndpoint::start(options.metrics_listen,
+                                                                [state] { return state->render(); }));
+    spdlog::info("event=metrics address={} port={}", options.metrics_listen,
+                 s.metrics_endpoint->port());
+  }
+
+  const auto t0 = std::chrono::steady_clock::now();
+  ASSIGN_OR_RETURN(s.registry, engine::ModelRegistry::load(options.model_dirs, options.with_demo,
+                                                           *s.backend));
+  RETURN_IF_ERROR(s.registry->warm_up());
+  s.service->set_registry(s.registry.get());
+  s.serving = true;
+  health->SetServingStatus(true);
+  spdlog::info("event=serving models={} load_ms={:.0f}", s.registry->models().size(),
+               std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0)
+                   .count());
+  return server;
+}
+
+int StimloopServer::port() const { return state_->port; }
+int StimloopServer::metrics_port() const {
+  return state_->metrics_endpoint ? state_->metrics_endpoint->port() : 0;
+}
+std::string StimloopServer::backend_name() const { return state_->backend->name(); }
+std::string StimloopServer::render_metrics() const { return state_->render(); }
+
+void StimloopServer::wait() {
+  std::unique_lock lock(state_->mutex);
+  state_->stopped_cv.wait(lock, [&] { return state_->stopped; });
+}
+
+void StimloopServer::shutdown() {
+  State& s = *state_;
+  {
+    std::lock_guard lock(s.mutex);
+    if (s.stopped) return;
+    s.stopped = true;
+  }
+  s.serving = false;
+  if (s.server) {
+    s.server->GetHealthCheckService()->SetServingStatus(false);
+    // Calls in flight get a short grace period, then are cancelled; cancelled synthesis jobs
+    // stop within one step, so the engine must keep running until the server is down.
+    s.server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
+  }
+  if (s.engine) s.engine->shutdown();
+  s.metrics_endpoint.reset();
+  spdlog::info("event=stopped");
+  s.stopped_cv.notify_all();
+}
+
+}  // namespace stimloop::service
