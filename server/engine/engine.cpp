@@ -122,6 +122,7 @@ void Engine::worker_loop() {
       slice.finished = true;
     }
     metrics_.add_steps(slice.steps);
+    metrics_.count_batched(static_cast<int>(companions.size()));
     for (auto& c : companions) finish(*c);
     if (slice.finished) finish(*job);
 

@@ -105,6 +105,9 @@ std::string EngineMetrics::render(const Gauges& g) const {
   header(out, "stimloop_snapshots_dropped_total", "counter",
          "Snapshots not sent because a client read too slowly.");
   out += "stimloop_snapshots_dropped_total " + std::to_string(snapshots_dropped_.load()) + "\n";
+  header(out, "stimloop_batched_jobs_total", "counter",
+         "Predict/gradient jobs that ran in another job's batch.");
+  out += "stimloop_batched_jobs_total " + std::to_string(batched_.load()) + "\n";
   header(out, "stimloop_models_loaded", "gauge", "Models resident on the backend.");
   out += "stimloop_models_loaded{backend=\"" + g.backend + "\"} " +
          std::to_string(g.models_loaded) + "\n";

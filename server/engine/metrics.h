@@ -38,6 +38,10 @@ class EngineMetrics {
   void count_request(const char* rpc, const char* code);
   void count_rejected(Priority p) { rejected_[int(p)].fetch_add(1); }
   void count_snapshot_dropped() { snapshots_dropped_.fetch_add(1); }
+  // Jobs that ran as companions of another job's batch.
+  void count_batched(int jobs) { batched_.fetch_add(static_cast<std::uint64_t>(jobs)); }
+  std::uint64_t batched() const { return batched_.load(); }
+  std::uint64_t steps_total() const { return steps_total_.load(); }
 
   // Synthesis steps per second over the last ~10 s.
   double steps_per_second() const;
@@ -55,7 +59,7 @@ class EngineMetrics {
  private:
   std::array<Histogram, kNumPriorities> wait_ms_, run_ms_;
   std::array<std::atomic<std::uint64_t>, kNumPriorities> rejected_{};
-  std::atomic<std::uint64_t> steps_total_{0}, snapshots_dropped_{0};
+  std::atomic<std::uint64_t> steps_total_{0}, snapshots_dropped_{0}, batched_{0};
   mutable std::mutex mutex_;
   std::deque<std::pair<double, int>> recent_steps_;  // (time s, steps) within the window
   std::map<std::pair<std::string, std::string>, std::uint64_t> requests_;  // (rpc, code)

@@ -149,6 +149,8 @@ StatusOr<std::unique_ptr<StimloopServer>> StimloopServer::start(const ServerOpti
                        " (address in use, or bad TLS certificate/key)");
   }
   auto* health = s.server->GetHealthCheckService();
+  // The whole server ("") and the service by name both answer NOT_SERVING until warmed up.
+  health->SetServingStatus(v1::Stimloop::service_full_name(), false);
   health->SetServingStatus(false);
   spdlog::info("event=listening address={} port={} tls={} mutual_tls={} tokens={} backend={}",
                options.listen, s.port, !options.tls_cert.empty(), !options.tls_client_ca.empty(),

@@ -238,5 +238,53 @@ else
   echo "SKIPPED (published-model CLI checks): no data at $DATA; set STIMLOOP_V4_DATA"
 fi
 
+# Remote mode: the same commands through a stimloop-server on an ephemeral loopback port.
+SERVER="$(dirname "$STIMLOOP")/stimloop-server"
+if [ -x "$SERVER" ]; then
+  "$SERVER" --listen 127.0.0.1:0 --backend cpu --log-level warn >"$WORK/server.out" 2>"$WORK/server.err" &
+  server_pid=$!
+  trap 'kill $server_pid 2>/dev/null; rm -rf "$WORK"' EXIT
+  port=""
+  for _ in $(seq 100); do
+    port=$(sed -n 's/.*listening on port \([0-9]*\).*/\1/p' "$WORK/server.out")
+    [ -n "$port" ] && break
+    sleep 0.1
+  done
+  if [ -z "$port" ]; then
+    fail "stimloop-server did not start: $(cat "$WORK/server.err")"
+  else
+    remote=(--server "127.0.0.1:$port")
+    "$STIMLOOP" predict --model demo --json "$WORK/vertical.png" "$WORK/noise.png" >"$WORK/local.json"
+    expect_ok "remote predict --json" "$STIMLOOP" "${remote[@]}" predict --model demo --json \
+      "$WORK/vertical.png" "$WORK/noise.png"
+    if cmp -s "$WORK/out" "$WORK/local.json"; then pass "remote predict --json is byte-identical to local"
+    else fail "remote predict differs: $(cat "$WORK/out") vs $(cat "$WORK/local.json")"; fi
+    expect_ok "remote models --json" "$STIMLOOP" "${remote[@]}" models --json
+    json_check "remote models lists the server's models" \
+      "[m['id'] for m in j['models']] == ['demo', 'demo_population']"
+    expect_ok "remote synthesize" "$STIMLOOP" "${remote[@]}" synthesize --model demo --objective max \
+      --steps 40 --seed 5 --out "$WORK/remote.png" --no-progress
+    expect_ok "local synthesize" "$STIMLOOP" synthesize --model demo --objective max --steps 40 \
+      --seed 5 --out "$WORK/local.png" --no-progress
+    if cmp -s "$WORK/remote.png" "$WORK/local.png"; then pass "remote stimulus is byte-identical to local"
+    else fail "remote and local stimuli differ"; fi
+    expect_ok "replay of a remote record" "$STIMLOOP" replay "$WORK/remote.json"
+    expect_ok "remote synthesize --priority rig --deadline-ms" "$STIMLOOP" "${remote[@]}" \
+      --priority rig synthesize --model demo --objective max --steps 100000 --deadline-ms 200 \
+      --out "$WORK/rig.png" --json
+    json_check "a deadline gives a stimulus with stop reason DEADLINE" \
+      "j[0]['stop_reason'] == 'DEADLINE' and 0 < j[0]['steps_done'] < 100000"
+    expect_error "remote unknown model" "unknown model 'nope'.*NOT_FOUND" \
+      "$STIMLOOP" "${remote[@]}" predict --model nope "$WORK/vertical.png"
+    expect_error "remote bad option" "steps.*outside" \
+      "$STIMLOOP" "${remote[@]}" synthesize --model demo --objective max --steps 0 --out "$WORK/x.png"
+  fi
+  kill "$server_pid" 2>/dev/null
+  wait "$server_pid" 2>/dev/null
+  expect_error "no server listening" "UNAVAILABLE" "$STIMLOOP" --server "127.0.0.1:$port" models
+else
+  echo "SKIPPED (remote mode): $SERVER not built"
+fi
+
 if [ "$failures" -ne 0 ]; then echo "$failures CLI check(s) failed"; exit 1; fi
 echo "all CLI checks passed"
