@@ -12,6 +12,18 @@ double ms_since(Clock::time_point t) {
 
 }  // namespace
 
+std::optional<double> StepTimeBook::lookup(const std::string& model, int count) const {
+  std::lock_guard lock(mutex_);
+  const auto it = seconds_.find({model, count});
+  if (it == seconds_.end()) return std::nullopt;
+  return it->second;
+}
+
+void StepTimeBook::update(const std::string& model, int count, double seconds) {
+  std::lock_guard lock(mutex_);
+  seconds_[{model, count}] = seconds;
+}
+
 SynthesizeJob::SynthesizeJob(std::string request_id, Priority priority,
                              std::optional<Clock::time_point> deadline, const ResidentModel* model,
                              Backend& backend, synthesis::SynthesisRequest request,
@@ -29,38 +41,90 @@ void SynthesizeJob::fail(const Status& status) {
   sink_->on_error(status);
 }
 
+Status SynthesizeJob::create_parts() {
+  const int chunk = options_.max_images_per_slice;
+  const bool split = chunk > 0 && request_.count > chunk && request_.diversity_weight == 0.0;
+  const int size = split ? chunk : request_.count;
+  for (int first = 0; first < request_.count; first += size) {
+    synthesis::SynthesisRequest part = request_;
+    part.seed = request_.seed + static_cast<std::uint64_t>(first);
+    part.count = std::min(size, request_.count - first);
+    // Created on the engine's thread: the backend is only ever used from there.
+    ASSIGN_OR_RETURN(auto run,
+                     synthesis::SynthesisRun::create(part, model_->model->channel_means, backend_,
+                                                     model_->model->network,
+                                                     model_->network.get()));
+    parts_.push_back({std::move(run), first});
+  }
+  if (options_.step_times) {
+    if (auto known = options_.step_times->lookup(model_->model->info.id, size)) {
+      timer_.prime(*known);
+    }
+  }
+  return Status::Ok();
+}
+
+int SynthesizeJob::min_steps_done() const {
+  int steps = request_.steps;
+  for (const auto& part : parts_) steps = std::min(steps, part.run->steps_done());
+  return steps;
+}
+
+synthesis::ProgressEvent SynthesizeJob::progress() const {
+  synthesis::ProgressEvent event{min_steps_done(), request_.steps, {}};
+  for (const auto& part : parts_) {
+    const auto p = part.run->progress();
+    event.best_response.insert(event.best_response.end(), p.best_response.begin(),
+                               p.best_response.end());
+  }
+  return event;
+}
+
 SliceResult SynthesizeJob::run(std::vector<std::shared_ptr<Job>>& /*companions*/) {
   using synthesis::StopReason;
   if (ended_) return {true, 0};
-  if (!run_) {
-    // Created on the engine's thread: the backend is only ever used from there.
-    auto run = synthesis::SynthesisRun::create(request_, model_->model->channel_means, backend_,
-                                               model_->model->network, model_->network.get());
-    if (!run.ok()) {
-      fail(run.status());
+  if (parts_.empty()) {
+    if (Status s = create_parts(); !s.ok()) {
+      fail(s);
       return {true, 0};
     }
-    run_ = std::move(run).value();
   }
   if (cancelled()) return finish(StopReason::kCancelled);
   if (deadline() && timer_.out_of_time(Clock::now(), *deadline())) {
     return finish(StopReason::kDeadline);
   }
+  // The next part that still has steps to do (parts advance in turn, so they stay level).
+  while (parts_[next_part_].run->done()) next_part_ = (next_part_ + 1) % parts_.size();
+  synthesis::SynthesisRun& run = *parts_[next_part_].run;
+  next_part_ = (next_part_ + 1) % parts_.size();
+
   const auto t0 = Clock::now();
-  const bool first = run_->steps_done() == 0;
-  if (Status s = run_->step(); !s.ok()) {
+  const bool first = run.steps_done() == 0;
+  if (Status s = run.step(); !s.ok()) {
     fail(s.with_context(model_->model->info.id));
     return {true, 1};
   }
-  timer_.record(std::chrono::duration<double>(Clock::now() - t0).count(), first);
-  const int done = run_->steps_done();
-  if (options_.progress_every > 0 && (done % options_.progress_every == 0 || run_->done())) {
-    sink_->on_progress(run_->progress());
+  const double took = std::chrono::duration<double>(Clock::now() - t0).count();
+  timer_.record(took, first);
+  if (options_.step_times && !first) {
+    options_.step_times->update(model_->model->info.id, run.request().count, took);
   }
-  if (options_.snapshot_every > 0 && done % options_.snapshot_every == 0 && !run_->done()) {
-    sink_->on_snapshot(run_->progress(), run_->snapshot_pixels());
+  const int done = min_steps_done();
+  const bool all_done = done >= request_.steps;
+  if (done > reported_steps_) {  // every part has finished step `done`
+    reported_steps_ = done;
+    if (options_.progress_every > 0 && (done % options_.progress_every == 0 || all_done)) {
+      sink_->on_progress(progress());
+    }
+    if (options_.snapshot_every > 0 && done % options_.snapshot_every == 0 && !all_done) {
+      std::vector<std::vector<std::uint8_t>> pixels;
+      for (const auto& part : parts_) {
+        for (auto& image : part.run->snapshot_pixels()) pixels.push_back(std::move(image));
+      }
+      sink_->on_snapshot(progress(), std::move(pixels));
+    }
   }
-  if (run_->done()) {
+  if (all_done) {
     SliceResult r = finish(StopReason::kCompleted);
     r.steps = 1;
     return r;
@@ -69,30 +133,39 @@ SliceResult SynthesizeJob::run(std::vector<std::shared_ptr<Job>>& /*companions*/
 }
 
 SliceResult SynthesizeJob::finish(synthesis::StopReason reason) {
-  auto result = run_->finish(reason);
-  if (!result.ok()) {
-    fail(result.status().with_context(model_->model->info.id));
-    return {true, 0};
+  std::vector<SynthesisOutput> outputs;
+  int steps_done = request_.steps;
+  const double wall_ms = ms_since(accepted());
+  for (auto& part : parts_) {
+    // A part that completed its steps says so even when the batch stopped for a deadline.
+    auto result = part.run->finish(part.run->done() ? synthesis::StopReason::kCompleted : reason);
+    if (!result.ok()) {
+      fail(result.status().with_context(model_->model->info.id));
+      return {true, 0};
+    }
+    steps_done = std::min(steps_done, result->steps_done);
+    // The record's wall time counts from acceptance, queueing included: what the client waited.
+    result->wall_ms = wall_ms;
+    for (auto& st : result->stimuli) st.index += part.first;  // seeds already are seed + index
+    auto part_outputs = make_outputs(request_, model_->model->info, backend_.name(), *result);
+    if (!part_outputs.ok()) {
+      fail(part_outputs.status());
+      return {true, 0};
+    }
+    for (auto& out : *part_outputs) outputs.push_back(std::move(out));
   }
-  // The record's wall time counts from acceptance, queueing included: what the client waited.
-  result->wall_ms = ms_since(accepted());
-  auto outputs = make_outputs(request_, model_->model->info, backend_.name(), *result);
-  if (!outputs.ok()) {
-    fail(outputs.status());
-    return {true, 0};
-  }
-  for (auto& out : *outputs) {
+  for (auto& out : outputs) {
     out.record["request_id"] = request_id();
     save(out);
     sink_->on_stimulus(out);
   }
   SynthesisSummary summary;
-  summary.steps_done = result->steps_done;
+  summary.steps_done = steps_done;
   summary.steps = request_.steps;
   summary.stop_reason = reason;
   summary.queue_ms =
       started ? std::chrono::duration<double, std::milli>(*started - accepted()).count() : 0.0;
-  summary.wall_ms = result->wall_ms;
+  summary.wall_ms = wall_ms;
   ended_ = true;
   sink_->on_done(summary);
   return {true, 0};

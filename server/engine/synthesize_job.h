@@ -5,7 +5,9 @@
 // reader, never stimuli.
 #pragma once
 
+#include <map>
 #include <memory>
+#include <mutex>
 #include <string>
 
 #include "server/engine/job.h"
@@ -35,10 +37,26 @@ class SynthesisSink {
   virtual void on_error(const Status& status) = 0;
 };
 
+// Recent step times per model and batch size, remembered across runs (see StepTimer::prime).
+class StepTimeBook {
+ public:
+  std::optional<double> lookup(const std::string& model, int count) const;
+  void update(const std::string& model, int count, double seconds);
+
+ private:
+  mutable std::mutex mutex_;
+  std::map<std::pair<std::string, int>, double> seconds_;
+};
+
 struct SynthesizeOptions {
   int progress_every = 10;
   int snapshot_every = 0;   // 0: none
   std::string results_dir;  // non-empty: every stimulus's PNG and record are also written here
+  std::shared_ptr<StepTimeBook> step_times;  // optional
+  // > 0: a batch of more seeds than this runs as parts of at most this many seeds, one part's
+  // step per slice, so that more urgent work waits at most a part-step, not a whole-batch step.
+  // Seeds evolve independently (without a diversity penalty), so the stimuli are the same.
+  int max_images_per_slice = 0;
 };
 
 class SynthesizeJob : public Job {
@@ -52,15 +70,24 @@ class SynthesizeJob : public Job {
   void fail(const Status& status) override;
 
  private:
+  Status create_parts();
   SliceResult finish(synthesis::StopReason reason);
   void save(const SynthesisOutput& output) const;
+  int min_steps_done() const;
+  synthesis::ProgressEvent progress() const;
 
   const ResidentModel* model_;
   Backend& backend_;
   synthesis::SynthesisRequest request_;
   SynthesizeOptions options_;
   std::shared_ptr<SynthesisSink> sink_;
-  std::unique_ptr<synthesis::SynthesisRun> run_;
+  struct Part {
+    std::unique_ptr<synthesis::SynthesisRun> run;
+    int first = 0;  // index of its first stimulus in the whole batch
+  };
+  std::vector<Part> parts_;
+  std::size_t next_part_ = 0;
+  int reported_steps_ = 0;
   synthesis::StepTimer timer_;
   bool ended_ = false;
 };

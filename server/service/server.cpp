@@ -91,6 +91,9 @@ Status check_options(const ServerOptions& o) {
   if (o.max_batch_images < 1 || o.max_batch_images > kMaxBatch) {
     return invalid_argument("--max-batch-images must be in 1.." + std::to_string(kMaxBatch));
   }
+  if (o.max_step_images < -1 || o.max_step_images > 1024) {
+    return invalid_argument("--max-step-images must be -1 (auto), 0 (whole batches) or 1..1024");
+  }
   if (o.threads < 0 || o.threads > 1024) return invalid_argument("--threads must be in 0..1024");
   return Status::Ok();
 }
@@ -120,6 +123,9 @@ StatusOr<std::unique_ptr<StimloopServer>> StimloopServer::start(const ServerOpti
   context.metrics = &s.metrics;
   context.results_dir = options.results_dir;
   context.backend_name = s.backend->name();
+  context.max_step_images = options.max_step_images >= 0 ? options.max_step_images
+                            : s.backend->name() == "cpu" ? 1
+                                                         : 0;
   s.service = std::make_unique<StimloopService>(std::move(context));
 
   std::shared_ptr<grpc::ServerCredentials> credentials = grpc::InsecureServerCredentials();

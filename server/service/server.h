@@ -24,6 +24,9 @@ struct ServerOptions {
   std::string results_dir;      // keep a copy of every stimulus here; empty: off
   int max_queue = 64;           // jobs per priority
   int max_batch_images = 256;   // images one predict/gradient batch gathers
+  // Seeds of a non-rig synthesis batch stepped per engine slice (what a rig may wait behind);
+  // -1: 1 on the CPU (batching gains nothing there), 0 = whole batches on a GPU.
+  int max_step_images = -1;
 };
 
 // Checks the combination of options (TLS pairs, the loopback rule) without touching files.

@@ -52,6 +52,10 @@ int main(int argc, char** argv) {
   app.add_option("--max-batch-images", o.max_batch_images,
                  "Images one batched predict/gradient pass may gather")
       ->capture_default_str();
+  app.add_option("--max-step-images", o.max_step_images,
+                 "Seeds of a non-rig synthesis batch stepped per engine turn (-1: 1 on the CPU, "
+                 "whole batches on a GPU)")
+      ->capture_default_str();
   app.add_option("--log-level", log_level, "trace, debug, info, warn, error, off")
       ->capture_default_str();
   CLI11_PARSE(app, argc, argv);

@@ -288,6 +288,10 @@ grpc::ServerWriteReactor<v1::SynthesisEvent>* StimloopService::Synthesize(
     p.options.progress_every = request->progress_every() > 0 ? request->progress_every() : 10;
     p.options.snapshot_every = request->snapshot_every();
     p.options.results_dir = ctx_.results_dir;
+    p.options.step_times = ctx_.step_times;
+    // A rig's own batch is never split: nothing it could make way for is more urgent.
+    p.options.max_images_per_slice =
+        p.priority == engine::Priority::kRig ? 0 : ctx_.max_step_images;
     return p;
   };
   auto prepared = prepare();

@@ -9,6 +9,7 @@
 
 #include "server/engine/engine.h"
 #include "server/engine/model_registry.h"
+#include "server/engine/synthesize_job.h"
 #include "server/service/auth.h"
 #include "stimloop/v1/stimloop.grpc.pb.h"
 
@@ -20,6 +21,8 @@ struct ServiceContext {
   TokenAuthenticator auth;
   std::string results_dir;
   std::string backend_name;
+  int max_step_images = 0;  // see ServerOptions::max_step_images (resolved)
+  std::shared_ptr<engine::StepTimeBook> step_times = std::make_shared<engine::StepTimeBook>();
 };
 
 class StimloopService final : public stimloop::v1::Stimloop::CallbackService {

@@ -101,6 +101,9 @@ class StepTimer {
  public:
   using Clock = std::chrono::steady_clock;
   void record(double seconds, bool first_step);
+  // A step time known from earlier runs of the same model, so that a run's very first step is
+  // not taken blind when it starts close to its deadline (a rig that waited in the queue).
+  void prime(double seconds) { recent_s_.push_back(seconds); }
   // No step timed yet: only a deadline already passed stops the run.
   bool out_of_time(Clock::time_point now, Clock::time_point deadline) const;
   double estimate_s() const;
