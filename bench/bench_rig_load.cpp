@@ -8,6 +8,7 @@
 // measures a running one instead.
 //
 //   stimloop-bench-rig [--model demo] [--models DIR] [--duration-s 30] [--campaign-clients 2]
+#include <spdlog/spdlog.h>
 #include <CLI/CLI.hpp>
 #include <algorithm>
 #include <atomic>
@@ -15,7 +16,6 @@
 #include <cstdio>
 #include <mutex>
 #include <nlohmann/json.hpp>
-#include <spdlog/spdlog.h>
 #include <thread>
 
 #include "client/lib/stimloop_client.h"
@@ -73,7 +73,8 @@ int main(int argc, char** argv) {
   app.add_option("--duration-s", o.duration_s, "Length of the measurement")->capture_default_str();
   app.add_option("--interval-ms", o.interval_ms, "Rig trial period")->capture_default_str();
   app.add_option("--deadline-ms", o.deadline_ms, "Rig deadline")->capture_default_str();
-  app.add_option("--slack-ms", o.slack_ms, "Allowed p99 beyond the deadline")->capture_default_str();
+  app.add_option("--slack-ms", o.slack_ms, "Allowed p99 beyond the deadline")
+      ->capture_default_str();
   app.add_option("--rig-steps", o.rig_steps, "Steps the rig asks for")->capture_default_str();
   app.add_option("--campaign-steps", o.campaign_steps, "Steps per campaign stimulus")
       ->capture_default_str();
@@ -136,8 +137,7 @@ int main(int argc, char** argv) {
         const auto s = c->synthesize(
             preferred(o, v1::CAMPAIGN, o.campaign_steps, o.campaign_count, seed),
             [&](const v1::SynthesisEvent& e) {
-              stimuli += e.kind() == v1::SynthesisEvent::STIMULUS &&
-                         e.stop_reason() == "COMPLETED";
+              stimuli += e.kind() == v1::SynthesisEvent::STIMULUS && e.stop_reason() == "COMPLETED";
             },
             call);
         seed += static_cast<std::uint64_t>(o.campaign_count);
@@ -163,15 +163,13 @@ int main(int argc, char** argv) {
     double stimulus_ms = -1;
     int steps = 0;
     std::string stop_reason;
-    const auto s = rig->synthesize(preferred(o, v1::RIG, o.rig_steps, 1, trial++),
-                                   [&](const v1::SynthesisEvent& e) {
-                                     if (e.kind() != v1::SynthesisEvent::STIMULUS) return;
-                                     stimulus_ms = std::chrono::duration<double, std::milli>(
-                                                       Clock::now() - t0)
-                                                       .count();
-                                     steps = e.steps_done();
-                                     stop_reason = e.stop_reason();
-                                   });
+    const auto s = rig->synthesize(
+        preferred(o, v1::RIG, o.rig_steps, 1, trial++), [&](const v1::SynthesisEvent& e) {
+          if (e.kind() != v1::SynthesisEvent::STIMULUS) return;
+          stimulus_ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+          steps = e.steps_done();
+          stop_reason = e.stop_reason();
+        });
     if (!s.ok() || stimulus_ms < 0) {
       ++rig_errors;
       continue;
@@ -193,7 +191,8 @@ int main(int argc, char** argv) {
   for (auto& t : campaigns) t.join();
 
   const double p50 = percentile(latency_ms, 50), p99 = percentile(latency_ms, 99);
-  const double worst = latency_ms.empty() ? 0 : *std::max_element(latency_ms.begin(), latency_ms.end());
+  const double worst =
+      latency_ms.empty() ? 0 : *std::max_element(latency_ms.begin(), latency_ms.end());
   const bool pass = !latency_ms.empty() && rig_errors == 0 && p99 <= o.deadline_ms + o.slack_ms;
   const std::string backend = server ? server->backend_name() : "remote";
   if (o.json) {
@@ -216,10 +215,11 @@ int main(int argc, char** argv) {
                         {"pass", pass}};
     std::printf("%s\n", j.dump(2).c_str());
   } else {
-    std::printf("model %s (%lld MACs/image), backend %s, %.1f s, %d campaign clients x %d stimuli "
-                "of %d steps\n",
-                o.model.c_str(), static_cast<long long>(info->macs_per_image()), backend.c_str(),
-                measured_s, o.campaign_clients, o.campaign_count, o.campaign_steps);
+    std::printf(
+        "model %s (%lld MACs/image), backend %s, %.1f s, %d campaign clients x %d stimuli "
+        "of %d steps\n",
+        o.model.c_str(), static_cast<long long>(info->macs_per_image()), backend.c_str(),
+        measured_s, o.campaign_clients, o.campaign_count, o.campaign_steps);
     std::printf("rig: %zu requests (%d errors), %d stopped at the deadline, steps %d..%d\n",
                 latency_ms.size() + rig_errors, rig_errors, deadline_stops, min_steps, max_steps);
     std::printf("rig latency: p50 %.1f ms, p99 %.1f ms, max %.1f ms (bar: p99 <= %.0f ms)\n", p50,

@@ -39,16 +39,32 @@ v1::SynthesisSpec to_spec(const synthesis::SynthesisRequest& r, const ModelInfo&
   using namespace synthesis;
   v1::SynthesisSpec s;
   switch (r.objective) {
-    case ObjectiveKind::kMax: s.set_objective(v1::MAX); break;
-    case ObjectiveKind::kMin: s.set_objective(v1::MIN); break;
-    case ObjectiveKind::kPopulation: s.set_objective(v1::POPULATION); break;
-    case ObjectiveKind::kChannel: s.set_objective(v1::CHANNEL); break;
-    case ObjectiveKind::kAdversarial: s.set_objective(v1::ADVERSARIAL); break;
+    case ObjectiveKind::kMax:
+      s.set_objective(v1::MAX);
+      break;
+    case ObjectiveKind::kMin:
+      s.set_objective(v1::MIN);
+      break;
+    case ObjectiveKind::kPopulation:
+      s.set_objective(v1::POPULATION);
+      break;
+    case ObjectiveKind::kChannel:
+      s.set_objective(v1::CHANNEL);
+      break;
+    case ObjectiveKind::kAdversarial:
+      s.set_objective(v1::ADVERSARIAL);
+      break;
   }
   switch (r.method) {
-    case MethodKind::kCowley2026: s.set_method(v1::COWLEY2026); break;
-    case MethodKind::kAdam: s.set_method(v1::ADAM); break;
-    case MethodKind::kPgd: s.set_method(v1::PGD); break;
+    case MethodKind::kCowley2026:
+      s.set_method(v1::COWLEY2026);
+      break;
+    case MethodKind::kAdam:
+      s.set_method(v1::ADAM);
+      break;
+    case MethodKind::kPgd:
+      s.set_method(v1::PGD);
+      break;
   }
   s.set_output_index(r.output_index);
   s.set_steps(r.steps);
@@ -57,8 +73,12 @@ v1::SynthesisSpec to_spec(const synthesis::SynthesisRequest& r, const ModelInfo&
   s.set_count(r.count);
   s.set_grayscale(r.grayscale);
   switch (r.init) {
-    case InitKind::kNoise: s.set_init(v1::NOISE); break;
-    case InitKind::kGray: s.set_init(v1::GRAY); break;
+    case InitKind::kNoise:
+      s.set_init(v1::NOISE);
+      break;
+    case InitKind::kGray:
+      s.set_init(v1::GRAY);
+      break;
     case InitKind::kImage:
       s.set_init(v1::IMAGE);
       s.mutable_init_image()->set_encoding(v1::RAW_RGB8);
@@ -69,9 +89,15 @@ v1::SynthesisSpec to_spec(const synthesis::SynthesisRequest& r, const ModelInfo&
   }
   for (int t : r.targets) s.add_targets(t);
   switch (r.mode) {
-    case PopulationMode::kOneHot: s.set_population_mode(v1::ONE_HOT); break;
-    case PopulationMode::kContrast: s.set_population_mode(v1::CONTRAST); break;
-    case PopulationMode::kMatch: s.set_population_mode(v1::MATCH); break;
+    case PopulationMode::kOneHot:
+      s.set_population_mode(v1::ONE_HOT);
+      break;
+    case PopulationMode::kContrast:
+      s.set_population_mode(v1::CONTRAST);
+      break;
+    case PopulationMode::kMatch:
+      s.set_population_mode(v1::MATCH);
+      break;
   }
   for (double v : r.target_responses) s.add_target_responses(v);
   s.set_layer(r.layer);
@@ -142,8 +168,8 @@ StatusOr<RemotePrediction> remote_predict(client::StimloopClient& client,
   const std::size_t size = static_cast<std::size_t>(model.in_h) * model.in_w * 3;
   for (int i = 0; i < n; ++i) {
     *request.add_images() = client::raw_image(
-        std::vector<std::uint8_t>(raw.begin() + i * size, raw.begin() + (i + 1) * size),
-        model.in_h, model.in_w);
+        std::vector<std::uint8_t>(raw.begin() + i * size, raw.begin() + (i + 1) * size), model.in_h,
+        model.in_w);
   }
   ASSIGN_OR_RETURN(v1::PredictResponse response, client.predict(request));
   if (response.results_size() != 1) return internal_error("server returned no result");

@@ -4,7 +4,6 @@
 
 #include <cstdio>
 
-
 namespace stimloop::cli {
 
 std::string with_suffix(const std::string& png_path, const std::string& suffix) {

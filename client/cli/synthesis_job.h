@@ -20,7 +20,6 @@ StatusOr<std::vector<SynthesisOutput>> run_synthesis_job(const synthesis::Synthe
                                                          bool show_progress,
                                                          int stop_after_steps = -1);
 
-
 // PATH.png -> PATH_<suffix>.png ("" keeps PATH.png); and .png -> .json.
 std::string with_suffix(const std::string& png_path, const std::string& suffix);
 std::string record_path(const std::string& png_path);

@@ -19,11 +19,11 @@ namespace stimloop::client {
 namespace v1 = ::stimloop::v1;
 
 struct ClientOptions {
-  std::string address;        // HOST:PORT
-  std::string tls_ca;         // PEM file: use TLS, trusting this CA ("" = plaintext)
-  std::string tls_cert;       // PEM files: a client certificate for mutual TLS
+  std::string address;   // HOST:PORT
+  std::string tls_ca;    // PEM file: use TLS, trusting this CA ("" = plaintext)
+  std::string tls_cert;  // PEM files: a client certificate for mutual TLS
   std::string tls_key;
-  std::string token_file;     // first non-comment line is the bearer token
+  std::string token_file;       // first non-comment line is the bearer token
   std::string tls_server_name;  // override the name checked in the server's certificate
 };
 

@@ -9,8 +9,7 @@ namespace {
 constexpr double kRateWindowS = 10.0;
 
 double now_s() {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch())
-      .count();
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
 }
 
 std::string number(double v) {
@@ -34,8 +33,7 @@ void Histogram::observe(double ms) {
   ++count_;
 }
 
-void Histogram::render(std::string& out, const std::string& name,
-                       const std::string& labels) const {
+void Histogram::render(std::string& out, const std::string& name, const std::string& labels) const {
   std::lock_guard lock(mutex_);
   std::uint64_t cumulative = 0;
   for (std::size_t i = 0; i <= kBucketsMs.size(); ++i) {

@@ -17,8 +17,8 @@ namespace stimloop::engine {
 // A fixed-bucket histogram of milliseconds (cumulative buckets, as Prometheus wants them).
 class Histogram {
  public:
-  static constexpr std::array<double, 15> kBucketsMs = {1,   2,    5,    10,   20,    50,    100,  200,
-                                                        500, 1000, 2000, 5000, 10000, 30000, 60000};
+  static constexpr std::array<double, 15> kBucketsMs = {
+      1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 30000, 60000};
   void observe(double ms);
   // Appends the _bucket/_sum/_count lines for `name{labels}`.
   void render(std::string& out, const std::string& name, const std::string& labels) const;

@@ -50,10 +50,9 @@ Status SynthesizeJob::create_parts() {
     part.seed = request_.seed + static_cast<std::uint64_t>(first);
     part.count = std::min(size, request_.count - first);
     // Created on the engine's thread: the backend is only ever used from there.
-    ASSIGN_OR_RETURN(auto run,
-                     synthesis::SynthesisRun::create(part, model_->model->channel_means, backend_,
-                                                     model_->model->network,
-                                                     model_->network.get()));
+    ASSIGN_OR_RETURN(
+        auto run, synthesis::SynthesisRun::create(part, model_->model->channel_means, backend_,
+                                                  model_->model->network, model_->network.get()));
     parts_.push_back({std::move(run), first});
   }
   if (options_.step_times) {
@@ -174,8 +173,8 @@ SliceResult SynthesizeJob::finish(synthesis::StopReason reason) {
 void SynthesizeJob::save(const SynthesisOutput& out) const {
   if (options_.results_dir.empty()) return;
   // A client that vanished mid-stream loses nothing: the server keeps its own copy.
-  const std::string stem = options_.results_dir + "/" + request_id() + "_" +
-                           std::to_string(out.stimulus.index);
+  const std::string stem =
+      options_.results_dir + "/" + request_id() + "_" + std::to_string(out.stimulus.index);
   std::ofstream png(stem + ".png", std::ios::binary);
   png.write(reinterpret_cast<const char*>(out.png.data()), std::streamsize(out.png.size()));
   nlohmann::json record = out.record;

@@ -34,7 +34,8 @@ StatusOr<std::pair<int, int>> png_size(const std::string& data, const std::strin
 }
 
 Status finite(double v, const char* field) {
-  if (!std::isfinite(v)) return invalid_argument(std::string("spec.") + field + " is NaN or infinite");
+  if (!std::isfinite(v))
+    return invalid_argument(std::string("spec.") + field + " is NaN or infinite");
   return Status::Ok();
 }
 
@@ -67,9 +68,8 @@ StatusOr<std::vector<std::uint8_t>> decode_image(const v1::Image& image, int hei
           (image.width() != 0 && image.width() != width)) {
         return invalid_argument(field + ": width/height disagree with the PNG's own size");
       }
-      ASSIGN_OR_RETURN(Rgb8Image decoded,
-                       stimloop::decode_image(std::vector<std::uint8_t>(image.data().begin(),
-                                                                        image.data().end())));
+      ASSIGN_OR_RETURN(Rgb8Image decoded, stimloop::decode_image(std::vector<std::uint8_t>(
+                                              image.data().begin(), image.data().end())));
       if (decoded.pixels.size() != expected) {
         return invalid_argument(field + ": PNG decoded to an unexpected size");
       }
@@ -85,8 +85,8 @@ StatusOr<std::vector<std::uint8_t>> decode_images(
     int max_images, const std::string& field) {
   if (images.empty()) return invalid_argument(field + ": no image given");
   if (images.size() > max_images) {
-    return invalid_argument(field + ": " + std::to_string(images.size()) +
-                            " images; at most " + std::to_string(max_images) + " per request");
+    return invalid_argument(field + ": " + std::to_string(images.size()) + " images; at most " +
+                            std::to_string(max_images) + " per request");
   }
   std::vector<std::uint8_t> raw;
   raw.reserve(static_cast<std::size_t>(images.size()) * height * width * 3);
@@ -142,24 +142,40 @@ StatusOr<synthesis::SynthesisRequest> to_request(const v1::SynthesisSpec& spec,
                                                  const Model& model) {
   using namespace synthesis;
   SynthesisRequest r;
-  for (const auto& [value, name] :
-       {std::pair{spec.step_size(), "step_size"}, {spec.epsilon(), "epsilon"},
-        {spec.target_response(), "target_response"},
-        {spec.gradient_blur_sigma(), "gradient_blur_sigma"},
-        {spec.image_blur_sigma(), "image_blur_sigma"}, {spec.beta1(), "beta1"},
-        {spec.beta2(), "beta2"}, {spec.tv_weight(), "tv_weight"}, {spec.l2_weight(), "l2_weight"},
-        {spec.rms_contrast(), "rms_contrast"}, {spec.diversity_weight(), "diversity_weight"}}) {
+  for (const auto& [value, name] : {std::pair{spec.step_size(), "step_size"},
+                                    {spec.epsilon(), "epsilon"},
+                                    {spec.target_response(), "target_response"},
+                                    {spec.gradient_blur_sigma(), "gradient_blur_sigma"},
+                                    {spec.image_blur_sigma(), "image_blur_sigma"},
+                                    {spec.beta1(), "beta1"},
+                                    {spec.beta2(), "beta2"},
+                                    {spec.tv_weight(), "tv_weight"},
+                                    {spec.l2_weight(), "l2_weight"},
+                                    {spec.rms_contrast(), "rms_contrast"},
+                                    {spec.diversity_weight(), "diversity_weight"}}) {
     RETURN_IF_ERROR(finite(value, name));
   }
   for (double v : spec.target_responses()) RETURN_IF_ERROR(finite(v, "target_responses"));
 
   switch (spec.objective()) {
-    case v1::MAX: r.objective = ObjectiveKind::kMax; break;
-    case v1::MIN: r.objective = ObjectiveKind::kMin; break;
-    case v1::POPULATION: r.objective = ObjectiveKind::kPopulation; break;
-    case v1::CHANNEL: r.objective = ObjectiveKind::kChannel; break;
-    case v1::ADVERSARIAL: r.objective = ObjectiveKind::kAdversarial; break;
-    default: return invalid_argument("spec.objective must be MAX, MIN, POPULATION, CHANNEL or ADVERSARIAL");
+    case v1::MAX:
+      r.objective = ObjectiveKind::kMax;
+      break;
+    case v1::MIN:
+      r.objective = ObjectiveKind::kMin;
+      break;
+    case v1::POPULATION:
+      r.objective = ObjectiveKind::kPopulation;
+      break;
+    case v1::CHANNEL:
+      r.objective = ObjectiveKind::kChannel;
+      break;
+    case v1::ADVERSARIAL:
+      r.objective = ObjectiveKind::kAdversarial;
+      break;
+    default:
+      return invalid_argument(
+          "spec.objective must be MAX, MIN, POPULATION, CHANNEL or ADVERSARIAL");
   }
   switch (spec.method()) {
     case v1::METHOD_UNSPECIFIED:
@@ -168,23 +184,42 @@ StatusOr<synthesis::SynthesisRequest> to_request(const v1::SynthesisSpec& spec,
                      ? MethodKind::kCowley2026
                      : MethodKind::kAdam;
       break;
-    case v1::COWLEY2026: r.method = MethodKind::kCowley2026; break;
-    case v1::ADAM: r.method = MethodKind::kAdam; break;
-    case v1::PGD: r.method = MethodKind::kPgd; break;
-    default: return invalid_argument("spec.method is not a known method");
+    case v1::COWLEY2026:
+      r.method = MethodKind::kCowley2026;
+      break;
+    case v1::ADAM:
+      r.method = MethodKind::kAdam;
+      break;
+    case v1::PGD:
+      r.method = MethodKind::kPgd;
+      break;
+    default:
+      return invalid_argument("spec.method is not a known method");
   }
   switch (spec.population_mode()) {
     case v1::POPULATION_MODE_UNSPECIFIED:
-    case v1::ONE_HOT: r.mode = PopulationMode::kOneHot; break;
-    case v1::CONTRAST: r.mode = PopulationMode::kContrast; break;
-    case v1::MATCH: r.mode = PopulationMode::kMatch; break;
-    default: return invalid_argument("spec.population_mode is not a known mode");
+    case v1::ONE_HOT:
+      r.mode = PopulationMode::kOneHot;
+      break;
+    case v1::CONTRAST:
+      r.mode = PopulationMode::kContrast;
+      break;
+    case v1::MATCH:
+      r.mode = PopulationMode::kMatch;
+      break;
+    default:
+      return invalid_argument("spec.population_mode is not a known mode");
   }
   switch (spec.norm()) {
     case v1::NORM_UNSPECIFIED:
-    case v1::LINF: r.norm = Norm::kLinf; break;
-    case v1::L2: r.norm = Norm::kL2; break;
-    default: return invalid_argument("spec.norm must be LINF or L2");
+    case v1::LINF:
+      r.norm = Norm::kLinf;
+      break;
+    case v1::L2:
+      r.norm = Norm::kL2;
+      break;
+    default:
+      return invalid_argument("spec.norm must be LINF or L2");
   }
   if (spec.has_target_response()) {
     if (spec.direction() != v1::DIRECTION_UNSPECIFIED) {
@@ -195,9 +230,14 @@ StatusOr<synthesis::SynthesisRequest> to_request(const v1::SynthesisSpec& spec,
   } else {
     switch (spec.direction()) {
       case v1::DIRECTION_UNSPECIFIED:
-      case v1::UP: r.direction = Direction::kUp; break;
-      case v1::DOWN: r.direction = Direction::kDown; break;
-      default: return invalid_argument("spec.direction must be UP or DOWN");
+      case v1::UP:
+        r.direction = Direction::kUp;
+        break;
+      case v1::DOWN:
+        r.direction = Direction::kDown;
+        break;
+      default:
+        return invalid_argument("spec.direction must be UP or DOWN");
     }
   }
   if (r.objective != ObjectiveKind::kAdversarial &&
@@ -237,11 +277,20 @@ StatusOr<synthesis::SynthesisRequest> to_request(const v1::SynthesisSpec& spec,
 
   const bool has_image = spec.has_init_image();
   switch (spec.init()) {
-    case v1::INIT_UNSPECIFIED: r.init = has_image ? InitKind::kImage : InitKind::kNoise; break;
-    case v1::NOISE: r.init = InitKind::kNoise; break;
-    case v1::GRAY: r.init = InitKind::kGray; break;
-    case v1::IMAGE: r.init = InitKind::kImage; break;
-    default: return invalid_argument("spec.init must be NOISE, GRAY or IMAGE");
+    case v1::INIT_UNSPECIFIED:
+      r.init = has_image ? InitKind::kImage : InitKind::kNoise;
+      break;
+    case v1::NOISE:
+      r.init = InitKind::kNoise;
+      break;
+    case v1::GRAY:
+      r.init = InitKind::kGray;
+      break;
+    case v1::IMAGE:
+      r.init = InitKind::kImage;
+      break;
+    default:
+      return invalid_argument("spec.init must be NOISE, GRAY or IMAGE");
   }
   if (r.init == InitKind::kImage) {
     if (!has_image) return invalid_argument("spec.init IMAGE needs spec.init_image");

@@ -164,22 +164,23 @@ StatusOr<std::unique_ptr<StimloopServer>> StimloopServer::start(const ServerOpti
 
   if (!options.metrics_listen.empty()) {
     State* state = &s;
-    ASSIGN_OR_RETURN(s.metrics_endpoint, MetricsEndpoint::start(options.metrics_listen,
-                                                                [state] { return state->render(); }));
+    ASSIGN_OR_RETURN(s.metrics_endpoint, MetricsEndpoint::start(options.metrics_listen, [state] {
+                       return state->render();
+                     }));
     spdlog::info("event=metrics address={} port={}", options.metrics_listen,
                  s.metrics_endpoint->port());
   }
 
   const auto t0 = std::chrono::steady_clock::now();
-  ASSIGN_OR_RETURN(s.registry, engine::ModelRegistry::load(options.model_dirs, options.with_demo,
-                                                           *s.backend));
+  ASSIGN_OR_RETURN(s.registry,
+                   engine::ModelRegistry::load(options.model_dirs, options.with_demo, *s.backend));
   RETURN_IF_ERROR(s.registry->warm_up());
   s.service->set_registry(s.registry.get());
   s.serving = true;
   health->SetServingStatus(true);
-  spdlog::info("event=serving models={} load_ms={:.0f}", s.registry->models().size(),
-               std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0)
-                   .count());
+  spdlog::info(
+      "event=serving models={} load_ms={:.0f}", s.registry->models().size(),
+      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
   return server;
 }
 

@@ -19,11 +19,11 @@ struct ServerOptions {
   int threads = 0;               // CPU threads, 0: all cores
   std::string tls_cert, tls_key, tls_client_ca;
   std::string auth_token_file;
-  bool insecure = false;        // allow a non-loopback listen without TLS and a token
-  std::string metrics_listen;   // HOST:PORT for /metrics; empty: off
-  std::string results_dir;      // keep a copy of every stimulus here; empty: off
-  int max_queue = 64;           // jobs per priority
-  int max_batch_images = 256;   // images one predict/gradient batch gathers
+  bool insecure = false;       // allow a non-loopback listen without TLS and a token
+  std::string metrics_listen;  // HOST:PORT for /metrics; empty: off
+  std::string results_dir;     // keep a copy of every stimulus here; empty: off
+  int max_queue = 64;          // jobs per priority
+  int max_batch_images = 256;  // images one predict/gradient batch gathers
   // Seeds of a non-rig synthesis batch stepped per engine slice (what a rig may wait behind);
   // -1: 1 on the CPU (batching gains nothing there), 0 = whole batches on a GPU.
   int max_step_images = -1;

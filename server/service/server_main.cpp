@@ -1,10 +1,10 @@
 // stimloop-server: keeps the models resident and serves stimloop.v1 over gRPC (see README,
 // "Server"). SIGINT/SIGTERM shut it down cleanly: running calls get a short grace period.
+#include <spdlog/sinks/stdout_sinks.h>
+#include <spdlog/spdlog.h>
 #include <CLI/CLI.hpp>
 #include <csignal>
 #include <cstdio>
-#include <spdlog/sinks/stdout_sinks.h>
-#include <spdlog/spdlog.h>
 #include <thread>
 
 #include "server/service/server.h"

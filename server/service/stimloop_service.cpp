@@ -139,16 +139,14 @@ grpc::ServerUnaryReactor* StimloopService::Predict(grpc::CallbackServerContext* 
                                 " take different image sizes; send them in separate requests");
       }
     }
-    ASSIGN_OR_RETURN(auto raw,
-                     decode_images(request->images(), first.in_h, first.in_w, kMaxPredictImages,
-                                   "images"));
+    ASSIGN_OR_RETURN(auto raw, decode_images(request->images(), first.in_h, first.in_w,
+                                             kMaxPredictImages, "images"));
     ASSIGN_OR_RETURN(auto priority, to_priority(request->priority()));
     ASSIGN_OR_RETURN(auto deadline, request_deadline(*context, request->deadline_ms()));
     const int n = request->images_size();
     return std::shared_ptr<engine::Job>(std::make_shared<engine::PredictJob>(
         id, priority, deadline, models, std::move(raw), n,
-        [this, models, response, finish, id,
-         n](StatusOr<engine::PredictResult> result) {
+        [this, models, response, finish, id, n](StatusOr<engine::PredictResult> result) {
           if (result.ok()) {
             for (std::size_t k = 0; k < models.size(); ++k) {
               const ModelInfo& info = models[k]->model->info;
@@ -156,14 +154,13 @@ grpc::ServerUnaryReactor* StimloopService::Predict(grpc::CallbackServerContext* 
               r->set_model_id(info.id);
               r->set_sha256(info.sha256);
               r->set_num_outputs(info.num_outputs);
-              r->mutable_responses()->Add(result->responses[k].begin(),
-                                          result->responses[k].end());
+              r->mutable_responses()->Add(result->responses[k].begin(), result->responses[k].end());
             }
             response->set_backend(ctx_.backend_name);
             response->set_request_id(id);
           }
-          finish(result.status(), " images=" + std::to_string(n) +
-                                      " models=" + std::to_string(models.size()));
+          finish(result.status(),
+                 " images=" + std::to_string(n) + " models=" + std::to_string(models.size()));
         }));
   };
   auto job = prepare();
@@ -189,8 +186,7 @@ grpc::ServerUnaryReactor* StimloopService::InputGradient(grpc::CallbackServerCon
   };
   auto prepare = [&]() -> StatusOr<std::shared_ptr<engine::Job>> {
     RETURN_IF_ERROR(admit(*context));
-    ASSIGN_OR_RETURN(const engine::ResidentModel* m,
-                     registry_.load()->find(request->model_id()));
+    ASSIGN_OR_RETURN(const engine::ResidentModel* m, registry_.load()->find(request->model_id()));
     const ModelInfo& info = m->model->info;
     std::vector<float> seed(info.num_outputs, 0.0f);
     if (request->output_seed_size() > 0) {
@@ -227,10 +223,8 @@ grpc::ServerUnaryReactor* StimloopService::InputGradient(grpc::CallbackServerCon
           if (result.ok()) {
             response->set_model_id(m->model->info.id);
             response->set_num_outputs(m->model->info.num_outputs);
-            response->mutable_responses()->Add(result->responses.begin(),
-                                               result->responses.end());
-            response->mutable_gradients()->Add(result->gradients.begin(),
-                                               result->gradients.end());
+            response->mutable_responses()->Add(result->responses.begin(), result->responses.end());
+            response->mutable_gradients()->Add(result->gradients.begin(), result->gradients.end());
             response->set_backend(ctx_.backend_name);
             response->set_request_id(id);
           }
@@ -260,8 +254,8 @@ grpc::ServerWriteReactor<v1::SynthesisEvent>* StimloopService::Synthesize(
     ctx_.metrics->count_request("Synthesize", status_code_name(from_grpc(status).code()));
     std::string extra = " model=" + model_id;
     if (summary != nullptr) {
-      extra += " steps_done=" + std::to_string(summary->steps_done) + " stop_reason=" +
-               synthesis::to_string(summary->stop_reason) +
+      extra += " steps_done=" + std::to_string(summary->steps_done) +
+               " stop_reason=" + synthesis::to_string(summary->stop_reason) +
                " queue_ms=" + std::to_string(summary->queue_ms);
     }
     log_call("Synthesize", id, status, start, extra);

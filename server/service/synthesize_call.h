@@ -35,7 +35,7 @@ class SynthesizeCall : public grpc::ServerWriteReactor<stimloop::v1::SynthesisEv
   // The sink the engine job writes to.
   std::shared_ptr<engine::SynthesisSink> sink();
   void set_job(std::shared_ptr<engine::Job> job);
-  void accept();                         // sends ACCEPTED
+  void accept();                            // sends ACCEPTED
   void reject(const grpc::Status& status);  // ends the stream with an error at once
 
   void OnWriteDone(bool ok) override;

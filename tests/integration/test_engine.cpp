@@ -71,9 +71,12 @@ TEST_CASE("engine runs the most urgent job first and preempts between slices",
   std::vector<std::string> trace;
   std::mutex mutex;
   std::promise<void> all_done;
-  REQUIRE(engine.submit(std::make_shared<TraceJob>("c1", Priority::kCampaign, 3, trace, mutex)).ok());
-  REQUIRE(engine.submit(std::make_shared<TraceJob>("c2", Priority::kCampaign, 3, trace, mutex)).ok());
-  REQUIRE(engine.submit(std::make_shared<TraceJob>("i1", Priority::kInteractive, 2, trace, mutex)).ok());
+  REQUIRE(
+      engine.submit(std::make_shared<TraceJob>("c1", Priority::kCampaign, 3, trace, mutex)).ok());
+  REQUIRE(
+      engine.submit(std::make_shared<TraceJob>("c2", Priority::kCampaign, 3, trace, mutex)).ok());
+  REQUIRE(engine.submit(std::make_shared<TraceJob>("i1", Priority::kInteractive, 2, trace, mutex))
+              .ok());
   REQUIRE(engine.submit(std::make_shared<TraceJob>("r1", Priority::kRig, 2, trace, mutex)).ok());
   gate->open();
   for (int i = 0; i < 200 && engine.queue_depths() != std::array<int, 3>{0, 0, 0}; ++i) {
@@ -96,7 +99,8 @@ TEST_CASE("engine refuses work beyond a full queue and fails queued jobs on shut
   gate->wait_running();
   std::vector<std::string> trace;
   std::mutex mutex;
-  REQUIRE(engine.submit(std::make_shared<TraceJob>("c1", Priority::kCampaign, 1, trace, mutex)).ok());
+  REQUIRE(
+      engine.submit(std::make_shared<TraceJob>("c1", Priority::kCampaign, 1, trace, mutex)).ok());
   const Status full =
       engine.submit(std::make_shared<TraceJob>("c2", Priority::kCampaign, 1, trace, mutex));
   CHECK(full.code() == StatusCode::kResourceExhausted);
@@ -133,8 +137,8 @@ TEST_CASE("queued predict jobs on the same model run as one batch with per-job r
     }
     images.push_back(raw);
     auto job = std::make_shared<PredictJob>(
-        "p" + std::to_string(j), j % 2 ? Priority::kInteractive : Priority::kCampaign,
-        std::nullopt, std::vector<const ResidentModel*>{*model}, raw, n,
+        "p" + std::to_string(j), j % 2 ? Priority::kInteractive : Priority::kCampaign, std::nullopt,
+        std::vector<const ResidentModel*>{*model}, raw, n,
         [&results, j](StatusOr<PredictResult> r) { results[j].set_value(std::move(r)); });
     REQUIRE(engine.submit(job).ok());
   }
@@ -145,8 +149,9 @@ TEST_CASE("queued predict jobs on the same model run as one batch with per-job r
     // Each job's rows equal a forward pass of its own images alone.
     const int n = static_cast<int>(images[j].size() / (112 * 112 * 3));
     std::vector<float> expected(static_cast<std::size_t>(n) * info.num_outputs);
-    REQUIRE((*model)->network->forward(recenter_rgb8(images[j], (*model)->model->channel_means), n,
-                                       expected)
+    REQUIRE((*model)
+                ->network
+                ->forward(recenter_rgb8(images[j], (*model)->model->channel_means), n, expected)
                 .ok());
     REQUIRE(r->responses.size() == 1);
     CHECK(r->responses[0] == expected);

@@ -51,7 +51,8 @@ Stream run_stream(client::StimloopClient& c, const v1::SynthesizeRequest& r,
                   client::CallOptions options = {}) {
   Stream s;
   const auto t0 = Clock::now();
-  s.status = c.synthesize(r, [&](const v1::SynthesisEvent& e) { s.events.push_back(e); }, options);
+  s.status = c.synthesize(
+      r, [&](const v1::SynthesisEvent& e) { s.events.push_back(e); }, options);
   s.ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
   return s;
 }
@@ -153,8 +154,10 @@ TEST_CASE("InputGradient matches the backend's vector-Jacobian product", "[integ
   REQUIRE(net.ok());
   std::vector<float> outputs(4), gradient(112 * 112 * 3);
   const std::vector<float> seed = {0.5f, -1.0f, 0.0f, 2.0f};
-  REQUIRE((*net)->input_gradient(recenter_rgb8(pixels, model->channel_means), 1, seed, outputs,
-                                 gradient).ok());
+  REQUIRE(
+      (*net)
+          ->input_gradient(recenter_rgb8(pixels, model->channel_means), 1, seed, outputs, gradient)
+          .ok());
   CHECK(std::vector<float>(response->gradients().begin(), response->gradients().end()) == gradient);
 
   // output_index k is the one-hot seed.
@@ -162,8 +165,10 @@ TEST_CASE("InputGradient matches the backend's vector-Jacobian product", "[integ
   request.set_output_index(3);
   auto one_hot = c->input_gradient(request);
   REQUIRE(one_hot.ok());
-  REQUIRE((*net)->input_gradient(recenter_rgb8(pixels, model->channel_means), 1,
-                                 std::vector<float>{0, 0, 0, 1}, outputs, gradient).ok());
+  REQUIRE((*net)
+              ->input_gradient(recenter_rgb8(pixels, model->channel_means), 1,
+                               std::vector<float>{0, 0, 0, 1}, outputs, gradient)
+              .ok());
   CHECK(std::vector<float>(one_hot->gradients().begin(), one_hot->gradients().end()) == gradient);
 }
 
@@ -260,8 +265,8 @@ TEST_CASE("a cancelled Synthesize stops within a step and keeps its result on th
   auto record = nlohmann::json::parse(std::ifstream(record_path));
   CHECK(record["stop_reason"] == "CANCELLED");
   const int steps_done = record["steps_done"];
-  INFO("cancelled after step " << seen_step << ", stopped at " << steps_done << " after "
-                               << stop_ms << " ms");
+  INFO("cancelled after step " << seen_step << ", stopped at " << steps_done << " after " << stop_ms
+                               << " ms");
   // One step may be running when the cancel arrives, and the client reads progress a step or
   // two behind the engine.
   CHECK(steps_done - seen_step <= 3);
@@ -307,8 +312,7 @@ TEST_CASE("a deadline returns the best stimulus so far with stop reason DEADLINE
   }
 }
 
-TEST_CASE("a rig request waits at most a step behind saturating campaigns",
-          "[integration][rpc]") {
+TEST_CASE("a rig request waits at most a step behind saturating campaigns", "[integration][rpc]") {
   auto ts = TestServer::start();
   std::vector<std::thread> campaigns;
   std::atomic<bool> stop{false};
@@ -322,8 +326,8 @@ TEST_CASE("a rig request waits at most a step behind saturating campaigns",
         std::lock_guard lock(mutex);
         contexts[k] = ctx;
       };
-      (void)c->synthesize(max_request("demo", 100000, v1::CAMPAIGN),
-                          [](const v1::SynthesisEvent&) {}, call);
+      (void)c->synthesize(
+          max_request("demo", 100000, v1::CAMPAIGN), [](const v1::SynthesisEvent&) {}, call);
     });
   }
   auto c = ts->client();
@@ -365,7 +369,9 @@ TEST_CASE("a client that reads slowly loses snapshots, never stimuli, and stalls
   *predict.add_images() = client::raw_image(test_pixels(3), 112, 112);
   for (int i = 0; i < 5; ++i) CHECK(other->predict(predict).ok());
   for (int i = 0; i < 300; ++i) {
-    if (metric_value(ts->server().render_metrics(), "stimloop_queue_depth{priority=\"interactive\"}") == 0) break;
+    if (metric_value(ts->server().render_metrics(),
+                     "stimloop_queue_depth{priority=\"interactive\"}") == 0)
+      break;
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
   std::vector<v1::SynthesisEvent> events;
@@ -425,8 +431,10 @@ TEST_CASE("32 concurrent clients each get their own correct results", "[integrat
   }
   CHECK(ok == kClients);
   const std::string metrics = ts->scrape_metrics();
-  CHECK(metric_value(metrics, "stimloop_requests_total{method=\"Predict\",code=\"OK\"}") == kClients);
-  CHECK(metric_value(metrics, "stimloop_requests_total{method=\"Synthesize\",code=\"OK\"}") == kClients);
+  CHECK(metric_value(metrics, "stimloop_requests_total{method=\"Predict\",code=\"OK\"}") ==
+        kClients);
+  CHECK(metric_value(metrics, "stimloop_requests_total{method=\"Synthesize\",code=\"OK\"}") ==
+        kClients);
   CHECK(metric_value(metrics, "stimloop_synthesis_steps_total") == 5 * kClients);
   CHECK(metric_value(metrics, "stimloop_models_loaded{backend=\"cpu\"}") == 2);
   CHECK(metric_value(metrics, "stimloop_queue_wait_ms_count{priority=\"rig\"}") == 11);
@@ -468,6 +476,61 @@ TEST_CASE("a campaign batch stepped in parts gives the same stimuli and records 
     CHECK(ra["request"] == rb["request"]);
     CHECK(ra["index"] == rb["index"]);
     CHECK(ra["png_sha256"] == rb["png_sha256"]);
+  }
+}
+
+}  // namespace stimloop::testing
+
+#include <grpcpp/generic/generic_stub.h>
+
+namespace stimloop::testing {
+
+// Server reflection, spoken by hand (Debian ships no reflection stubs): a ServerReflectionRequest
+// with list_services = "" (field 7, length-delimited) must be answered with a list naming the
+// service.
+TEST_CASE("server reflection lists stimloop.v1.Stimloop", "[integration][rpc]") {
+  auto ts = TestServer::start();
+  auto c = ts->client();
+  grpc::GenericStub stub(c->channel());
+  grpc::CompletionQueue cq;
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+  auto call = stub.PrepareCall(
+      &context, "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo", &cq);
+  auto wait = [&](void* expected) {
+    void* tag = nullptr;
+    bool ok = false;
+    REQUIRE(cq.Next(&tag, &ok));
+    CHECK(tag == expected);
+    return ok;
+  };
+  int tags[5];
+  call->StartCall(&tags[0]);
+  REQUIRE(wait(&tags[0]));
+  const char request_bytes[] = {0x3a, 0x00};  // list_services: ""
+  grpc::Slice slice(request_bytes, sizeof request_bytes);
+  grpc::ByteBuffer request(&slice, 1);
+  call->Write(request, &tags[1]);
+  REQUIRE(wait(&tags[1]));
+  grpc::ByteBuffer response;
+  call->Read(&response, &tags[2]);
+  REQUIRE(wait(&tags[2]));
+  std::vector<grpc::Slice> slices;
+  REQUIRE(response.Dump(&slices).ok());
+  std::string bytes;
+  for (const auto& s : slices) bytes.append(reinterpret_cast<const char*>(s.begin()), s.size());
+  CHECK(bytes.find("stimloop.v1.Stimloop") != std::string::npos);
+  CHECK(bytes.find("grpc.health.v1.Health") != std::string::npos);
+  call->WritesDone(&tags[3]);
+  wait(&tags[3]);
+  grpc::Status status;
+  call->Finish(&status, &tags[4]);
+  wait(&tags[4]);
+  CHECK(status.ok());
+  cq.Shutdown();
+  void* tag;
+  bool ok;
+  while (cq.Next(&tag, &ok)) {
   }
 }
 
