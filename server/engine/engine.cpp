@@ -21,13 +21,18 @@ Status Engine::submit(std::shared_ptr<Job> job) {
   {
     std::lock_guard lock(mutex_);
     if (stopping_) return unavailable("the server is shutting down");
-    const int depth = static_cast<int>(queues_[p].size()) + running_[p];
+    const int depth = outstanding_[p];
     if (depth >= options_.max_jobs_per_priority) {
       metrics_.count_rejected(job->priority());
       return resource_exhausted(std::string("the ") + to_string(job->priority()) +
                                 " queue is full (" + std::to_string(depth) +
                                 " jobs); retry later or raise --max-queue");
     }
+    ++outstanding_[p];
+    job->release_ = [this, p] {
+      std::lock_guard lock(mutex_);
+      --outstanding_[p];
+    };
     queues_[p].push_back(std::move(job));
   }
   wake_.notify_one();
@@ -45,7 +50,10 @@ void Engine::shutdown() {
   wake_.notify_all();
   if (worker_.joinable()) worker_.join();
   for (auto& queue : left) {
-    for (auto& job : queue) job->fail(unavailable("the server shut down before the job finished"));
+    for (auto& job : queue) {
+      job->fail(unavailable("the server shut down before the job finished"));
+      job->release_slot();
+    }
   }
 }
 
@@ -125,6 +133,8 @@ void Engine::worker_loop() {
     metrics_.count_batched(static_cast<int>(companions.size()));
     for (auto& c : companions) finish(*c);
     if (slice.finished) finish(*job);
+    for (auto& c : companions) c->release_slot();  // normally released on delivery already
+    if (slice.finished) job->release_slot();
 
     bool abandoned = false;
     {
@@ -139,7 +149,10 @@ void Engine::worker_loop() {
         }
       }
     }
-    if (abandoned) job->fail(unavailable("the server shut down before the job finished"));
+    if (abandoned) {
+      job->fail(unavailable("the server shut down before the job finished"));
+      job->release_slot();
+    }
   }
 }
 

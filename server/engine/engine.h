@@ -48,7 +48,8 @@ class Engine {
   mutable std::mutex mutex_;
   std::condition_variable wake_;
   std::array<std::deque<std::shared_ptr<Job>>, kNumPriorities> queues_;
-  std::array<int, kNumPriorities> running_{};  // taken out of a queue for the current slice
+  std::array<int, kNumPriorities> running_{};      // taken out of a queue for the current slice
+  std::array<int, kNumPriorities> outstanding_{};  // submitted, result not yet delivered
   bool stopping_ = false;
   std::thread worker_;
 };

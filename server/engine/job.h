@@ -7,9 +7,11 @@
 
 #include <atomic>
 #include <chrono>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "common/status.h"
@@ -55,8 +57,17 @@ class Job {
   // Set by the engine.
   std::optional<Clock::time_point> started;
 
+ protected:
+  // Called just before the job delivers its final result or error: from then on it no longer
+  // counts against its queue's limit, so a client that sends its next request as soon as it has
+  // the answer finds the slot free. Idempotent; the engine also calls it once the job has ended.
+  void release_slot() {
+    if (auto release = std::exchange(release_, nullptr)) release();
+  }
+
  private:
   friend class Engine;
+  std::function<void()> release_;  // set by Engine::submit
   std::string request_id_;
   Priority priority_;
   std::optional<Clock::time_point> deadline_;

@@ -43,7 +43,10 @@ PredictJob::PredictJob(std::string request_id, Priority priority,
       models_(std::move(models)),
       raw_(std::move(raw)),
       n_(n),
-      done_(std::move(done)) {
+      done_([this, done = std::move(done)](StatusOr<PredictResult> result) {
+        release_slot();
+        done(std::move(result));
+      }) {
   key_ = "predict";
   for (const auto* m : models_) key_ += "|" + m->model->info.id;
 }
@@ -86,7 +89,10 @@ GradientJob::GradientJob(std::string request_id, Priority priority,
       raw_(std::move(raw)),
       n_(n),
       seed_(std::move(seed)),
-      done_(std::move(done)),
+      done_([this, done = std::move(done)](StatusOr<GradientResult> result) {
+        release_slot();
+        done(std::move(result));
+      }),
       key_("gradient|" + model->model->info.id) {}
 
 SliceResult GradientJob::run(std::vector<std::shared_ptr<Job>>& companions) {

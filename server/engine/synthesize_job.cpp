@@ -38,6 +38,7 @@ SynthesizeJob::SynthesizeJob(std::string request_id, Priority priority,
 void SynthesizeJob::fail(const Status& status) {
   if (ended_) return;
   ended_ = true;
+  release_slot();
   sink_->on_error(status);
 }
 
@@ -166,6 +167,7 @@ SliceResult SynthesizeJob::finish(synthesis::StopReason reason) {
       started ? std::chrono::duration<double, std::milli>(*started - accepted()).count() : 0.0;
   summary.wall_ms = wall_ms;
   ended_ = true;
+  release_slot();
   sink_->on_done(summary);
   return {true, 0};
 }

@@ -68,8 +68,10 @@ StatusOr<std::vector<std::uint8_t>> decode_image(const v1::Image& image, int hei
           (image.width() != 0 && image.width() != width)) {
         return invalid_argument(field + ": width/height disagree with the PNG's own size");
       }
-      ASSIGN_OR_RETURN(Rgb8Image decoded, stimloop::decode_image(std::vector<std::uint8_t>(
-                                              image.data().begin(), image.data().end())));
+      auto decoded_or = stimloop::decode_image(
+          std::vector<std::uint8_t>(image.data().begin(), image.data().end()));
+      if (!decoded_or.ok()) return decoded_or.status().with_context(field + ".data");
+      Rgb8Image decoded = std::move(decoded_or).value();
       if (decoded.pixels.size() != expected) {
         return invalid_argument(field + ": PNG decoded to an unexpected size");
       }
@@ -303,8 +305,9 @@ StatusOr<synthesis::SynthesisRequest> to_request(const v1::SynthesisSpec& spec,
   }
   RETURN_IF_ERROR(validate(r).with_context("spec (named as the CLI's flags)"));
   // Model-dependent checks (output index, targets, layer, channel) before the job is accepted.
-  ASSIGN_OR_RETURN(auto objective, make_objective(r, model.network));
-  (void)objective;
+  if (auto objective = make_objective(r, model.network); !objective.ok()) {
+    return objective.status().with_context("spec (named as the CLI's flags)");
+  }
   return r;
 }
 

@@ -129,8 +129,9 @@ grpc::ServerUnaryReactor* StimloopService::Predict(grpc::CallbackServerContext* 
     }
     std::vector<const engine::ResidentModel*> models;
     for (int i = 0; i < request->model_ids_size(); ++i) {
-      ASSIGN_OR_RETURN(const engine::ResidentModel* m, registry.find(request->model_ids(i)));
-      models.push_back(m);
+      auto m = registry.find(request->model_ids(i));
+      if (!m.ok()) return m.status().with_context("model_ids[" + std::to_string(i) + "]");
+      models.push_back(*m);
     }
     const ModelInfo& first = models.front()->model->info;
     for (const auto* m : models) {
@@ -186,7 +187,9 @@ grpc::ServerUnaryReactor* StimloopService::InputGradient(grpc::CallbackServerCon
   };
   auto prepare = [&]() -> StatusOr<std::shared_ptr<engine::Job>> {
     RETURN_IF_ERROR(admit(*context));
-    ASSIGN_OR_RETURN(const engine::ResidentModel* m, registry_.load()->find(request->model_id()));
+    auto found = registry_.load()->find(request->model_id());
+    if (!found.ok()) return found.status().with_context("model_id");
+    const engine::ResidentModel* m = *found;
     const ModelInfo& info = m->model->info;
     std::vector<float> seed(info.num_outputs, 0.0f);
     if (request->output_seed_size() > 0) {
@@ -271,11 +274,17 @@ grpc::ServerWriteReactor<v1::SynthesisEvent>* StimloopService::Synthesize(
   auto prepare = [&]() -> StatusOr<Prepared> {
     Prepared p;
     RETURN_IF_ERROR(admit(*context));
-    ASSIGN_OR_RETURN(p.model, registry_.load()->find(request->model_id()));
+    auto found = registry_.load()->find(request->model_id());
+    if (!found.ok()) return found.status().with_context("model_id");
+    p.model = *found;
     ASSIGN_OR_RETURN(p.request, to_request(request->spec(), *p.model->model));
     ASSIGN_OR_RETURN(p.priority, to_priority(request->priority()));
     ASSIGN_OR_RETURN(p.deadline, request_deadline(*context, request->deadline_ms()));
     p.request.deadline_ms = request->deadline_ms();
+    if (request->result_encoding() != v1::IMAGE_ENCODING_UNSPECIFIED &&
+        request->result_encoding() != v1::RAW_RGB8 && request->result_encoding() != v1::PNG) {
+      return invalid_argument("result_encoding must be RAW_RGB8 or PNG");
+    }
     if (request->progress_every() < 0 || request->snapshot_every() < 0) {
       return invalid_argument("progress_every and snapshot_every must be >= 0");
     }

@@ -35,6 +35,13 @@ std::unique_ptr<client::StimloopClient> TestServer::client(client::ClientOptions
   return std::move(c).value();
 }
 
+std::unique_ptr<client::StimloopClient> TestServer::client_in_thread() const {
+  client::ClientOptions options;
+  options.address = address();
+  auto c = client::StimloopClient::connect(options);
+  return c.ok() ? std::move(c).value() : nullptr;
+}
+
 std::string TestServer::scrape_metrics() const {
   if (server_->metrics_port() == 0) return {};
   httplib::Client http("127.0.0.1", server_->metrics_port());

@@ -19,8 +19,11 @@ class TestServer {
 
   std::string address() const { return "127.0.0.1:" + std::to_string(server_->port()); }
   service::StimloopServer& server() { return *server_; }
-  // A client with these options; the address is filled in.
+  // A client with these options; the address is filled in. Uses REQUIRE: main thread only.
   std::unique_ptr<client::StimloopClient> client(client::ClientOptions options = {}) const;
+  // The same without Catch2 assertions (Catch2 v2 is not thread-safe): for worker threads.
+  // Null when the client cannot be made.
+  std::unique_ptr<client::StimloopClient> client_in_thread() const;
   // GET /metrics as text ("" when the endpoint is off or unreachable).
   std::string scrape_metrics() const;
 

@@ -320,7 +320,8 @@ TEST_CASE("a rig request waits at most a step behind saturating campaigns", "[in
   std::mutex mutex;
   for (int k = 0; k < 3; ++k) {
     campaigns.emplace_back([&, k] {
-      auto c = ts->client();
+      auto c = ts->client_in_thread();
+      if (!c) return;
       client::CallOptions call;
       call.on_context = [&, k](grpc::ClientContext* ctx) {
         std::lock_guard lock(mutex);
@@ -394,9 +395,18 @@ TEST_CASE("32 concurrent clients each get their own correct results", "[integrat
   std::vector<std::thread> threads;
   std::atomic<int> ok{0};
   std::vector<std::string> failures(kClients);
+  // Expected responses computed here: Catch2's assertions may only run on this thread.
+  std::vector<std::vector<float>> expected(kClients);
+  for (int k = 0; k < kClients; ++k) {
+    expected[k] = local_forward(k % 2 ? "demo" : "demo_population", test_pixels(100 + k), 1);
+  }
   for (int k = 0; k < kClients; ++k) {
     threads.emplace_back([&, k] {
-      auto c = ts->client();
+      auto c = ts->client_in_thread();
+      if (!c) {
+        failures[k] = "cannot make a client";
+        return;
+      }
       const auto pixels = test_pixels(100 + k);
       v1::PredictRequest request;
       request.add_model_ids(k % 2 ? "demo" : "demo_population");
@@ -408,8 +418,7 @@ TEST_CASE("32 concurrent clients each get their own correct results", "[integrat
         return;
       }
       const auto& r = response->results(0);
-      if (std::vector<float>(r.responses().begin(), r.responses().end()) !=
-          local_forward(r.model_id(), pixels, 1)) {
+      if (std::vector<float>(r.responses().begin(), r.responses().end()) != expected[k]) {
         failures[k] = "wrong responses";
         return;
       }
