@@ -151,6 +151,16 @@ int main(int argc, char** argv) {
   }
 
   std::this_thread::sleep_for(std::chrono::milliseconds(500));  // campaigns under way
+  // Engine steps come from the in-process server's metrics (not available with --server).
+  auto steps_total = [&]() -> double {
+    if (!server) return 0.0;
+    const std::string text = server->render_metrics();
+    const std::string key = "\nstimloop_synthesis_steps_total ";
+    const auto at = text.find(key);
+    return at == std::string::npos ? 0.0 : std::stod(text.substr(at + key.size()));
+  };
+  const double steps_at_start = steps_total();
+  long rig_steps = 0;
   std::vector<double> latency_ms;
   int deadline_stops = 0, rig_errors = 0, min_steps = 1 << 30, max_steps = 0;
   const auto start = Clock::now();
@@ -176,11 +186,14 @@ int main(int argc, char** argv) {
     }
     latency_ms.push_back(stimulus_ms);
     deadline_stops += stop_reason == "DEADLINE";
+    rig_steps += steps;
     min_steps = std::min(min_steps, steps);
     max_steps = std::max(max_steps, steps);
   }
   const double measured_s = std::chrono::duration<double>(Clock::now() - start).count();
   const int campaigns_during = campaign_done.load();
+  const double campaign_steps_per_s =
+      server ? (steps_total() - steps_at_start - static_cast<double>(rig_steps)) / measured_s : 0.0;
   stop = true;
   {
     std::lock_guard lock(contexts_mutex);
@@ -210,6 +223,7 @@ int main(int argc, char** argv) {
                         {"rig_steps_max", max_steps},
                         {"campaign_clients", o.campaign_clients},
                         {"campaign_stimuli_finished", campaigns_during},
+                        {"campaign_steps_per_s", campaign_steps_per_s},
                         {"campaign_errors", campaign_errors.load()},
                         {"deadline_ms", o.deadline_ms},
                         {"pass", pass}};
@@ -224,8 +238,8 @@ int main(int argc, char** argv) {
                 latency_ms.size() + rig_errors, rig_errors, deadline_stops, min_steps, max_steps);
     std::printf("rig latency: p50 %.1f ms, p99 %.1f ms, max %.1f ms (bar: p99 <= %.0f ms)\n", p50,
                 p99, worst, o.deadline_ms + o.slack_ms);
-    std::printf("campaign stimuli finished meanwhile: %d (%d errors)\n", campaigns_during,
-                campaign_errors.load());
+    std::printf("campaign stimuli finished meanwhile: %d (%d errors); campaign steps/s %.1f\n",
+                campaigns_during, campaign_errors.load(), campaign_steps_per_s);
     std::printf("%s\n", pass ? "PASS" : "FAIL");
   }
   if (server) server->shutdown();
