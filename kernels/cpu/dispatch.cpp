@@ -1,6 +1,7 @@
 #include <algorithm>
 #include <cstdint>
 
+#include "kernels/cpu/cpu_features.h"
 #include "kernels/cpu/ops.h"
 
 namespace stimloop::cpu {
@@ -9,6 +10,12 @@ void layer_forward(const LayerParams& p, int n, const float* in, const float* w,
                    float* out) {
   switch (p.kind) {
     case LayerKind::kConv2D:
+#if defined(STIMLOOP_HAVE_AVX2_KERNELS)
+      if (use_avx2()) {
+        conv2d_forward_avx2(p, n, in, w, bias, out);
+        break;
+      }
+#endif
       conv2d_forward(p, n, in, w, bias, out);
       break;
     case LayerKind::kDepthwise:
@@ -28,6 +35,12 @@ void layer_backward_input(const LayerParams& p, int n, const float* d_out, const
                           float* d_in) {
   switch (p.kind) {
     case LayerKind::kConv2D:
+#if defined(STIMLOOP_HAVE_AVX2_KERNELS)
+      if (use_avx2()) {
+        conv2d_backward_input_avx2(p, n, d_out, w, d_in);
+        break;
+      }
+#endif
       conv2d_backward_input(p, n, d_out, w, d_in);
       break;
     case LayerKind::kDepthwise:

@@ -5,15 +5,31 @@
 // pre-activation output (the caller applies the ReLU mask) and overwrite d_in.
 #pragma once
 
+#include <cstdint>
+
 #include "kernels/layer_params.h"
 
 namespace stimloop::cpu {
+
+// Threads pay off only for layers with enough work. Each parallel region costs a fork and a
+// barrier: microseconds on an idle machine, but milliseconds when another process holds a core
+// (the barrier waits for a descheduled thread), and most layers of the compact models are tiny
+// at batch 1 (a synthesis step for one rig stimulus). Rows are handed out dynamically so a
+// thread that lost its core does not hold the others up; every row is still computed by one
+// thread in a fixed order, so results do not depend on the thread count or the schedule.
+inline constexpr std::int64_t kParallelMinMacs = 4'000'000;
+inline bool worth_threads(const LayerParams& p, int n) { return p.macs() * n >= kParallelMinMacs; }
 
 // out[b,oy,ox,co] = bias[co] + sum_{ky,kx,ci} in[b, oy*s+ky-pad, ox*s+kx-pad, ci] * w[ky,kx,ci,co]
 void conv2d_forward(const LayerParams& p, int n, const float* in, const float* w, const float* bias,
                     float* out);
 void conv2d_backward_input(const LayerParams& p, int n, const float* d_out, const float* w,
                            float* d_in);
+// The same with AVX2 + FMA (conv2d_avx2.cpp); only to be called when use_avx2() says so.
+void conv2d_forward_avx2(const LayerParams& p, int n, const float* in, const float* w,
+                         const float* bias, float* out);
+void conv2d_backward_input_avx2(const LayerParams& p, int n, const float* d_out, const float* w,
+                                float* d_in);
 
 // out[b,oy,ox,c] = bias[c] + sum_{ky,kx} in[b, oy*s+ky-pad, ox*s+kx-pad, c] * w[ky,kx,c]
 void depthwise_forward(const LayerParams& p, int n, const float* in, const float* w,
@@ -27,7 +43,8 @@ void pointwise_forward(const LayerParams& p, int n, const float* in, const float
 void pointwise_backward_input(const LayerParams& p, int n, const float* d_out, const float* w,
                               float* d_in);
 
-// Dispatch on p.kind; applies the fused ReLU in forward.
+// Dispatch on p.kind (and to the AVX2 kernels where use_avx2()); applies the fused ReLU in
+// forward.
 void layer_forward(const LayerParams& p, int n, const float* in, const float* w, const float* bias,
                    float* out);
 void layer_backward_input(const LayerParams& p, int n, const float* d_out, const float* w,

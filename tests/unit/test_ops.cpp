@@ -108,6 +108,12 @@ const OpCase kCases[] = {
     {"conv 5x5 s2 same, kernel larger than 4x3 image", LayerKind::kConv2D, 4, 3, 9, 5, 5, 5, 2, 2,
      true},
     {"conv 3x3 s1 same, 1 input channel", LayerKind::kConv2D, 17, 23, 1, 5, 3, 3, 1, 1, true},
+    // Channel counts around the AVX2 kernels' blocking (8 lanes, 3 blocks a pass, 4 input
+    // channels at a time backward): layer 0's 3 -> 46, exact blocks, one block plus one lane.
+    {"conv 5x5 s1 same 3->46 (layer 0)", LayerKind::kConv2D, 13, 19, 3, 46, 5, 5, 1, 1, true},
+    {"conv 3x3 s2 same 5->25", LayerKind::kConv2D, 13, 19, 5, 25, 3, 3, 2, 2, true},
+    {"conv 5x5 s1 valid 4->8", LayerKind::kConv2D, 13, 19, 4, 8, 5, 5, 1, 1, false},
+    {"conv 2x2 s1 same 7->24 on 3x5", LayerKind::kConv2D, 3, 5, 7, 24, 2, 2, 1, 1, true},
     // Depthwise, 9 channels.
     {"depthwise 5x5 s1 same", LayerKind::kDepthwise, 17, 23, 9, 9, 5, 5, 1, 1, true},
     {"depthwise 5x5 s2 same", LayerKind::kDepthwise, 17, 23, 9, 9, 5, 5, 2, 2, true},
