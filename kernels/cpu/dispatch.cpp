@@ -5,6 +5,20 @@
 #include "kernels/cpu/ops.h"
 
 namespace stimloop::cpu {
+namespace {
+
+// A pointwise op is a 1x1 convolution with the same weight layout ([ci][co]), so the AVX2
+// convolution serves it when there are enough output channels to fill its 8 lanes (a Dense(1)
+// readout keeps the plain single-output dot product).
+bool pointwise_as_conv(const LayerParams& p) { return use_avx2() && p.out_c >= 8; }
+
+LayerParams conv_view(const LayerParams& p) {
+  LayerParams conv = p;
+  conv.kind = LayerKind::kConv2D;
+  return conv;
+}
+
+}  // namespace
 
 void layer_forward(const LayerParams& p, int n, const float* in, const float* w, const float* bias,
                    float* out) {
@@ -19,9 +33,21 @@ void layer_forward(const LayerParams& p, int n, const float* in, const float* w,
       conv2d_forward(p, n, in, w, bias, out);
       break;
     case LayerKind::kDepthwise:
+#if defined(STIMLOOP_HAVE_AVX2_KERNELS)
+      if (use_avx2()) {
+        depthwise_forward_avx2(p, n, in, w, bias, out);
+        break;
+      }
+#endif
       depthwise_forward(p, n, in, w, bias, out);
       break;
     case LayerKind::kPointwise:
+#if defined(STIMLOOP_HAVE_AVX2_KERNELS)
+      if (pointwise_as_conv(p)) {
+        conv2d_forward_avx2(conv_view(p), n, in, w, bias, out);
+        break;
+      }
+#endif
       pointwise_forward(p, n, in, w, bias, out);
       break;
   }
@@ -44,9 +70,21 @@ void layer_backward_input(const LayerParams& p, int n, const float* d_out, const
       conv2d_backward_input(p, n, d_out, w, d_in);
       break;
     case LayerKind::kDepthwise:
+#if defined(STIMLOOP_HAVE_AVX2_KERNELS)
+      if (use_avx2() && p.k_h <= kMaxTaps && p.k_w <= kMaxTaps) {
+        depthwise_backward_input_avx2(p, n, d_out, w, d_in);
+        break;
+      }
+#endif
       depthwise_backward_input(p, n, d_out, w, d_in);
       break;
     case LayerKind::kPointwise:
+#if defined(STIMLOOP_HAVE_AVX2_KERNELS)
+      if (pointwise_as_conv(p)) {
+        conv2d_backward_input_avx2(conv_view(p), n, d_out, w, d_in);
+        break;
+      }
+#endif
       pointwise_backward_input(p, n, d_out, w, d_in);
       break;
   }

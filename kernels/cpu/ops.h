@@ -36,6 +36,13 @@ void depthwise_forward(const LayerParams& p, int n, const float* in, const float
                        const float* bias, float* out);
 void depthwise_backward_input(const LayerParams& p, int n, const float* d_out, const float* w,
                               float* d_in);
+// The same with AVX2 + FMA (depthwise_avx2.cpp); only to be called when use_avx2() says so,
+// and (backward) for kernels of at most kMaxTaps a side.
+inline constexpr int kMaxTaps = 64;
+void depthwise_forward_avx2(const LayerParams& p, int n, const float* in, const float* w,
+                            const float* bias, float* out);
+void depthwise_backward_input_avx2(const LayerParams& p, int n, const float* d_out, const float* w,
+                                   float* d_in);
 
 // out[b,y,x,co] = bias[co] + sum_ci in[b,y,x,ci] * w[ci,co]   (also Flatten + Dense)
 void pointwise_forward(const LayerParams& p, int n, const float* in, const float* w,
