@@ -227,7 +227,10 @@ TEST_CASE("a cancelled Synthesize stops within a step and keeps its result on th
   options.results_dir = results;
   auto ts = TestServer::start(options);
   auto c = ts->client();
-  auto request = max_request("demo", 100000, v1::CAMPAIGN);
+  // Eight seeds at RIG priority (never split into parts): each step is long enough that the
+  // progress the client reads lags the engine by at most a step or two on a fast machine too.
+  auto request = max_request("demo", 100000, v1::RIG);
+  request.mutable_spec()->set_count(8);
   request.set_progress_every(1);
   grpc::ClientContext* live = nullptr;
   std::mutex mutex;
@@ -271,7 +274,7 @@ TEST_CASE("a cancelled Synthesize stops within a step and keeps its result on th
   // two behind the engine.
   CHECK(steps_done - seen_step <= 3);
   CHECK(std::filesystem::exists(results + "/cancel-me_0.png"));
-  CHECK(ts->server().render_metrics().find("stimloop_queue_depth{priority=\"campaign\"} 0") !=
+  CHECK(ts->server().render_metrics().find("stimloop_queue_depth{priority=\"rig\"} 0") !=
         std::string::npos);
 }
 
@@ -301,14 +304,31 @@ TEST_CASE("a deadline returns the best stimulus so far with stop reason DEADLINE
     CHECK(s.last(v1::SynthesisEvent::DONE)->stop_reason() == "DEADLINE");
     CHECK(s.count(v1::SynthesisEvent::STIMULUS) == 1);
   }
-  SECTION("a predict whose deadline has passed fails with DEADLINE_EXCEEDED") {
+  SECTION("a predict whose deadline passes while it waits fails with DEADLINE_EXCEEDED") {
+    // A rig synthesis holds the engine for 600 ms (rig work runs before interactive work), so
+    // the predict's 100 ms deadline passes in the queue, whatever the machine's speed.
+    std::atomic<bool> accepted{false};
+    std::thread rig([&] {
+      auto rig_client = ts->client_in_thread();
+      if (!rig_client) return;
+      auto busy = max_request("demo", 100000, v1::RIG);
+      busy.set_deadline_ms(600);
+      (void)rig_client->synthesize(busy, [&](const v1::SynthesisEvent& e) {
+        if (e.kind() == v1::SynthesisEvent::ACCEPTED) accepted = true;
+      });
+    });
+    for (int i = 0; i < 500 && !accepted; ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    }
     v1::PredictRequest request;
     request.add_model_ids("demo");
     *request.add_images() = client::raw_image(test_pixels(1), 112, 112);
-    client::CallOptions call;
-    call.timeout = std::chrono::milliseconds(1);
-    const auto r = c->predict(request, call);
+    request.set_deadline_ms(100);
+    const auto r = c->predict(request);
+    rig.join();
+    CHECK(accepted);
     CHECK(r.status().code() == StatusCode::kDeadlineExceeded);
+    CHECK_THAT(r.status().message(), Catch::Contains("queue"));
   }
 }
 
