@@ -125,7 +125,7 @@ Status StimloopClient::synthesize(const v1::SynthesizeRequest& request,
   auto reader = stub_->Synthesize(&context, request);
   v1::SynthesisEvent event;
   while (reader->Read(&event)) on_event(event);
-  const Status status = service::from_grpc(reader->Finish());
+  Status status = service::from_grpc(reader->Finish());
   if (call.on_context) call.on_context(nullptr);
   return status;
 }

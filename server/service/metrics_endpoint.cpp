@@ -35,9 +35,10 @@ StatusOr<std::unique_ptr<MetricsEndpoint>> MetricsEndpoint::start(
   ASSIGN_OR_RETURN(auto host_port, split_host_port(listen, "--metrics-listen"));
   auto endpoint = std::unique_ptr<MetricsEndpoint>(new MetricsEndpoint());
   endpoint->server_ = std::make_unique<httplib::Server>();
-  endpoint->server_->Get("/metrics", [render](const httplib::Request&, httplib::Response& res) {
-    res.set_content(render(), "text/plain; version=0.0.4; charset=utf-8");
-  });
+  endpoint->server_->Get(
+      "/metrics", [render = std::move(render)](const httplib::Request&, httplib::Response& res) {
+        res.set_content(render(), "text/plain; version=0.0.4; charset=utf-8");
+      });
   auto& [host, port] = host_port;
   if (port == 0) {
     endpoint->port_ = endpoint->server_->bind_to_any_port(host);

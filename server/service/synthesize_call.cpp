@@ -107,7 +107,7 @@ class SynthesizeCall::Outbox : public engine::SynthesisSink,
     call_ = nullptr;
   }
 
-  void set_job(std::shared_ptr<engine::Job> job) {
+  void set_job(const std::shared_ptr<engine::Job>& job) {
     std::lock_guard lock(mutex_);
     job_ = job;
   }

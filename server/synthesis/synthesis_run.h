@@ -107,6 +107,8 @@ class StepTimer {
   // No step timed yet: only a deadline already passed stops the run.
   bool out_of_time(Clock::time_point now, Clock::time_point deadline) const;
   double estimate_s() const;
+  // Kept free before the deadline for the final encoding and delivery of the stimuli.
+  static constexpr double kDeliveryAllowanceS = 0.010;
 
  private:
   std::vector<double> recent_s_;
