@@ -60,5 +60,7 @@ inline constexpr int kMaxBatch = 4096;
 std::unique_ptr<Backend> make_cpu_backend();
 // FAILED_PRECONDITION (with the reason) when this build has no CUDA or no usable GPU is present.
 StatusOr<std::unique_ptr<Backend>> make_cuda_backend();
+// By name, as --backend gives it: cpu, cuda, or auto (the GPU when one is usable, else the CPU).
+StatusOr<std::unique_ptr<Backend>> make_backend(const std::string& name);
 
 }  // namespace stimloop

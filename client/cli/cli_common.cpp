@@ -14,15 +14,7 @@ StatusOr<std::unique_ptr<Backend>> make_backend(const CommonOptions& options) {
     return invalid_argument("--threads must be between 0 (all cores) and 1024");
   }
   if (options.threads > 0) omp_set_num_threads(options.threads);
-  if (options.backend == "cpu") return make_cpu_backend();
-  if (options.backend == "cuda") return make_cuda_backend();
-  if (options.backend == "auto") {
-    auto cuda = make_cuda_backend();  // no usable GPU: fall back to the CPU, silently
-    if (cuda.ok()) return cuda;
-    return make_cpu_backend();
-  }
-  return invalid_argument("--backend " + options.backend +
-                          ": unknown backend (choose cpu, cuda or auto)");
+  return stimloop::make_backend(options.backend);
 }
 
 StatusOr<std::unique_ptr<ModelRepository>> open_repository(const CommonOptions& options) {

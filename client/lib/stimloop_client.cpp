@@ -4,22 +4,15 @@
 #include <sstream>
 #include <thread>
 
+#include "common/text_file.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "server/service/grpc_status.h"
 
 namespace stimloop::client {
 namespace {
 
-StatusOr<std::string> read_file(const std::string& path, const std::string& flag) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return not_found(flag + ": cannot read " + path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
 StatusOr<std::string> read_token(const std::string& path) {
-  ASSIGN_OR_RETURN(std::string text, read_file(path, "--token-file"));
+  ASSIGN_OR_RETURN(std::string text, read_text_file(path, "--token-file"));
   std::stringstream ss(text);
   for (std::string line; std::getline(ss, line);) {
     const auto first = line.find_first_not_of(" \t\r");
@@ -56,10 +49,10 @@ StatusOr<std::unique_ptr<StimloopClient>> StimloopClient::connect(const ClientOp
   std::shared_ptr<grpc::ChannelCredentials> credentials = grpc::InsecureChannelCredentials();
   if (!options.tls_ca.empty()) {
     grpc::SslCredentialsOptions ssl;
-    ASSIGN_OR_RETURN(ssl.pem_root_certs, read_file(options.tls_ca, "--tls-ca"));
+    ASSIGN_OR_RETURN(ssl.pem_root_certs, read_text_file(options.tls_ca, "--tls-ca"));
     if (!options.tls_cert.empty()) {
-      ASSIGN_OR_RETURN(ssl.pem_cert_chain, read_file(options.tls_cert, "--tls-cert"));
-      ASSIGN_OR_RETURN(ssl.pem_private_key, read_file(options.tls_key, "--tls-key"));
+      ASSIGN_OR_RETURN(ssl.pem_cert_chain, read_text_file(options.tls_cert, "--tls-cert"));
+      ASSIGN_OR_RETURN(ssl.pem_private_key, read_text_file(options.tls_key, "--tls-key"));
     }
     credentials = grpc::SslCredentials(ssl);
   }

@@ -18,12 +18,14 @@
 #include <cstdint>
 #include <vector>
 
+#include "kernels/cpu/avx2_lanes.h"
 #include "kernels/cpu/ops.h"
 
 namespace stimloop::cpu {
 namespace {
 
-constexpr int kLanes = 8;
+using avx2::kLanes;
+using avx2::lane_mask;
 constexpr int kPixels = 4;         // output pixels per forward micro-tile
 constexpr int kBlocksPerPass = 3;  // 8-channel blocks per pass: 4 x 3 = 12 accumulators
 
@@ -37,13 +39,6 @@ void pack_weights(const LayerParams& p, const float* w, std::vector<float>& pack
   for (std::int64_t t = 0; t < taps; ++t) {
     std::copy(w + t * p.out_c, w + (t + 1) * p.out_c, packed.begin() + t * cp);
   }
-}
-
-// Mask selecting the first `count` (1..8) lanes.
-__m256i lane_mask(int count) {
-  alignas(32) static const std::int32_t kMasks[16] = {-1, -1, -1, -1, -1, -1, -1, -1,
-                                                      0,  0,  0,  0,  0,  0,  0,  0};
-  return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(kMasks + 8 - count));
 }
 
 float hsum(__m256 v) {

@@ -9,19 +9,15 @@
 #include <algorithm>
 #include <cstdint>
 
+#include "kernels/cpu/avx2_lanes.h"
 #include "kernels/cpu/ops.h"
 
 namespace stimloop::cpu {
 namespace {
 
-constexpr int kLanes = 8;
+using avx2::kLanes;
+using avx2::lane_mask;
 constexpr int kMaxBlocks = 8;
-
-__m256i lane_mask(int count) {
-  alignas(32) static const std::int32_t kMasks[16] = {-1, -1, -1, -1, -1, -1, -1, -1,
-                                                      0,  0,  0,  0,  0,  0,  0,  0};
-  return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(kMasks + 8 - count));
-}
 
 // Channels c0 .. c0 + 8 * NB - 1 (the last block possibly partial: `last` valid lanes) of one
 // pixel: acc = init + sum over the taps that `source(ky, kx)` maps to data (or null: no tap).

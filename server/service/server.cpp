@@ -10,6 +10,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "common/text_file.h"
 #include "server/engine/engine.h"
 #include "server/engine/model_registry.h"
 #include "server/service/convert.h"
@@ -17,29 +18,6 @@
 #include "server/service/stimloop_service.h"
 
 namespace stimloop::service {
-namespace {
-
-StatusOr<std::string> read_file(const std::string& path, const std::string& flag) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return not_found(flag + ": cannot read " + path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-StatusOr<std::unique_ptr<Backend>> make_backend(const std::string& name) {
-  if (name == "cpu") return make_cpu_backend();
-  if (name == "cuda") return make_cuda_backend();
-  if (name == "auto") {
-    auto cuda = make_cuda_backend();
-    if (cuda.ok()) return std::move(cuda).value();
-    spdlog::info("backend=cpu reason=\"{}\"", cuda.status().message());
-    return make_cpu_backend();
-  }
-  return invalid_argument("--backend must be cpu, cuda or auto, not '" + name + "'");
-}
-
-}  // namespace
 
 struct StimloopServer::State {
   ServerOptions options;
@@ -114,6 +92,9 @@ StatusOr<std::unique_ptr<StimloopServer>> StimloopServer::start(const ServerOpti
     if (ec) return not_found("--results-dir: cannot create " + options.results_dir);
   }
   ASSIGN_OR_RETURN(s.backend, make_backend(options.backend));
+  if (options.backend == "auto" && s.backend->name() == "cpu") {
+    spdlog::info("backend=cpu reason=\"no usable GPU\"");
+  }
 
   ServiceContext context;
   ASSIGN_OR_RETURN(context.auth, TokenAuthenticator::from_file(options.auth_token_file));
@@ -133,11 +114,12 @@ StatusOr<std::unique_ptr<StimloopServer>> StimloopServer::start(const ServerOpti
     grpc::SslServerCredentialsOptions ssl(
         options.tls_client_ca.empty() ? GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE
                                       : GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY);
-    ASSIGN_OR_RETURN(std::string cert, read_file(options.tls_cert, "--tls-cert"));
-    ASSIGN_OR_RETURN(std::string key, read_file(options.tls_key, "--tls-key"));
+    ASSIGN_OR_RETURN(std::string cert, read_text_file(options.tls_cert, "--tls-cert"));
+    ASSIGN_OR_RETURN(std::string key, read_text_file(options.tls_key, "--tls-key"));
     ssl.pem_key_cert_pairs.push_back({key, cert});
     if (!options.tls_client_ca.empty()) {
-      ASSIGN_OR_RETURN(ssl.pem_root_certs, read_file(options.tls_client_ca, "--tls-client-ca"));
+      ASSIGN_OR_RETURN(ssl.pem_root_certs,
+                       read_text_file(options.tls_client_ca, "--tls-client-ca"));
     }
     credentials = grpc::SslServerCredentials(ssl);
   }
