@@ -45,7 +45,7 @@ struct Options {
   int max_reps = 1000;
   double min_time_s = 1.0;
   std::vector<int> batches = {1, 64};
-  std::string backends = "cpu";  // cpu, cuda, or all (every backend this machine has)
+  std::string backends = "cpu";  // cpu, cuda, cudnn, or all (every backend this machine has)
 };
 
 // The compact model with the median MAC count (the lower median of the 219 rows: row 110 of
@@ -130,16 +130,20 @@ int run(const Options& opt) {
   }
 
   std::vector<std::unique_ptr<stimloop::Backend>> backends;
-  if (opt.backends != "cuda") backends.push_back(stimloop::make_cpu_backend());
-  if (opt.backends != "cpu") {
-    auto cuda = stimloop::make_cuda_backend();
-    if (cuda.ok()) {
-      backends.push_back(std::move(*cuda));
-    } else if (opt.backends == "cuda") {
-      std::cerr << "stimloop-bench: " << cuda.status().to_string() << "\n";
+  if (opt.backends == "cpu" || opt.backends == "all") {
+    backends.push_back(stimloop::make_cpu_backend());
+  }
+  for (const char* gpu : {"cuda", "cudnn"}) {
+    if (opt.backends != gpu && opt.backends != "all") continue;
+    auto backend = stimloop::make_backend(gpu);
+    if (backend.ok()) {
+      backends.push_back(std::move(*backend));
+    } else if (opt.backends == gpu) {
+      std::cerr << "stimloop-bench: " << backend.status().to_string() << "\n";
       return 1;
     } else {
-      std::cerr << "stimloop-bench: no CUDA backend (" << cuda.status().message() << ")\n";
+      std::cerr << "stimloop-bench: no " << gpu << " backend (" << backend.status().message()
+                << ")\n";
     }
   }
   const std::int64_t in_size = model->network->input_size();
@@ -242,8 +246,8 @@ int run(const Options& opt) {
 int main(int argc, char** argv) {
   Options opt;
   CLI::App app{"stimloop-bench: forward and input-gradient throughput of one model per backend"};
-  app.add_option("--backend", opt.backends, "cpu, cuda, or all (every backend available)")
-      ->check(CLI::IsMember({"cpu", "cuda", "all"}))
+  app.add_option("--backend", opt.backends, "cpu, cuda, cudnn, or all (every backend available)")
+      ->check(CLI::IsMember({"cpu", "cuda", "cudnn", "all"}))
       ->capture_default_str();
   app.add_option("--model", opt.model,
                  "A .keras file, or 'demo' (default: the median-MAC compact model of "

@@ -21,7 +21,6 @@ Needs: apt-get install python3-torch python3-h5py python3-numpy python3-scipy; a
 stimloop, stimloop-bench and peak-fma (ninja -C build stimloop stimloop-bench peak-fma).
 """
 import argparse
-import io
 import json
 import os
 import statistics
@@ -29,10 +28,9 @@ import subprocess
 import sys
 import tempfile
 import time
-import zipfile
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-MEANS = (116.222, 109.270, 100.381)  # re-centering: raw RGB minus these (docs/domain.md)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 VERIFY_IMAGES = [0, 1, 2, 3, 32, 33, 34, 35]  # golden images: 4 of session 190923, 4 of 210225
 TOLERANCE = 1e-3  # relative error that fails the run (float32 against float64 is ~1e-6)
 
@@ -87,107 +85,7 @@ def log(msg):
     print(msg, file=sys.stderr, flush=True)
 
 
-# ---------------------------------------------------------------------------- the torch model
-class TorchKeras:
-    """A sequential .keras compact/shared model as a list of torch ops (float32)."""
-    AUTO = {"Conv2D": "conv2d", "SeparableConv2D": "separable_conv2d",
-            "DepthwiseConv2D": "depthwise_conv2d", "BatchNormalization": "batch_normalization",
-            "Dense": "dense"}
-
-    def __init__(self, path):
-        z = zipfile.ZipFile(path)
-        layers = json.loads(z.read("config.json"))["config"]["layers"]
-        h5 = h5py.File(io.BytesIO(z.read("model.weights.h5")), "r")
-        seen, self.ops, self.macs = {}, [], 0
-        for layer in layers:
-            cls, cfg = layer["class_name"], layer["config"]
-            if cls == "InputLayer":
-                continue
-            var = []
-            if cls in self.AUTO:  # HDF5 group: Keras' per-class auto name, not cfg["name"]
-                base = self.AUTO[cls]
-                group = base if base not in seen else f"{base}_{seen[base]}"
-                seen[base] = seen.get(base, 0) + 1
-                vs = h5["layers"][group]["vars"]
-                var = [np.asarray(vs[k], dtype=np.float64) for k in sorted(vs, key=int)]
-            shape = layer.get("build_config", {}).get("input_shape")  # [None, H, W, C]
-            if (cfg.get("activation", "linear") != ("relu" if cls == "Activation" else "linear")
-                    or cfg.get("dilation_rate", [1, 1]) != [1, 1]
-                    or cfg.get("groups", 1) != 1 or cfg.get("depth_multiplier", 1) != 1):
-                raise ValueError(f"{path}: unsupported option in {cls} ({cfg.get('name')})")
-            if cls == "Conv2D":
-                self._conv(var[0].transpose(3, 2, 0, 1), var[1], cfg, shape, 1)
-            elif cls == "SeparableConv2D":  # depthwise (no bias), then pointwise with the bias
-                self._conv(var[0].transpose(2, 3, 0, 1), None, cfg, shape, shape[3])
-                self._conv(var[1].transpose(3, 2, 0, 1), var[2], {"strides": [1, 1],
-                           "padding": "valid"}, [None, *self.out_hw, shape[3]], 1)
-            elif cls == "DepthwiseConv2D":
-                self._conv(var[0].transpose(2, 3, 0, 1), var[1], cfg, shape, shape[3])
-            elif cls == "BatchNormalization":  # fold: scale the last conv's output channels
-                gamma, beta, mean, variance = var
-                scale = gamma / np.sqrt(variance + cfg["epsilon"])
-                conv = self.ops[-1]
-                conv["w"] = conv["w"] * scale[:, None, None, None]
-                conv["b"] = (conv["b"] - mean) * scale + beta
-            elif cls == "Activation":
-                self.ops.append({"op": "relu"})
-            elif cls == "Flatten":
-                self.ops.append({"op": "flatten"})
-            elif cls == "Dense":
-                self.ops.append({"op": "dense", "w": var[0].T, "b": var[1]})
-                self.macs += var[0].size
-            else:
-                raise ValueError(f"{path}: unsupported layer {cls} ({cfg.get('name')})")
-        for op in self.ops:  # float32 tensors, constant (no autograd on weights)
-            for key in ("w", "b"):
-                if key in op:
-                    op[key] = torch.from_numpy(np.ascontiguousarray(op[key], dtype=np.float32))
-
-    def _conv(self, w_oihw, bias, cfg, in_shape, groups):
-        _, h, w, cin = in_shape
-        kh, kw = w_oihw.shape[2:]
-        sh, sw = cfg["strides"]
-        pads = []
-        for n, k, s in ((h, kh, sh), (w, kw, sw)):  # TensorFlow 'same': the extra pixel after
-            out = -(-n // s) if cfg["padding"] == "same" else (n - k) // s + 1
-            total = max((out - 1) * s + k - n, 0) if cfg["padding"] == "same" else 0
-            pads.append((total // 2, total - total // 2, out))
-        (t, b, oh), (left, r, ow) = pads
-        symmetric = t == b and left == r
-        cout = w_oihw.shape[0]
-        self.ops.append({"op": "conv", "w": w_oihw, "stride": (sh, sw), "groups": groups,
-                         "b": np.zeros(cout) if bias is None else bias,
-                         "padding": (t, left) if symmetric else 0,
-                         "pre_pad": None if symmetric else (left, r, t, b)})
-        self.out_hw = (oh, ow)
-        self.macs += oh * ow * kh * kw * (cin // groups) * cout
-
-    def __call__(self, x_nhwc):
-        """x: (N, 112, 112, 3) re-centered float32 -> (N, outputs).
-        The NHWC input viewed as NCHW is a channels_last tensor (no copy), and oneDNN keeps
-        that layout throughout: 1.5-1.8x faster here than contiguous NCHW."""
-        x = x_nhwc.permute(0, 3, 1, 2)
-        for op in self.ops:
-            kind = op["op"]
-            if kind == "conv":
-                if op["pre_pad"]:
-                    x = F.pad(x, op["pre_pad"])
-                x = F.conv2d(x, op["w"], op["b"], op["stride"], op["padding"], 1, op["groups"])
-            elif kind == "relu":
-                x = torch.relu(x)
-            elif kind == "flatten":  # Keras' (h, w, c) order: free for channels_last memory
-                x = x.permute(0, 2, 3, 1).flatten(1)
-            else:
-                x = F.linear(x, op["w"], op["b"])
-        return x
-
-    def input_gradient(self, x_nhwc):
-        """d(mean output)/d(input), as the synthesis loop needs it; weights stay constant."""
-        with torch.enable_grad():
-            x = x_nhwc.detach().requires_grad_(True)
-            out = self(x)
-            (grad,) = torch.autograd.grad(out.mean(), x)
-        return out.detach(), grad
+from torch_keras import MEANS, TorchKeras, torch_cowley2026  # noqa: E402 (after the thread setup)
 
 
 # ---------------------------------------------------------------------------- helpers
@@ -232,29 +130,6 @@ def random_images(n, seed=12345):
     rng = np.random.default_rng(seed)
     raw = rng.integers(0, 256, size=(n, 112, 112, 3)).astype(np.float32)
     return torch.from_numpy(raw - np.asarray(MEANS, dtype=np.float32))
-
-
-# ---------------------------------------------------------------------------- cowley2026 in torch
-def torch_cowley2026(model, steps, seed=0):
-    """class_synth.optimize_synth_image(opt='max'): image state float64 in numpy, model float32.
-    Per step a gradient pass and a forward pass, as the authors' loop does."""
-    np.random.seed(seed)
-    lo, hi = -np.asarray(MEANS), 255.0 - np.asarray(MEANS)
-    img = np.random.uniform(size=(1, 112, 112, 3)) * 50 + 128 - np.asarray(MEANS)
-    best, best_img = 0.0, img.copy()  # the authors' best-so-far starts at 0 when maximizing
-    for step in range(steps):
-        _, g = model.input_gradient(torch.from_numpy(img.astype(np.float32)))
-        g = g.numpy().astype(np.float64)
-        g /= np.sqrt(np.mean(g * g)) + 1e-5
-        g = scipy.ndimage.gaussian_filter(g, (0.0, 1.0, 1.0, 0.0))  # mode 'reflect', 4 sigma
-        img = np.clip(img + 10.0 * g, lo, hi)
-        response = float(model(torch.from_numpy(img.astype(np.float32)))[0, 0])
-        if response > best:
-            best, best_img = response, img.copy()
-        if step % 50 == 0 and step > 0:
-            img = scipy.ndimage.gaussian_filter(img, (0.0, 1.0, 1.0, 0.0))
-    raw = np.clip(np.rint(best_img + np.asarray(MEANS)), 0, 255)  # the 8-bit stimulus, as a rig
-    return float(model(torch.from_numpy((raw - np.asarray(MEANS)).astype(np.float32)))[0, 0])
 
 
 def stimloop_cowley2026(model_id, steps):

@@ -8,8 +8,10 @@
 #include <memory>
 #include <span>
 #include <string>
+#include <vector>
 
 #include "common/status.h"
+#include "kernels/device_synthesis.h"
 #include "kernels/network.h"
 
 namespace stimloop {
@@ -52,6 +54,13 @@ class Backend {
       std::shared_ptr<const Network> network) = 0;
   // Bytes in use on the backend's device (a GPU's memory), or -1 where that is not measured.
   virtual std::int64_t memory_in_use() const { return -1; }
+  // Whole cowley2026 runs on the device (device_synthesis.h) for networks uploaded to this
+  // backend; UNIMPLEMENTED where the backend has no such path (the host loop runs instead).
+  virtual StatusOr<std::unique_ptr<DeviceSynthesis>> start_cowley2026(
+      const Cowley2026Settings& settings, const std::vector<SynthesisTarget>& targets) {
+    (void)settings, (void)targets;
+    return unimplemented("backend '" + name() + "' runs synthesis steps on the host");
+  }
 };
 
 // The largest batch one call accepts; bigger batches are the caller's to split.
@@ -60,7 +69,11 @@ inline constexpr int kMaxBatch = 4096;
 std::unique_ptr<Backend> make_cpu_backend();
 // FAILED_PRECONDITION (with the reason) when this build has no CUDA or no usable GPU is present.
 StatusOr<std::unique_ptr<Backend>> make_cuda_backend();
-// By name, as --backend gives it: cpu, cuda, or auto (the GPU when one is usable, else the CPU).
+// The CUDA backend with cuDNN's convolutions in place of stimloop's kernels (the library
+// baseline); FAILED_PRECONDITION where this build has no cuDNN or it does not initialise.
+StatusOr<std::unique_ptr<Backend>> make_cudnn_backend();
+// By name, as --backend gives it: cpu, cuda, cudnn, or auto (the GPU when one is usable, else the
+// CPU).
 StatusOr<std::unique_ptr<Backend>> make_backend(const std::string& name);
 
 }  // namespace stimloop

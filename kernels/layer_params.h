@@ -33,8 +33,8 @@ struct LayerParams {
   bool has_bias = true;
   bool relu = false;  // ReLU fused into the op's output
 
-  std::int64_t in_size() const { return std::int64_t{in_h} * in_w * in_c; }
-  std::int64_t out_size() const { return std::int64_t{out_h} * out_w * out_c; }
+  STIMLOOP_HOST_DEVICE std::int64_t in_size() const { return std::int64_t{in_h} * in_w * in_c; }
+  STIMLOOP_HOST_DEVICE std::int64_t out_size() const { return std::int64_t{out_h} * out_w * out_c; }
   std::int64_t weight_count() const;
   std::int64_t bias_count() const { return has_bias ? out_c : 0; }
   std::int64_t macs() const;  // multiply-accumulates per image

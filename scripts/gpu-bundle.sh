@@ -8,16 +8,18 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 DATA=${STIMLOOP_V4_DATA:-../shared/v4}
 BUILD_DIR=${BUILD_DIR:-build-gpu}
-binaries=(stimloop_gpu_tests stimloop-bench stimloop-bench-synthesis)  # no OpenCV (~180 MB)
+binaries=(stimloop_gpu_tests stimloop-bench stimloop-bench-synthesis stimloop-bench-gpu)  # no OpenCV
 cmake -S . -B "$BUILD_DIR" -G Ninja -DCMAKE_CXX_COMPILER_LAUNCHER=ccache \
   -DCMAKE_CUDA_COMPILER_LAUNCHER=ccache -DSTIMLOOP_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES="80;90" >/dev/null
 cmake --build "$BUILD_DIR" --target "${binaries[@]}"
 rm -rf .device-data
 mkdir -p .device-data/bin .device-data/lib
 for b in "${binaries[@]}"; do cp "$BUILD_DIR/bin/$b" .device-data/bin/; done
-# Shared libraries outside the C/C++ runtime and the CUDA driver, which the device provides.
+# Shared libraries outside the C/C++ runtime and the CUDA driver, which the device provides, and
+# cuDNN (over 400 MB with its engines): the device's PyTorch ships cuDNN 9, which gpu-check.sh
+# finds there.
 for b in "${binaries[@]}"; do ldd "$BUILD_DIR/bin/$b"; done | awk '/=> \//{print $3}' | sort -u |
-  grep -vE '/(libc|libm|libdl|librt|libpthread|libresolv|libnss[^/]*|libstdc\+\+|libgcc_s|ld-linux[^/]*|libcuda)\.so' |
+  grep -vE '/(libc|libm|libdl|librt|libpthread|libresolv|libnss[^/]*|libstdc\+\+|libgcc_s|ld-linux[^/]*|libcuda|libcudnn[^/]*)\.so' |
   while read -r lib; do cp -L "$lib" .device-data/lib/; done
 if [ -d "$DATA/golden" ]; then
   tar -C "$DATA" -cJf .device-data/v4.tar.xz compact_models shared_compact_models \

@@ -1,78 +1,276 @@
-// Dense k x k convolution (layer 0 of every model: 5x5, 3 -> F channels at 112x112, the bulk of
-// the arithmetic). Forward: one thread per output value, co fastest so a warp reads one input
-// pixel (broadcast) and 32 consecutive weights (coalesced). Backward to the input: one thread per
-// input value, gathering over the taps that touched it -- no atomics, so results are
-// deterministic run to run. These are the straightforward kernels; the tiled, fused versions of
-// the CUDA backend issue are checked against them and against the CPU.
-#include "kernels/cuda/launch.h"
-#include "kernels/cuda/ops.h"
+// Dense k x k convolution: layer 0 of every model (5x5, 3 -> F channels at 112x112), three
+// quarters of the arithmetic.
+//
+// Straightforward kernels (any shape): one thread per output value (forward) or per input value
+// (backward, gathering over the taps that touched it: no atomics, deterministic).
+//
+// Tiled kernels (stride 1, three input channels, K = 3 or 5): a block computes a 16 x 32 pixel
+// tile. Forward: the input tile (+ halo) and the weights of a 16-channel chunk sit in shared
+// memory; each thread owns 4 pixels down one column x 8 channels (32 accumulators). Lanes are
+// consecutive columns, so the column windows a thread slides over its 4 rows read conflict-free
+// shared memory, and the 8 weights of a warp are one broadcast. Backward to the input: the
+// ReLU-masked output gradient tile (+ halo) of an 8-channel chunk in shared memory; each thread
+// owns 4 pixels x 3 input channels and slides the same way.
+#include "kernels/cuda/kernel_variant.h"
 
 namespace stimloop::cuda {
 namespace {
 
-__global__ void conv2d_forward_kernel(LayerParams p, int n, const float* __restrict__ in,
-                                      const float* __restrict__ w, const float* __restrict__ bias,
-                                      float* __restrict__ out) {
-  const std::int64_t total = std::int64_t{n} * p.out_h * p.out_w * p.out_c;
-  STIMLOOP_GRID_LOOP(i, total) {
-    const auto [b, oy, ox, co] = unravel_nhwc(i, p.out_h, p.out_w, p.out_c);
-    const float* image = in + std::int64_t{b} * p.in_h * p.in_w * p.in_c;
-    float acc = bias != nullptr ? bias[co] : 0.0f;
-    for (int ky = 0; ky < p.k_h; ++ky) {
-      const int iy = input_of_tap(oy, ky, p.stride_h, p.pad_top, p.in_h);
-      if (iy < 0) continue;
-      for (int kx = 0; kx < p.k_w; ++kx) {
-        const int ix = input_of_tap(ox, kx, p.stride_w, p.pad_left, p.in_w);
-        if (ix < 0) continue;
-        const float* pixel = image + (std::int64_t{iy} * p.in_w + ix) * p.in_c;
-        const float* w_tap = w + (std::int64_t{ky} * p.k_w + kx) * p.in_c * p.out_c + co;
-        for (int ci = 0; ci < p.in_c; ++ci) acc = fmaf(pixel[ci], w_tap[ci * p.out_c], acc);
-      }
-    }
-    out[i] = p.relu ? fmaxf(acc, 0.0f) : acc;
-  }
+constexpr int kPlainThreads = 256;
+
+std::int64_t plain_forward_blocks(const OpTask& t) {
+  return (std::int64_t{t.n} * t.p.out_size() + kPlainThreads - 1) / kPlainThreads;
+}
+std::int64_t plain_backward_blocks(const OpTask& t) {
+  return (std::int64_t{t.n} * t.p.in_size() + kPlainThreads - 1) / kPlainThreads;
 }
 
-__global__ void conv2d_backward_input_kernel(LayerParams p, int n, const float* __restrict__ d_out,
-                                             const float* __restrict__ relu_out,
-                                             const float* __restrict__ w,
-                                             float* __restrict__ d_in) {
-  const std::int64_t total = std::int64_t{n} * p.in_h * p.in_w * p.in_c;
-  STIMLOOP_GRID_LOOP(i, total) {
-    const auto [b, iy, ix, ci] = unravel_nhwc(i, p.in_h, p.in_w, p.in_c);
-    const std::int64_t image_offset = std::int64_t{b} * p.out_h * p.out_w * p.out_c;
-    float acc = 0.0f;
-    for (int ky = 0; ky < p.k_h; ++ky) {
-      const int oy = output_of_tap(iy, ky, p.stride_h, p.pad_top, p.out_h);
-      if (oy < 0) continue;
-      for (int kx = 0; kx < p.k_w; ++kx) {
-        const int ox = output_of_tap(ix, kx, p.stride_w, p.pad_left, p.out_w);
-        if (ox < 0) continue;
-        const std::int64_t g_offset = image_offset + (std::int64_t{oy} * p.out_w + ox) * p.out_c;
-        const float* w_row = w + ((std::int64_t{ky} * p.k_w + kx) * p.in_c + ci) * p.out_c;
-        for (int co = 0; co < p.out_c; ++co) {
-          float g = d_out[g_offset + co];
-          if (relu_out != nullptr && relu_out[g_offset + co] <= 0.0f) g = 0.0f;
-          acc = fmaf(g, w_row[co], acc);
+__global__ void __launch_bounds__(kPlainThreads) conv2d_forward_kernel(TaskList tasks) {
+  STIMLOOP_SHARED_TASK(t);
+  const std::int64_t block = load_task(tasks, t);
+  const LayerParams& p = t.p;
+  const std::int64_t i = block * kPlainThreads + threadIdx.x;
+  if (i >= std::int64_t{t.n} * p.out_size()) return;
+  const int co = static_cast<int>(i % p.out_c);
+  std::int64_t rest = i / p.out_c;
+  const int ox = static_cast<int>(rest % p.out_w);
+  rest /= p.out_w;
+  const int oy = static_cast<int>(rest % p.out_h);
+  const std::int64_t b = rest / p.out_h;
+  const float* image = t.in + b * p.in_size();
+  float acc = t.bias != nullptr ? t.bias[co] : 0.0f;
+  for (int ky = 0; ky < p.k_h; ++ky) {
+    const int iy = input_of_tap(oy, ky, p.stride_h, p.pad_top, p.in_h);
+    if (iy < 0) continue;
+    for (int kx = 0; kx < p.k_w; ++kx) {
+      const int ix = input_of_tap(ox, kx, p.stride_w, p.pad_left, p.in_w);
+      if (ix < 0) continue;
+      const float* pixel = image + (std::int64_t{iy} * p.in_w + ix) * p.in_c;
+      const float* w_tap = t.w + (std::int64_t{ky} * p.k_w + kx) * p.in_c * p.out_c + co;
+      for (int ci = 0; ci < p.in_c; ++ci) acc = fmaf(pixel[ci], w_tap[ci * p.out_c], acc);
+    }
+  }
+  t.out[i] = p.relu ? fmaxf(acc, 0.0f) : acc;
+}
+
+__global__ void __launch_bounds__(kPlainThreads) conv2d_backward_kernel(TaskList tasks) {
+  STIMLOOP_SHARED_TASK(t);
+  const std::int64_t block = load_task(tasks, t);
+  const LayerParams& p = t.p;
+  const std::int64_t i = block * kPlainThreads + threadIdx.x;
+  if (i >= std::int64_t{t.n} * p.in_size()) return;
+  const int ci = static_cast<int>(i % p.in_c);
+  std::int64_t rest = i / p.in_c;
+  const int ix = static_cast<int>(rest % p.in_w);
+  rest /= p.in_w;
+  const int iy = static_cast<int>(rest % p.in_h);
+  const std::int64_t image_offset = (rest / p.in_h) * p.out_size();
+  float acc = 0.0f;
+  for (int ky = 0; ky < p.k_h; ++ky) {
+    const int oy = output_of_tap(iy, ky, p.stride_h, p.pad_top, p.out_h);
+    if (oy < 0) continue;
+    for (int kx = 0; kx < p.k_w; ++kx) {
+      const int ox = output_of_tap(ix, kx, p.stride_w, p.pad_left, p.out_w);
+      if (ox < 0) continue;
+      const std::int64_t g = image_offset + (std::int64_t{oy} * p.out_w + ox) * p.out_c;
+      const float* w_row = t.w + ((std::int64_t{ky} * p.k_w + kx) * p.in_c + ci) * p.out_c;
+      for (int co = 0; co < p.out_c; ++co) {
+        if (t.aux != nullptr && t.aux[g + co] <= 0.0f) continue;
+        acc = fmaf(t.in[g + co], w_row[co], acc);
+      }
+    }
+  }
+  t.out[i] = acc;
+}
+
+// ---- tiled kernels
+constexpr int kTileW = 32;          // columns per tile = lanes of a warp
+constexpr int kRowsPerThread = 4;   // pixels per thread, down one column
+constexpr int kRowGroups = 4;       // warps along y
+constexpr int kTileH = kRowsPerThread * kRowGroups;  // 16 rows
+constexpr int kInC = 3;
+constexpr int kChanPerThread = 8;   // forward: output channels per thread
+constexpr int kChanGroups = 2;      // forward: warps along channels
+constexpr int kFwdChunk = kChanPerThread * kChanGroups;  // 16 output channels per block
+constexpr int kFwdThreads = kTileW * kRowGroups * kChanGroups;  // 256
+constexpr int kBwdChunk = 8;        // backward: output channels staged per pass
+constexpr int kBwdThreads = kTileW * kRowGroups;  // 128
+
+__host__ __device__ inline int tiles(int size, int tile) { return (size + tile - 1) / tile; }
+
+std::int64_t tiled_forward_blocks(const OpTask& t) {
+  return std::int64_t{t.n} * tiles(t.p.out_h, kTileH) * tiles(t.p.out_w, kTileW) *
+         tiles(t.p.out_c, kFwdChunk);
+}
+std::int64_t tiled_backward_blocks(const OpTask& t) {
+  return std::int64_t{t.n} * tiles(t.p.in_h, kTileH) * tiles(t.p.in_w, kTileW);
+}
+
+template <int K>
+__global__ void __launch_bounds__(kFwdThreads) conv2d_forward_tiled_kernel(TaskList tasks) {
+  constexpr int kHaloH = kTileH + K - 1, kHaloW = kTileW + K - 1;
+  STIMLOOP_SHARED_TASK(t);
+  __shared__ float in_s[kInC][kHaloH][kHaloW];
+  __shared__ __align__(16) float w_s[K * K * kInC][kFwdChunk];
+  std::int64_t block = load_task(tasks, t);
+  const LayerParams& p = t.p;
+  const int chunks = tiles(p.out_c, kFwdChunk), tiles_x = tiles(p.out_w, kTileW),
+            tiles_y = tiles(p.out_h, kTileH);
+  const int chunk = static_cast<int>(block % chunks);
+  block /= chunks;
+  const int tile_x = static_cast<int>(block % tiles_x);
+  block /= tiles_x;
+  const int tile_y = static_cast<int>(block % tiles_y);
+  const std::int64_t image = block / tiles_y;
+  const int oy0 = tile_y * kTileH, ox0 = tile_x * kTileW, co0 = chunk * kFwdChunk;
+
+  const float* in = t.in + image * p.in_size();
+  for (int i = threadIdx.x; i < kInC * kHaloH * kHaloW; i += kFwdThreads) {
+    const int c = i % kInC, col = (i / kInC) % kHaloW, row = i / (kInC * kHaloW);
+    const int iy = oy0 - p.pad_top + row, ix = ox0 - p.pad_left + col;
+    const bool inside = iy >= 0 && iy < p.in_h && ix >= 0 && ix < p.in_w;
+    in_s[c][row][col] = inside ? in[(std::int64_t{iy} * p.in_w + ix) * kInC + c] : 0.0f;
+  }
+  for (int i = threadIdx.x; i < K * K * kInC * kFwdChunk; i += kFwdThreads) {
+    const int j = i % kFwdChunk, tap = i / kFwdChunk;
+    w_s[tap][j] = co0 + j < p.out_c ? t.w[std::int64_t{tap} * p.out_c + co0 + j] : 0.0f;
+  }
+  __syncthreads();
+
+  const int lane = threadIdx.x % kTileW, warp = threadIdx.x / kTileW;
+  const int row_group = warp % kRowGroups, chan_group = warp / kRowGroups;
+  float acc[kRowsPerThread][kChanPerThread] = {};
+  for (int kx = 0; kx < K; ++kx) {
+#pragma unroll
+    for (int ci = 0; ci < kInC; ++ci) {
+      float v[kRowsPerThread + K - 1];
+#pragma unroll
+      for (int r = 0; r < kRowsPerThread + K - 1; ++r) {
+        v[r] = in_s[ci][row_group * kRowsPerThread + r][lane + kx];
+      }
+#pragma unroll
+      for (int ky = 0; ky < K; ++ky) {
+        const float4* w4 =
+            reinterpret_cast<const float4*>(&w_s[(ky * K + kx) * kInC + ci][chan_group * 8]);
+        const float4 wa = w4[0], wb = w4[1];
+        const float wv[8] = {wa.x, wa.y, wa.z, wa.w, wb.x, wb.y, wb.z, wb.w};
+#pragma unroll
+        for (int r = 0; r < kRowsPerThread; ++r) {
+#pragma unroll
+          for (int c = 0; c < kChanPerThread; ++c) acc[r][c] = fmaf(v[r + ky], wv[c], acc[r][c]);
         }
       }
     }
-    d_in[i] = acc;
+  }
+  const int ox = ox0 + lane;
+  if (ox >= p.out_w) return;
+#pragma unroll
+  for (int r = 0; r < kRowsPerThread; ++r) {
+    const int oy = oy0 + row_group * kRowsPerThread + r;
+    if (oy >= p.out_h) break;
+    float* out = t.out + ((image * p.out_h + oy) * p.out_w + ox) * p.out_c;
+#pragma unroll
+    for (int c = 0; c < kChanPerThread; ++c) {
+      const int co = co0 + chan_group * kChanPerThread + c;
+      if (co < p.out_c) {
+        const float y = acc[r][c] + (t.bias != nullptr ? t.bias[co] : 0.0f);
+        out[co] = p.relu ? fmaxf(y, 0.0f) : y;
+      }
+    }
+  }
+}
+
+template <int K>
+__global__ void __launch_bounds__(kBwdThreads) conv2d_backward_tiled_kernel(TaskList tasks) {
+  constexpr int kHaloH = kTileH + K - 1, kHaloW = kTileW + K - 1;
+  STIMLOOP_SHARED_TASK(t);
+  __shared__ float g_s[kBwdChunk][kHaloH][kHaloW];
+  __shared__ float w_s[K * K][kInC][kBwdChunk];
+  std::int64_t block = load_task(tasks, t);
+  const LayerParams& p = t.p;
+  const int tiles_x = tiles(p.in_w, kTileW), tiles_y = tiles(p.in_h, kTileH);
+  const int tile_x = static_cast<int>(block % tiles_x);
+  block /= tiles_x;
+  const int tile_y = static_cast<int>(block % tiles_y);
+  const std::int64_t image = block / tiles_y;
+  const int iy0 = tile_y * kTileH, ix0 = tile_x * kTileW;
+  // Output row of halo row 0: d_in[iy] gathers d_out[iy + pad - ky], ky in [0, K).
+  const int oy_base = iy0 + p.pad_top - (K - 1), ox_base = ix0 + p.pad_left - (K - 1);
+  const std::int64_t g_offset = image * p.out_size();
+
+  const int lane = threadIdx.x % kTileW, row_group = threadIdx.x / kTileW;
+  float acc[kRowsPerThread][kInC] = {};
+  for (int co0 = 0; co0 < p.out_c; co0 += kBwdChunk) {
+    __syncthreads();  // the previous chunk's reads are done
+    for (int i = threadIdx.x; i < kBwdChunk * kHaloH * kHaloW; i += kBwdThreads) {
+      const int j = i % kBwdChunk, col = (i / kBwdChunk) % kHaloW, row = i / (kBwdChunk * kHaloW);
+      const int oy = oy_base + row, ox = ox_base + col, co = co0 + j;
+      float g = 0.0f;
+      if (oy >= 0 && oy < p.out_h && ox >= 0 && ox < p.out_w && co < p.out_c) {
+        const std::int64_t at = g_offset + (std::int64_t{oy} * p.out_w + ox) * p.out_c + co;
+        g = t.aux != nullptr && t.aux[at] <= 0.0f ? 0.0f : t.in[at];
+      }
+      g_s[j][row][col] = g;
+    }
+    for (int i = threadIdx.x; i < K * K * kInC * kBwdChunk; i += kBwdThreads) {
+      const int j = i % kBwdChunk, ci = (i / kBwdChunk) % kInC, tap = i / (kBwdChunk * kInC);
+      w_s[tap][ci][j] =
+          co0 + j < p.out_c ? t.w[(std::int64_t{tap} * kInC + ci) * p.out_c + co0 + j] : 0.0f;
+    }
+    __syncthreads();
+    for (int j = 0; j < kBwdChunk; ++j) {
+#pragma unroll
+      for (int kx = 0; kx < K; ++kx) {
+        float v[kRowsPerThread + K - 1];
+#pragma unroll
+        for (int r = 0; r < kRowsPerThread + K - 1; ++r) {
+          v[r] = g_s[j][row_group * kRowsPerThread + r][lane + K - 1 - kx];
+        }
+#pragma unroll
+        for (int ky = 0; ky < K; ++ky) {
+#pragma unroll
+          for (int ci = 0; ci < kInC; ++ci) {
+            const float wv = w_s[ky * K + kx][ci][j];
+#pragma unroll
+            for (int r = 0; r < kRowsPerThread; ++r) {
+              acc[r][ci] = fmaf(v[r + K - 1 - ky], wv, acc[r][ci]);
+            }
+          }
+        }
+      }
+    }
+  }
+  const int ix = ix0 + lane;
+  if (ix >= p.in_w) return;
+#pragma unroll
+  for (int r = 0; r < kRowsPerThread; ++r) {
+    const int iy = iy0 + row_group * kRowsPerThread + r;
+    if (iy >= p.in_h) break;
+    float* d_in = t.out + ((image * p.in_h + iy) * p.in_w + ix) * kInC;
+#pragma unroll
+    for (int ci = 0; ci < kInC; ++ci) d_in[ci] = acc[r][ci];
   }
 }
 
 }  // namespace
 
-Status conv2d_forward(const LayerParams& p, int n, const float* in, const float* w,
-                      const float* bias, float* out, cudaStream_t stream) {
-  return launch_1d("conv2d_forward_kernel", std::int64_t{n} * p.out_size(), 1, stream,
-                   conv2d_forward_kernel, p, n, in, w, bias, out);
-}
-
-Status conv2d_backward_input(const LayerParams& p, int n, const float* d_out, const float* relu_out,
-                             const float* w, float* d_in, cudaStream_t stream) {
-  return launch_1d("conv2d_backward_input_kernel", std::int64_t{n} * p.in_size(), 1, stream,
-                   conv2d_backward_input_kernel, p, n, d_out, relu_out, w, d_in);
-}
+const KernelVariant kConv2dForward = {"conv2d_forward_kernel", kPlainThreads, plain_forward_blocks,
+                                      STIMLOOP_VARIANT_LAUNCHER(conv2d_forward_kernel,
+                                                                kPlainThreads)};
+const KernelVariant kConv2dBackward = {
+    "conv2d_backward_kernel", kPlainThreads, plain_backward_blocks,
+    STIMLOOP_VARIANT_LAUNCHER(conv2d_backward_kernel, kPlainThreads)};
+const KernelVariant kConv2dForwardTiled3 = {
+    "conv2d_forward_tiled_kernel<3>", kFwdThreads, tiled_forward_blocks,
+    STIMLOOP_VARIANT_LAUNCHER(conv2d_forward_tiled_kernel<3>, kFwdThreads)};
+const KernelVariant kConv2dForwardTiled5 = {
+    "conv2d_forward_tiled_kernel<5>", kFwdThreads, tiled_forward_blocks,
+    STIMLOOP_VARIANT_LAUNCHER(conv2d_forward_tiled_kernel<5>, kFwdThreads)};
+const KernelVariant kConv2dBackwardTiled3 = {
+    "conv2d_backward_tiled_kernel<3>", kBwdThreads, tiled_backward_blocks,
+    STIMLOOP_VARIANT_LAUNCHER(conv2d_backward_tiled_kernel<3>, kBwdThreads)};
+const KernelVariant kConv2dBackwardTiled5 = {
+    "conv2d_backward_tiled_kernel<5>", kBwdThreads, tiled_backward_blocks,
+    STIMLOOP_VARIANT_LAUNCHER(conv2d_backward_tiled_kernel<5>, kBwdThreads)};
 
 }  // namespace stimloop::cuda

@@ -1,32 +1,122 @@
-// Dispatch on the op kind, so the backend's layer loop stays one line per direction.
+// Kernel choice and launch: one place decides which variant runs a set of tasks, so the single-
+// layer calls and the grouped launches always agree.
+#include <algorithm>
+#include <limits>
+
+#include "kernels/cuda/kernel_variant.h"
+#include "kernels/cuda/launch.h"
 #include "kernels/cuda/ops.h"
 
 namespace stimloop::cuda {
+namespace {
+
+// The tiled dense-convolution kernels' shape: stride 1, three input channels, square 3 or 5.
+int tiled_conv_k(const LayerParams& p) {
+  if (p.kind != LayerKind::kConv2D || p.stride_h != 1 || p.stride_w != 1 || p.in_c != 3 ||
+      p.k_h != p.k_w || (p.k_h != 3 && p.k_h != 5)) {
+    return 0;
+  }
+  return p.k_h;
+}
+
+const KernelVariant& choose(Pass pass, const OpTask* tasks, int count) {
+  const LayerParams& first = tasks[0].p;
+  switch (first.kind) {
+    case LayerKind::kConv2D: {
+      const int k = tiled_conv_k(first);
+      const bool tiled =
+          k != 0 && std::all_of(tasks, tasks + count, [&](const OpTask& t) {
+            return tiled_conv_k(t.p) == k;
+          });
+      if (pass == Pass::kForward) {
+        if (!tiled) return kConv2dForward;
+        return k == 3 ? kConv2dForwardTiled3 : kConv2dForwardTiled5;
+      }
+      if (!tiled) return kConv2dBackward;
+      return k == 3 ? kConv2dBackwardTiled3 : kConv2dBackwardTiled5;
+    }
+    case LayerKind::kDepthwise:
+      return pass == Pass::kForward ? kDepthwiseForward : kDepthwiseBackward;
+    case LayerKind::kPointwise: {
+      if (pass == Pass::kBackward) return kPointwiseBackward;
+      constexpr int kLongReduction = 128;
+      const bool long_reductions = std::all_of(
+          tasks, tasks + count, [](const OpTask& t) { return t.p.in_c >= kLongReduction; });
+      return long_reductions ? kPointwiseForwardWarp : kPointwiseForward;
+    }
+  }
+  return kConv2dForward;  // unreachable: every kind is handled above
+}
+
+// Assigns block ranges; returns the total, or -1 when it exceeds a grid.
+std::int64_t lay_out_blocks(const KernelVariant& v, OpTask* tasks, int count) {
+  std::int64_t total = 0;
+  for (int i = 0; i < count; ++i) {
+    tasks[i].first_block = total;
+    total += v.blocks(tasks[i]);
+  }
+  return total <= std::numeric_limits<int>::max() ? total : -1;
+}
+
+Status launch_variant(const KernelVariant& v, std::int64_t blocks, const TaskList& list,
+                      cudaStream_t stream) {
+  if (blocks == 0) return Status::Ok();
+  v.launch(static_cast<unsigned int>(blocks), stream, list);
+  return check_launch(v.name);
+}
+
+Status run_single(Pass pass, OpTask task, cudaStream_t stream) {
+  if (task.n == 0) return Status::Ok();
+  const KernelVariant& v = choose(pass, &task, 1);
+  const std::int64_t blocks = lay_out_blocks(v, &task, 1);
+  if (blocks < 0) return invalid_argument("batch too large for one launch; split it");
+  TaskList list;
+  list.single = task;
+  return launch_variant(v, blocks, list, stream);
+}
+
+}  // namespace
 
 Status layer_forward(const LayerParams& p, int n, const float* in, const float* w,
                      const float* bias, float* out, cudaStream_t stream) {
-  switch (p.kind) {
-    case LayerKind::kConv2D:
-      return conv2d_forward(p, n, in, w, bias, out, stream);
-    case LayerKind::kDepthwise:
-      return depthwise_forward(p, n, in, w, bias, out, stream);
-    case LayerKind::kPointwise:
-      return pointwise_forward(p, n, in, w, bias, out, stream);
-  }
-  return internal_error("unknown layer kind");
+  OpTask t{};
+  t.p = p, t.n = n, t.in = in, t.w = w, t.bias = bias, t.out = out;
+  return run_single(Pass::kForward, t, stream);
 }
 
 Status layer_backward_input(const LayerParams& p, int n, const float* d_out, const float* relu_out,
                             const float* w, float* d_in, cudaStream_t stream) {
-  switch (p.kind) {
-    case LayerKind::kConv2D:
-      return conv2d_backward_input(p, n, d_out, relu_out, w, d_in, stream);
-    case LayerKind::kDepthwise:
-      return depthwise_backward_input(p, n, d_out, relu_out, w, d_in, stream);
-    case LayerKind::kPointwise:
-      return pointwise_backward_input(p, n, d_out, relu_out, w, d_in, stream);
-  }
-  return internal_error("unknown layer kind");
+  OpTask t{};
+  t.p = p, t.n = n, t.in = d_out, t.aux = relu_out, t.w = w, t.out = d_in;
+  return run_single(Pass::kBackward, t, stream);
 }
+
+Status GroupedOp::prepare(Pass pass, std::vector<OpTask> tasks, cudaStream_t stream) {
+  count_ = 0;
+  total_blocks_ = 0;
+  variant_ = nullptr;
+  if (tasks.empty()) return Status::Ok();
+  for (const OpTask& t : tasks) {
+    if (t.p.kind != tasks[0].p.kind) return invalid_argument("grouped op mixes layer kinds");
+  }
+  variant_ = &choose(pass, tasks.data(), static_cast<int>(tasks.size()));
+  total_blocks_ = lay_out_blocks(*variant_, tasks.data(), static_cast<int>(tasks.size()));
+  if (total_blocks_ < 0) return invalid_argument("grouped op too large for one launch");
+  RETURN_IF_ERROR(table_.allocate(tasks.size()));
+  RETURN_IF_ERROR(table_.upload(tasks.data(), tasks.size(), stream));
+  CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream));  // `tasks` is freed on return
+  count_ = static_cast<int>(tasks.size());
+  return Status::Ok();
+}
+
+Status GroupedOp::launch(cudaStream_t stream) const {
+  if (count_ == 0) return Status::Ok();
+  TaskList list;
+  list.tasks = table_.data();
+  list.count = count_;
+  return launch_variant(*variant_, total_blocks_, list, stream);
+}
+
+const char* GroupedOp::kernel_name() const { return variant_ != nullptr ? variant_->name : ""; }
 
 }  // namespace stimloop::cuda

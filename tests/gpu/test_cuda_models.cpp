@@ -17,6 +17,7 @@
 #include <fstream>
 #include <iostream>
 #include <sstream>
+#include <string>
 
 #include "common/npy.h"
 #include "kernels/backend.h"
@@ -59,9 +60,10 @@ double min_relu_margin(const stimloop::Network& net, const float* image) {
 
 Errors compare_backends(const stimloop::Network& net_ref,
                         std::shared_ptr<const stimloop::Network> net,
-                        const std::vector<float>& images, int n) {
+                        const std::vector<float>& images, int n,
+                        const std::string& backend = "cuda") {
   auto cpu = stimloop::make_cpu_backend();
-  auto gpu = stimloop::make_cuda_backend();
+  auto gpu = stimloop::make_backend(backend);
   REQUIRE(gpu.ok());
   auto cpu_net = cpu->upload(net);
   auto gpu_net = (*gpu)->upload(net);
@@ -113,16 +115,19 @@ std::vector<float> golden_images(const std::string& data, int count) {
 }  // namespace
 
 TEST_CASE("CUDA backend matches the CPU backend on the demo model", "[gpu][models]") {
+  const std::string backend = GENERATE("cuda", "cudnn");
+  INFO("backend " << backend);
   auto model = stimloop::demo_model();
   std::vector<float> images(4 * model->network->input_size());
   for (std::size_t i = 0; i < images.size(); ++i) images[i] = float((i * 7919) % 255) - 120.0f;
-  const Errors e = compare_backends(*model->network, model->network, images, 4);
+  const Errors e = compare_backends(*model->network, model->network, images, 4, backend);
   CHECK(e.forward <= 1e-4);
   CHECK(e.gradient <= 1e-4);
 }
 
 TEST_CASE("CUDA backend matches the CPU backend on every published model",
           "[gpu][models][golden]") {
+  const std::string backend = GENERATE("cuda", "cudnn");
   const auto data = stimloop::test::v4_data_dir();
   if (!data) {
     stimloop::test::print_skip("CUDA vs CPU on published models");
@@ -137,8 +142,9 @@ TEST_CASE("CUDA backend matches the CPU backend on every published model",
       if (entry.path().extension() != ".keras") continue;
       auto model = stimloop::load_keras_model(entry.path().string());
       REQUIRE(model.ok());
-      const Errors e = compare_backends(*(*model)->network, (*model)->network, images, n);
-      INFO((*model)->info.id << " forward " << e.forward << " gradient " << e.gradient);
+      const Errors e =
+          compare_backends(*(*model)->network, (*model)->network, images, n, backend);
+      INFO(backend << " " << (*model)->info.id << " forward " << e.forward << " gradient " << e.gradient);
       CHECK(e.forward <= 1e-4);
       CHECK(e.gradient <= 1e-4);
       worst.forward = std::max(worst.forward, e.forward);
@@ -147,7 +153,7 @@ TEST_CASE("CUDA backend matches the CPU backend on every published model",
       ++count;
     }
   }
-  std::cout << "CUDA vs CPU over " << count << " published models x " << n
+  std::cout << backend << " vs CPU over " << count << " published models x " << n
             << " golden images: worst forward " << worst.forward << ", worst gradient rel L2 "
             << worst.gradient << "; " << near_kink << " of " << count * n
             << " gradients skipped as within " << kKinkMargin << " of a ReLU kink\n";

@@ -1,0 +1,420 @@
+// cowley2026 on the device for many (model, seed) images at once (kernels/device_synthesis.h).
+//
+// Layout: every target (one model, `count` seeds) gets its own activations and gradient buffers;
+// the images of all targets share one float64 state (synthesis_kernels.h). Per step:
+//   update (all images) -> forward -> record best -> backward to the image
+// and on the authors' blur steps (t > 0, t % every == 0), after the record:
+//   blur images -> forward -> backward    (the gradient at the blurred image, as the host loop)
+// The objective's seed (sign at the chosen output) never changes, so it is written once into a
+// buffer the backward pass only reads.
+//
+// Targets on stimloop's kernels with the same sequence of layer kinds form a group: each layer
+// of a group is ONE grouped launch over all of its targets (grouped.h). Targets on cuDNN run
+// one after another. Both step shapes are captured once as CUDA graphs, so a step costs one
+// graph launch; cuDNN targets (and any failed capture) run the same launches directly, and
+// description() says so.
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <map>
+#include <string>
+
+#include "kernels/cuda/cuda_resident.h"
+#include "kernels/cuda/device_synthesis_cuda.h"
+#include "kernels/cuda/ops.h"
+#include "kernels/cuda/synthesis_kernels.h"
+
+namespace stimloop::cuda {
+namespace {
+
+struct TargetBuffers {
+  CudaResidentNetwork* net = nullptr;
+  int count = 0;
+  int first_image = 0;
+  std::vector<DeviceBuffer<float>> activations;  // per layer: count x out_size
+  DeviceBuffer<float> seed, grad_a, grad_b;
+};
+
+struct Group {
+  std::vector<int> targets;
+  std::vector<GroupedOp> forward, backward;  // per layer
+};
+
+class CudaSynthesis final : public DeviceSynthesis {
+ public:
+  ~CudaSynthesis() override {
+    if (stream_ != nullptr) cudaStreamSynchronize(stream_);
+    for (cudaGraphExec_t g : {step_graph_, blur_graph_}) {
+      if (g != nullptr) cudaGraphExecDestroy(g);
+    }
+    if (stream_ != nullptr) cudaStreamDestroy(stream_);
+  }
+
+  Status init(const Cowley2026Settings& settings, const std::vector<SynthesisTarget>& targets) {
+    if (targets.empty()) return invalid_argument("no synthesis targets");
+    CUDA_RETURN_IF_ERROR(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
+    settings_ = settings;
+    ASSIGN_OR_RETURN(step_.gradient_blur, make_blur_taps(settings.gradient_sigma));
+    ASSIGN_OR_RETURN(image_blur_, make_blur_taps(settings.image_sigma));
+    step_.step_size = settings.step_size;
+    step_.grayscale = settings.grayscale;
+    for (int c = 0; c < 3; ++c) step_.means[c] = settings.means[c];
+    RETURN_IF_ERROR(allocate_targets(targets));
+    RETURN_IF_ERROR(build_groups());
+    RETURN_IF_ERROR(upload_state(targets));
+    // The gradient at the initial images (the host loop's first evaluation; not a candidate).
+    RETURN_IF_ERROR(enqueue_evaluation(false));
+    CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream_));
+    capture_graphs();
+    return Status::Ok();
+  }
+
+  Status run(int steps) override {
+    for (int k = 0; k < steps; ++k) {
+      const int t = steps_done_;
+      const bool blur = settings_.image_blur_every > 0 && t > 0 &&
+                        t % settings_.image_blur_every == 0 && settings_.image_sigma > 0;
+      if (graphs_) {
+        CUDA_RETURN_IF_ERROR(cudaGraphLaunch(blur ? blur_graph_ : step_graph_, stream_));
+      } else {
+        RETURN_IF_ERROR(enqueue_step(blur));
+      }
+      ++steps_done_;
+    }
+    CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream_));
+    return Status::Ok();
+  }
+
+  int steps_done() const override { return steps_done_; }
+  int images() const override { return state_.n; }
+
+  Status best(std::vector<double>& values, std::vector<double>& responses,
+              std::vector<std::uint8_t>& has_best) override {
+    values.resize(state_.n);
+    responses.resize(state_.n);
+    std::vector<int> flags(state_.n);
+    RETURN_IF_ERROR(best_value_.download(values.data(), values.size(), stream_));
+    RETURN_IF_ERROR(best_response_.download(responses.data(), responses.size(), stream_));
+    RETURN_IF_ERROR(has_best_.download(flags.data(), flags.size(), stream_));
+    CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream_));
+    has_best.assign(flags.begin(), flags.end());
+    return Status::Ok();
+  }
+
+  Status best_rgb8(std::vector<std::uint8_t>& pixels) override {
+    RETURN_IF_ERROR(launch_flush_best(state_, stream_));
+    RETURN_IF_ERROR(launch_quantize(state_, step_.means, rgb8_.data(), stream_));
+    pixels.resize(rgb8_.size());
+    RETURN_IF_ERROR(rgb8_.download(pixels.data(), pixels.size(), stream_));
+    CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream_));
+    return Status::Ok();
+  }
+
+  Status images_f64(bool best, std::vector<double>& out) override {
+    RETURN_IF_ERROR(launch_flush_best(state_, stream_));
+    const DeviceBuffer<double>& source = best ? best_ : x_;
+    out.resize(source.size());
+    RETURN_IF_ERROR(source.download(out.data(), out.size(), stream_));
+    CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream_));
+    return Status::Ok();
+  }
+
+  std::string description() const override {
+    std::string d = std::to_string(targets_.size()) + " target(s), " +
+                    std::to_string(state_.n) + " image(s); ";
+    if (!groups_.empty()) {
+      d += "stimloop kernels, " + std::to_string(groups_.size()) +
+           " grouped launch(es) per layer";
+    } else {
+      d += "cuDNN, one launch per target and layer";
+    }
+    d += graphs_ ? ", CUDA graph per step" : ", direct launches (graph " + capture_error_ + ")";
+    return d;
+  }
+
+ private:
+  Status allocate_targets(const std::vector<SynthesisTarget>& targets) {
+    int images = 0;
+    for (const SynthesisTarget& t : targets) {
+      auto* net = dynamic_cast<CudaResidentNetwork*>(t.network);
+      if (net == nullptr) return invalid_argument("a synthesis target is not on the CUDA backend");
+      const Network& n = net->network();
+      if (n.in_c != 3) return invalid_argument("device synthesis needs RGB models");
+      if (images == 0) {
+        h_ = n.in_h, w_ = n.in_w;
+      } else if (n.in_h != h_ || n.in_w != w_) {
+        return invalid_argument("device synthesis targets must share one input size");
+      }
+      if (t.output < 0 || t.output >= n.num_outputs()) {
+        return out_of_range("synthesis target output " + std::to_string(t.output) +
+                            " outside the model's " + std::to_string(n.num_outputs()));
+      }
+      if (t.count <= 0 || t.initial_images.size() != std::size_t(t.count) * n.input_size()) {
+        return invalid_argument("synthesis target images do not match count x input size");
+      }
+      TargetBuffers b;
+      b.net = net;
+      b.count = t.count;
+      b.first_image = images;
+      images += t.count;
+      std::int64_t widest = 0;
+      b.activations.resize(n.layers.size());
+      for (std::size_t l = 0; l < n.layers.size(); ++l) {
+        const LayerParams& p = n.layers[l].params;
+        RETURN_IF_ERROR(b.activations[l].allocate(t.count * p.out_size()));
+        widest = std::max({widest, p.in_size(), p.out_size()});
+      }
+      RETURN_IF_ERROR(b.grad_a.allocate(t.count * widest));
+      RETURN_IF_ERROR(b.grad_b.allocate(t.count * widest));
+      std::vector<float> seed(std::size_t(t.count) * n.num_outputs(), 0.0f);
+      for (int i = 0; i < t.count; ++i) {
+        seed[std::size_t(i) * n.num_outputs() + t.output] = static_cast<float>(t.sign);
+      }
+      RETURN_IF_ERROR(b.seed.allocate(seed.size()));
+      RETURN_IF_ERROR(b.seed.upload(seed.data(), seed.size(), stream_));
+      CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream_));  // `seed` is freed next
+      targets_.push_back(std::move(b));
+    }
+    const std::int64_t size = std::int64_t{h_} * w_ * 3;
+    RETURN_IF_ERROR(input_.allocate(images * size));
+    RETURN_IF_ERROR(d_input_.allocate(images * size));
+    return Status::Ok();
+  }
+
+  // Device pointers of target b's layer l, forward and backward.
+  OpTask forward_task(TargetBuffers& b, std::size_t l) {
+    const std::int64_t size = std::int64_t{h_} * w_ * 3;
+    OpTask t{};
+    t.p = b.net->network().layers[l].params;
+    t.n = b.count;
+    t.in = l == 0 ? input_.data() + b.first_image * size : b.activations[l - 1].data();
+    t.w = b.net->custom_runner()->weights(l);
+    t.bias = b.net->custom_runner()->bias(l);
+    t.out = b.activations[l].data();
+    return t;
+  }
+  // Backward iteration j = L-1-l reads the seed (j == 0) or the buffer iteration j-1 wrote.
+  const float* backward_source(TargetBuffers& b, std::size_t l) {
+    const std::size_t last = b.activations.size() - 1, j = last - l;
+    if (j == 0) return b.seed.data();
+    return (j - 1) % 2 == 0 ? b.grad_a.data() : b.grad_b.data();
+  }
+  float* backward_target(TargetBuffers& b, std::size_t l) {
+    const std::int64_t size = std::int64_t{h_} * w_ * 3;
+    if (l == 0) return d_input_.data() + b.first_image * size;
+    const std::size_t j = b.activations.size() - 1 - l;
+    return j % 2 == 0 ? b.grad_a.data() : b.grad_b.data();
+  }
+  OpTask backward_task(TargetBuffers& b, std::size_t l) {
+    OpTask t = forward_task(b, l);
+    t.in = backward_source(b, l);
+    t.aux = t.p.relu ? b.activations[l].data() : nullptr;
+    t.bias = nullptr;
+    t.out = backward_target(b, l);
+    return t;
+  }
+
+  // Custom-kernel targets grouped by their sequence of layer kinds.
+  Status build_groups() {
+    std::map<std::vector<int>, std::vector<int>> by_signature;
+    for (std::size_t i = 0; i < targets_.size(); ++i) {
+      if (targets_[i].net->custom_runner() == nullptr) {
+        solo_.push_back(static_cast<int>(i));
+        continue;
+      }
+      std::vector<int> signature;
+      for (const auto& layer : targets_[i].net->network().layers) {
+        signature.push_back(static_cast<int>(layer.params.kind));
+      }
+      by_signature[signature].push_back(static_cast<int>(i));
+    }
+    for (auto& [signature, members] : by_signature) {
+      Group g;
+      g.targets = members;
+      g.forward.resize(signature.size());
+      g.backward.resize(signature.size());
+      for (std::size_t l = 0; l < signature.size(); ++l) {
+        std::vector<OpTask> fwd, bwd;
+        for (int t : members) {
+          fwd.push_back(forward_task(targets_[t], l));
+          bwd.push_back(backward_task(targets_[t], l));
+        }
+        RETURN_IF_ERROR(g.forward[l].prepare(Pass::kForward, std::move(fwd), stream_));
+        RETURN_IF_ERROR(g.backward[l].prepare(Pass::kBackward, std::move(bwd), stream_));
+      }
+      groups_.push_back(std::move(g));
+    }
+    return Status::Ok();
+  }
+
+  Status upload_state(const std::vector<SynthesisTarget>& targets) {
+    const int n = targets_.back().first_image + targets_.back().count;
+    const std::int64_t size = std::int64_t{h_} * w_ * 3;
+    std::vector<double> x;
+    x.reserve(n * size);
+    std::vector<double> best_value;
+    std::vector<ImageSlot> slots;
+    for (std::size_t t = 0; t < targets.size(); ++t) {
+      const SynthesisTarget& target = targets[t];
+      const TargetBuffers& b = targets_[t];
+      x.insert(x.end(), target.initial_images.begin(), target.initial_images.end());
+      const std::int64_t outputs = b.net->network().num_outputs();
+      for (int i = 0; i < target.count; ++i) {
+        best_value.push_back(target.initial_best);
+        ImageSlot s{};
+        s.gradient = d_input_.data() + (b.first_image + i) * size;
+        s.input = input_.data() + (b.first_image + i) * size;
+        s.outputs = b.activations.back().data() + i * outputs;
+        s.output = target.output;
+        s.sign = target.sign;
+        slots.push_back(s);
+      }
+    }
+    RETURN_IF_ERROR(x_.allocate(x.size()));
+    RETURN_IF_ERROR(x_.upload(x.data(), x.size(), stream_));
+    RETURN_IF_ERROR(best_.allocate(x.size()));
+    RETURN_IF_ERROR(best_.upload(x.data(), x.size(), stream_));
+    RETURN_IF_ERROR(scratch_.allocate(x.size()));
+    RETURN_IF_ERROR(rgb8_.allocate(x.size()));
+    RETURN_IF_ERROR(best_value_.allocate(n));
+    RETURN_IF_ERROR(best_value_.upload(best_value.data(), n, stream_));
+    std::vector<double> nan(n, std::nan(""));
+    RETURN_IF_ERROR(best_response_.allocate(n));
+    RETURN_IF_ERROR(best_response_.upload(nan.data(), n, stream_));
+    std::vector<int> zeros(n, 0);
+    RETURN_IF_ERROR(improved_.allocate(n));
+    RETURN_IF_ERROR(improved_.upload(zeros.data(), n, stream_));
+    RETURN_IF_ERROR(has_best_.allocate(n));
+    RETURN_IF_ERROR(has_best_.upload(zeros.data(), n, stream_));
+    RETURN_IF_ERROR(slots_.allocate(slots.size()));
+    RETURN_IF_ERROR(slots_.upload(slots.data(), slots.size(), stream_));
+    state_.n = n;
+    state_.h = h_;
+    state_.w = w_;
+    state_.slots = slots_.data();
+    state_.x = x_.data();
+    state_.best = best_.data();
+    state_.scratch = scratch_.data();
+    state_.best_value = best_value_.data();
+    state_.best_response = best_response_.data();
+    state_.improved = improved_.data();
+    state_.has_best = has_best_.data();
+    RETURN_IF_ERROR(launch_write_input(state_, stream_));
+    CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream_));  // host vectors are freed next
+    return Status::Ok();
+  }
+
+  Status enqueue_forward() {
+    for (Group& g : groups_) {
+      for (GroupedOp& op : g.forward) RETURN_IF_ERROR(op.launch(stream_));
+    }
+    const std::int64_t size = std::int64_t{h_} * w_ * 3;
+    for (int t : solo_) {
+      TargetBuffers& b = targets_[t];
+      const float* in = input_.data() + b.first_image * size;
+      for (std::size_t l = 0; l < b.activations.size(); ++l) {
+        RETURN_IF_ERROR(b.net->runner().forward(l, b.count, in, b.activations[l].data(), stream_));
+        in = b.activations[l].data();
+      }
+    }
+    return Status::Ok();
+  }
+
+  Status enqueue_backward() {
+    for (Group& g : groups_) {
+      for (std::size_t l = g.backward.size(); l-- > 0;) RETURN_IF_ERROR(g.backward[l].launch(stream_));
+    }
+    for (int t : solo_) {
+      TargetBuffers& b = targets_[t];
+      for (std::size_t l = b.activations.size(); l-- > 0;) {
+        RETURN_IF_ERROR(b.net->runner().backward(l, b.count, backward_source(b, l),
+                                                 b.activations[l].data(), backward_target(b, l),
+                                                 stream_));
+      }
+    }
+    return Status::Ok();
+  }
+
+  Status enqueue_evaluation(bool record) {
+    RETURN_IF_ERROR(enqueue_forward());
+    if (record) RETURN_IF_ERROR(launch_record(state_, stream_));
+    return enqueue_backward();
+  }
+
+  Status enqueue_step(bool blur) {
+    RETURN_IF_ERROR(launch_update(state_, step_, stream_));
+    RETURN_IF_ERROR(enqueue_forward());
+    RETURN_IF_ERROR(launch_record(state_, stream_));
+    if (!blur) return enqueue_backward();
+    // The gradient of the evaluated image would be replaced at once: skip it, blur, evaluate.
+    RETURN_IF_ERROR(launch_blur_images(state_, image_blur_, stream_));
+    return enqueue_evaluation(false);
+  }
+
+  StatusOr<cudaGraphExec_t> capture(bool blur) {
+    CUDA_RETURN_IF_ERROR(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal));
+    const Status enqueued = enqueue_step(blur);
+    cudaGraph_t graph = nullptr;
+    const cudaError_t ended = cudaStreamEndCapture(stream_, &graph);
+    if (!enqueued.ok()) {
+      if (graph != nullptr) cudaGraphDestroy(graph);
+      return enqueued;
+    }
+    CUDA_RETURN_IF_ERROR(ended);
+    cudaGraphExec_t exec = nullptr;
+    const cudaError_t made = cudaGraphInstantiate(&exec, graph, 0);
+    cudaGraphDestroy(graph);
+    CUDA_RETURN_IF_ERROR(made);
+    return exec;
+  }
+
+  void capture_graphs() {
+    if (!solo_.empty()) {
+      // cuDNN's scratch buffers belong to its runner and grow with the batch of any later call;
+      // a graph would keep pointers to freed memory.
+      capture_error_ = "not attempted for cuDNN targets";
+      return;
+    }
+    auto step = capture(false);
+    auto blur = step.ok() ? capture(true) : StatusOr<cudaGraphExec_t>(step.status());
+    if (step.ok() && blur.ok()) {
+      step_graph_ = *step;
+      blur_graph_ = *blur;
+      graphs_ = true;
+      return;
+    }
+    if (step.ok()) cudaGraphExecDestroy(*step);
+    capture_error_ = "capture failed: " + (step.ok() ? blur.status() : step.status()).message();
+    cudaGetLastError();  // a failed capture leaves a sticky launch error behind
+  }
+
+  Cowley2026Settings settings_;
+  StepSettings step_;
+  BlurTaps image_blur_;
+  cudaStream_t stream_ = nullptr;
+  int h_ = 0, w_ = 0;
+  std::vector<TargetBuffers> targets_;
+  std::vector<Group> groups_;
+  std::vector<int> solo_;  // targets on cuDNN
+  DeviceBuffer<float> input_, d_input_;
+  DeviceBuffer<double> x_, best_, scratch_, best_value_, best_response_;
+  DeviceBuffer<int> improved_, has_best_;
+  DeviceBuffer<ImageSlot> slots_;
+  DeviceBuffer<std::uint8_t> rgb8_;
+  ImageState state_;
+  int steps_done_ = 0;
+  bool graphs_ = false;
+  std::string capture_error_;
+  cudaGraphExec_t step_graph_ = nullptr, blur_graph_ = nullptr;
+};
+
+}  // namespace
+
+StatusOr<std::unique_ptr<DeviceSynthesis>> start_device_cowley2026(
+    const Cowley2026Settings& settings, const std::vector<SynthesisTarget>& targets) {
+  auto synthesis = std::make_unique<CudaSynthesis>();
+  RETURN_IF_ERROR(synthesis->init(settings, targets));
+  return std::unique_ptr<DeviceSynthesis>(std::move(synthesis));
+}
+
+}  // namespace stimloop::cuda

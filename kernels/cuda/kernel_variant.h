@@ -1,0 +1,36 @@
+// How dispatch.cu sees a kernel: its name (for errors), its block size, how many blocks one task
+// needs, and a launcher. Each op file (conv2d.cu, depthwise.cu, pointwise.cu) defines its
+// variants; dispatch.cu picks one per grouped launch. Only .cu files include this header.
+#pragma once
+
+#include <cuda_runtime_api.h>
+
+#include <cstdint>
+
+#include "kernels/cuda/grouped.h"
+
+namespace stimloop::cuda {
+
+struct KernelVariant {
+  const char* name;
+  int threads;
+  std::int64_t (*blocks)(const OpTask& task);
+  void (*launch)(unsigned int grid, cudaStream_t stream, const TaskList& tasks);
+};
+
+// Defines the launcher of a __global__ kernel(TaskList) with THREADS threads per block.
+#define STIMLOOP_VARIANT_LAUNCHER(kernel, threads)                                   \
+  [](unsigned int grid, cudaStream_t stream, const TaskList& tasks) {                \
+    kernel<<<grid, threads, 0, stream>>>(tasks);                                     \
+  }
+
+// Dense convolution: the straightforward kernels (any shape) and the tiled ones (stride 1, three
+// input channels, 3x3 or 5x5: layer 0 of every published model).
+extern const KernelVariant kConv2dForward, kConv2dBackward;
+extern const KernelVariant kConv2dForwardTiled3, kConv2dForwardTiled5;
+extern const KernelVariant kConv2dBackwardTiled3, kConv2dBackwardTiled5;
+extern const KernelVariant kDepthwiseForward, kDepthwiseBackward;
+// Pointwise: one thread per output, or one warp per output for long reductions (Dense readout).
+extern const KernelVariant kPointwiseForward, kPointwiseForwardWarp, kPointwiseBackward;
+
+}  // namespace stimloop::cuda

@@ -1,0 +1,218 @@
+// cowley2026 run entirely on the device (kernels/device_synthesis.h) against the host loop on the
+// CPU backend (server/synthesis/, the reference), and grouped runs against the same targets run
+// alone. Both sides start from the same images (the host loop's seeded noise) and take the same
+// steps, crossing the authors' image blur at step 50.
+//
+// Tolerance: the two compute the network in float32 with different summation orders, so their
+// gradients differ by ~1e-6 relative and the trajectories drift apart slowly; a wrong index or
+// a missing step moves them by O(1). Measured values are printed.
+#include <catch2/catch.hpp>
+
+#include <cmath>
+#include <iostream>
+#include <memory>
+#include <vector>
+
+#include "kernels/backend.h"
+#include "models/demo_model.h"
+#include "models/keras_import.h"
+#include "models/model.h"
+#include "server/synthesis/rng.h"
+#include "server/synthesis/synthesis_run.h"
+#include "tests/support/test_data.h"
+
+namespace {
+
+using stimloop::Network;
+namespace synthesis = stimloop::synthesis;
+
+constexpr int kSteps = 120;
+
+// The host loop's initial images: noise from Rng(seed + i), re-centered.
+std::vector<double> initial_images(const Network& net, std::uint64_t seed, int count) {
+  const auto& means = stimloop::kV4ChannelMeans;
+  std::vector<double> x;
+  for (int i = 0; i < count; ++i) {
+    synthesis::Rng rng(seed + static_cast<std::uint64_t>(i));
+    for (std::int64_t j = 0; j < net.input_size(); ++j) {
+      x.push_back(rng.uniform() * 50.0 + 128.0 - means[j % 3]);
+    }
+  }
+  return x;
+}
+
+synthesis::SynthesisRequest request(bool maximise, int output, int count, std::uint64_t seed) {
+  synthesis::SynthesisRequest r;
+  r.objective = maximise ? synthesis::ObjectiveKind::kMax : synthesis::ObjectiveKind::kMin;
+  r.output_index = output;
+  r.method = synthesis::MethodKind::kCowley2026;
+  r.steps = kSteps;
+  r.count = count;
+  r.seed = seed;
+  return r;
+}
+
+stimloop::Cowley2026Settings settings_of(const synthesis::SynthesisRequest& r) {
+  stimloop::Cowley2026Settings s;
+  s.step_size = r.step_size;
+  s.gradient_sigma = r.gradient_blur_sigma;
+  s.image_blur_every = r.image_blur_every;
+  s.image_sigma = r.image_blur_sigma;
+  s.grayscale = r.grayscale;
+  s.means = stimloop::kV4ChannelMeans;
+  return s;
+}
+
+struct DeviceResult {
+  std::vector<double> values, responses;
+  std::vector<std::uint8_t> has_best, pixels;
+};
+
+DeviceResult run_device(stimloop::Backend& backend, const std::vector<stimloop::SynthesisTarget>& targets,
+                        const stimloop::Cowley2026Settings& settings) {
+  auto run = backend.start_cowley2026(settings, targets);
+  REQUIRE(run.ok());
+  std::cout << "device synthesis: " << (*run)->description() << "\n";
+  REQUIRE((*run)->run(kSteps).ok());
+  DeviceResult r;
+  REQUIRE((*run)->best(r.values, r.responses, r.has_best).ok());
+  REQUIRE((*run)->best_rgb8(r.pixels).ok());
+  return r;
+}
+
+void compare_with_host(std::shared_ptr<const Network> net, const std::string& name, bool maximise,
+                       int output) {
+  const int count = 3;
+  const std::uint64_t seed = 11;
+  const auto r = request(maximise, output, count, seed);
+  auto cpu = stimloop::make_cpu_backend();
+  auto run = synthesis::SynthesisRun::create(r, stimloop::kV4ChannelMeans, *cpu, net, nullptr);
+  REQUIRE(run.ok());
+  auto host = synthesis::run_synthesis(**run, {});
+  REQUIRE(host.ok());
+
+  auto gpu = stimloop::make_cuda_backend();
+  REQUIRE(gpu.ok());
+  auto resident = (*gpu)->upload(net);
+  REQUIRE(resident.ok());
+  const auto x0 = initial_images(*net, seed, count);
+  stimloop::SynthesisTarget target;
+  target.network = resident->get();
+  target.output = output;
+  target.sign = maximise ? 1.0 : -1.0;
+  target.initial_best = maximise ? 0.0 : -1e5;
+  target.count = count;
+  target.initial_images = x0;
+  const DeviceResult dev = run_device(**gpu, {target}, settings_of(r));
+
+  const std::size_t size = net->input_size();
+  double worst_value = 0;
+  std::size_t differing = 0, total = 0;
+  int worst_level = 0;
+  for (int i = 0; i < count; ++i) {
+    const auto& st = host->stimuli[i];
+    REQUIRE(dev.has_best[i] == 1);
+    worst_value = std::max(worst_value, std::abs(dev.values[i] - st.best_objective_float) /
+                                            std::max(1.0, std::abs(st.best_objective_float)));
+    for (std::size_t j = 0; j < size; ++j) {
+      const int d = std::abs(int(dev.pixels[i * size + j]) - int(st.pixels[j]));
+      differing += d != 0;
+      worst_level = std::max(worst_level, d);
+      ++total;
+    }
+  }
+  const double identical = 1.0 - double(differing) / double(total);
+  std::cout << name << (maximise ? " max" : " min") << " output " << output << ", " << kSteps
+            << " steps: best value relative difference " << worst_value << ", 8-bit pixels "
+            << 100 * identical << " % identical (largest difference " << worst_level
+            << " levels)\n";
+  CHECK(worst_value <= 1e-2);
+  CHECK(identical >= 0.95);
+}
+
+}  // namespace
+
+TEST_CASE("Device cowley2026 tracks the host loop", "[gpu][synthesis]") {
+  compare_with_host(stimloop::demo_model()->network, "demo", true, 0);
+  compare_with_host(stimloop::demo_model()->network, "demo", false, 0);
+  const auto data = stimloop::test::v4_data_dir();
+  if (!data) {
+    stimloop::test::print_skip("device synthesis on published models");
+    return;
+  }
+  for (auto [file, output] :
+       {std::pair{"compact_models/compact_model_190923_neuron3.keras", 0},
+        std::pair{"shared_compact_models/shared_compact_model_50filters.keras", 17}}) {
+    auto model = stimloop::load_keras_model(*data + "/" + file);
+    REQUIRE(model.ok());
+    compare_with_host((*model)->network, file, true, output);
+  }
+}
+
+TEST_CASE("Grouped device synthesis equals each target run alone", "[gpu][synthesis]") {
+  auto gpu = stimloop::make_cuda_backend();
+  REQUIRE(gpu.ok());
+  const auto single = stimloop::demo_model()->network;
+  const auto population = stimloop::demo_model(stimloop::DemoKind::kPopulation)->network;
+  auto a = (*gpu)->upload(single);
+  auto b = (*gpu)->upload(population);
+  REQUIRE(a.ok());
+  REQUIRE(b.ok());
+  const auto r = request(true, 0, 1, 3);
+  const auto xa = initial_images(*single, 3, 2), xb = initial_images(*population, 5, 1),
+             xc = initial_images(*population, 7, 2);
+  std::vector<stimloop::SynthesisTarget> targets(3);
+  targets[0] = {a->get(), 0, 1.0, 0.0, 2, xa};
+  targets[1] = {b->get(), 2, 1.0, 0.0, 1, xb};
+  targets[2] = {b->get(), 3, -1.0, -1e5, 2, xc};
+  const DeviceResult together = run_device(**gpu, targets, settings_of(r));
+  std::size_t image = 0;
+  for (const auto& t : targets) {
+    const DeviceResult alone = run_device(**gpu, {t}, settings_of(r));
+    for (int i = 0; i < t.count; ++i, ++image) {
+      CHECK(alone.values[i] == together.values[image]);
+      CHECK(alone.responses[i] == together.responses[image]);
+    }
+    const std::size_t bytes = alone.pixels.size();
+    CHECK(std::equal(alone.pixels.begin(), alone.pixels.end(),
+                     together.pixels.begin() + (image - t.count) * (bytes / t.count)));
+  }
+}
+
+TEST_CASE("Device synthesis on cuDNN agrees with the custom kernels", "[gpu][synthesis]") {
+  auto custom = stimloop::make_cuda_backend();
+  auto cudnn = stimloop::make_cudnn_backend();
+  REQUIRE(custom.ok());
+  REQUIRE(cudnn.ok());
+  const auto net = stimloop::demo_model()->network;
+  auto a = (*custom)->upload(net);
+  auto b = (*cudnn)->upload(net);
+  REQUIRE(a.ok());
+  REQUIRE(b.ok());
+  const auto r = request(true, 0, 2, 9);
+  const auto x0 = initial_images(*net, 9, 2);
+  const DeviceResult ra = run_device(**custom, {{a->get(), 0, 1.0, 0.0, 2, x0}}, settings_of(r));
+  const DeviceResult rb = run_device(**cudnn, {{b->get(), 0, 1.0, 0.0, 2, x0}}, settings_of(r));
+  for (int i = 0; i < 2; ++i) {
+    INFO("image " << i << ": custom " << ra.values[i] << ", cuDNN " << rb.values[i]);
+    CHECK(std::abs(ra.values[i] - rb.values[i]) <= 1e-2 * std::max(1.0, std::abs(ra.values[i])));
+  }
+}
+
+TEST_CASE("Device synthesis rejects bad targets", "[gpu][synthesis]") {
+  auto gpu = stimloop::make_cuda_backend();
+  REQUIRE(gpu.ok());
+  const auto net = stimloop::demo_model()->network;
+  auto a = (*gpu)->upload(net);
+  REQUIRE(a.ok());
+  const auto x0 = initial_images(*net, 1, 1);
+  stimloop::Cowley2026Settings s;
+  CHECK((*gpu)->start_cowley2026(s, {}).status().code() == stimloop::StatusCode::kInvalidArgument);
+  CHECK((*gpu)->start_cowley2026(s, {{a->get(), 5, 1.0, 0.0, 1, x0}}).status().code() ==
+        stimloop::StatusCode::kOutOfRange);
+  CHECK((*gpu)->start_cowley2026(s, {{a->get(), 0, 1.0, 0.0, 2, x0}}).status().code() ==
+        stimloop::StatusCode::kInvalidArgument);
+  s.image_sigma = 50.0;
+  CHECK((*gpu)->start_cowley2026(s, {{a->get(), 0, 1.0, 0.0, 1, x0}}).status().code() ==
+        stimloop::StatusCode::kInvalidArgument);
+}
