@@ -40,7 +40,7 @@ double seconds_since(Clock::time_point t0) {
 
 struct Options {
   int steps = 1000;
-  int cudnn_steps = 50;
+  int cudnn_steps = 20;
   int host_steps = 100;
   int models = 219;
   std::string json_path;
@@ -76,7 +76,10 @@ struct Run {
   double setup_s = 0, run_s = 0, total_s = 0;  // total: setup + steps + 8-bit readback
   double floor_fma_s = 0, floor_bytes_s = 0;
   double median_response = 0;
+  std::vector<std::pair<std::string, double>> profile;  // ms per step, by launch
 };
+
+constexpr int kProfileSteps = 20;
 
 Run device_run(const std::string& what, stimloop::Backend& backend,
                const std::vector<std::shared_ptr<const Network>>& nets, int steps,
@@ -126,6 +129,11 @@ Run device_run(const std::string& what, stimloop::Backend& backend,
   }
   std::sort(responses.begin(), responses.end());
   r.median_response = responses[responses.size() / 2];
+  if (r.backend == "cuda") {  // where a step's time goes (cuDNN's launches are its own)
+    auto profile = (*run)->profile(kProfileSteps);
+    if (!profile.ok()) throw std::runtime_error(profile.status().to_string());
+    for (auto& [label, ms] : *profile) r.profile.emplace_back(label, ms / kProfileSteps);
+  }
   const double blur_factor = 1.0 + 1.0 / 50.0;  // the extra evaluation every 50 steps
   r.floor_fma_s = reported_steps * macs * blur_factor / peak.fma_per_s;
   r.floor_bytes_s = reported_steps * bytes * blur_factor / peak.bytes_per_s;
@@ -274,9 +282,21 @@ int main(int argc, char** argv) {
                          {"us_per_step", 1e6 * r.run_s / r.steps_timed},
                          {"floor_fma_s", r.floor_fma_s},
                          {"floor_bytes_s", r.floor_bytes_s},
-                         {"median_response", r.median_response}});
+                         {"median_response", r.median_response},
+                         {"profile_ms_per_step", r.profile}});
   }
-  for (const Run& r : runs) std::printf("%s [%s]: %s\n", r.what.c_str(), r.backend.c_str(), r.description.c_str());
+  for (const Run& r : runs) {
+    std::printf("\n%s [%s]: %s\n", r.what.c_str(), r.backend.c_str(), r.description.c_str());
+    if (r.profile.empty()) continue;
+    std::printf("  launch by launch, ms per step (mean of %d steps run without a graph):\n",
+                kProfileSteps);
+    double total = 0;
+    for (const auto& [label, ms] : r.profile) {
+      std::printf("  %9.4f  %s\n", ms, label.c_str());
+      total += ms;
+    }
+    std::printf("  %9.4f  total\n", total);
+  }
   if (!opt.json_path.empty()) std::ofstream(opt.json_path) << j.dump(2) << "\n";
   return 0;
 }

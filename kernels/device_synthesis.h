@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <span>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "common/status.h"
@@ -57,6 +58,9 @@ class DeviceSynthesis {
   virtual Status images_f64(bool best, std::vector<double>& out) = 0;
   // How it runs, e.g. "custom kernels, 1 grouped launch per layer, CUDA graph".
   virtual std::string description() const = 0;
+  // Runs `steps` more steps launch by launch with a timer between launches and returns, in
+  // launch order, (what ran, milliseconds summed over the steps): where a step's time goes.
+  virtual StatusOr<std::vector<std::pair<std::string, double>>> profile(int steps) = 0;
 };
 
 }  // namespace stimloop

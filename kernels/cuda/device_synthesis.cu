@@ -119,6 +119,37 @@ class CudaSynthesis final : public DeviceSynthesis {
     return Status::Ok();
   }
 
+  StatusOr<std::vector<std::pair<std::string, double>>> profile(int steps) override {
+    std::vector<std::pair<std::string, double>> totals;
+    for (int k = 0; k < steps; ++k) {
+      const int t = steps_done_;
+      const bool blur = settings_.image_blur_every > 0 && t > 0 &&
+                        t % settings_.image_blur_every == 0 && settings_.image_sigma > 0;
+      std::vector<std::pair<std::string, cudaEvent_t>> marks;
+      marks_ = &marks;
+      mark("start");
+      const Status enqueued = enqueue_step(blur);
+      marks_ = nullptr;
+      const cudaError_t synced = cudaStreamSynchronize(stream_);
+      for (std::size_t m = 1; m < marks.size() && enqueued.ok() && synced == cudaSuccess; ++m) {
+        float ms = 0;
+        cudaEventElapsedTime(&ms, marks[m - 1].second, marks[m].second);
+        auto it = std::find_if(totals.begin(), totals.end(),
+                               [&](const auto& e) { return e.first == marks[m].first; });
+        if (it == totals.end()) {
+          totals.emplace_back(marks[m].first, ms);
+        } else {
+          it->second += ms;
+        }
+      }
+      for (auto& [label, event] : marks) cudaEventDestroy(event);
+      RETURN_IF_ERROR(enqueued);
+      CUDA_RETURN_IF_ERROR(synced);
+      ++steps_done_;
+    }
+    return totals;
+  }
+
   std::string description() const override {
     std::string d = std::to_string(targets_.size()) + " target(s), " +
                     std::to_string(state_.n) + " image(s); ";
@@ -275,6 +306,7 @@ class CudaSynthesis final : public DeviceSynthesis {
     RETURN_IF_ERROR(best_.allocate(x.size()));
     RETURN_IF_ERROR(best_.upload(x.data(), x.size(), stream_));
     RETURN_IF_ERROR(scratch_.allocate(x.size()));
+    RETURN_IF_ERROR(partials_.allocate(std::size_t(n) * bands(h_)));
     RETURN_IF_ERROR(rgb8_.allocate(x.size()));
     RETURN_IF_ERROR(best_value_.allocate(n));
     RETURN_IF_ERROR(best_value_.upload(best_value.data(), n, stream_));
@@ -299,14 +331,29 @@ class CudaSynthesis final : public DeviceSynthesis {
     state_.best_response = best_response_.data();
     state_.improved = improved_.data();
     state_.has_best = has_best_.data();
+    state_.partials = partials_.data();
     RETURN_IF_ERROR(launch_write_input(state_, stream_));
     CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream_));  // host vectors are freed next
     return Status::Ok();
   }
 
+  // While profiling: an event after each launch, labelled with what ran before it.
+  void mark(const std::string& label) {
+    if (marks_ == nullptr) return;
+    cudaEvent_t e = nullptr;
+    if (cudaEventCreate(&e) != cudaSuccess) return;
+    cudaEventRecord(e, stream_);
+    marks_->emplace_back(label, e);
+  }
+
   Status enqueue_forward() {
-    for (Group& g : groups_) {
-      for (GroupedOp& op : g.forward) RETURN_IF_ERROR(op.launch(stream_));
+    for (std::size_t gi = 0; gi < groups_.size(); ++gi) {
+      Group& g = groups_[gi];
+      for (std::size_t l = 0; l < g.forward.size(); ++l) {
+        RETURN_IF_ERROR(g.forward[l].launch(stream_));
+        mark("group " + std::to_string(gi) + " forward L" + std::to_string(l) + " " +
+             g.forward[l].kernel_name());
+      }
     }
     const std::int64_t size = std::int64_t{h_} * w_ * 3;
     for (int t : solo_) {
@@ -314,6 +361,7 @@ class CudaSynthesis final : public DeviceSynthesis {
       const float* in = input_.data() + b.first_image * size;
       for (std::size_t l = 0; l < b.activations.size(); ++l) {
         RETURN_IF_ERROR(b.net->runner().forward(l, b.count, in, b.activations[l].data(), stream_));
+        mark("cuDNN forward L" + std::to_string(l));
         in = b.activations[l].data();
       }
     }
@@ -321,8 +369,13 @@ class CudaSynthesis final : public DeviceSynthesis {
   }
 
   Status enqueue_backward() {
-    for (Group& g : groups_) {
-      for (std::size_t l = g.backward.size(); l-- > 0;) RETURN_IF_ERROR(g.backward[l].launch(stream_));
+    for (std::size_t gi = 0; gi < groups_.size(); ++gi) {
+      Group& g = groups_[gi];
+      for (std::size_t l = g.backward.size(); l-- > 0;) {
+        RETURN_IF_ERROR(g.backward[l].launch(stream_));
+        mark("group " + std::to_string(gi) + " backward L" + std::to_string(l) + " " +
+             g.backward[l].kernel_name());
+      }
     }
     for (int t : solo_) {
       TargetBuffers& b = targets_[t];
@@ -330,6 +383,7 @@ class CudaSynthesis final : public DeviceSynthesis {
         RETURN_IF_ERROR(b.net->runner().backward(l, b.count, backward_source(b, l),
                                                  b.activations[l].data(), backward_target(b, l),
                                                  stream_));
+        mark("cuDNN backward L" + std::to_string(l));
       }
     }
     return Status::Ok();
@@ -337,17 +391,23 @@ class CudaSynthesis final : public DeviceSynthesis {
 
   Status enqueue_evaluation(bool record) {
     RETURN_IF_ERROR(enqueue_forward());
-    if (record) RETURN_IF_ERROR(launch_record(state_, stream_));
+    if (record) {
+      RETURN_IF_ERROR(launch_record(state_, stream_));
+      mark("record best");
+    }
     return enqueue_backward();
   }
 
   Status enqueue_step(bool blur) {
     RETURN_IF_ERROR(launch_update(state_, step_, stream_));
+    mark("update (RMS, blur, step, clip)");
     RETURN_IF_ERROR(enqueue_forward());
     RETURN_IF_ERROR(launch_record(state_, stream_));
+    mark("record best");
     if (!blur) return enqueue_backward();
     // The gradient of the evaluated image would be replaced at once: skip it, blur, evaluate.
     RETURN_IF_ERROR(launch_blur_images(state_, image_blur_, stream_));
+    mark("blur images");
     return enqueue_evaluation(false);
   }
 
@@ -397,7 +457,7 @@ class CudaSynthesis final : public DeviceSynthesis {
   std::vector<Group> groups_;
   std::vector<int> solo_;  // targets on cuDNN
   DeviceBuffer<float> input_, d_input_;
-  DeviceBuffer<double> x_, best_, scratch_, best_value_, best_response_;
+  DeviceBuffer<double> x_, best_, scratch_, best_value_, best_response_, partials_;
   DeviceBuffer<int> improved_, has_best_;
   DeviceBuffer<ImageSlot> slots_;
   DeviceBuffer<std::uint8_t> rgb8_;
@@ -406,6 +466,7 @@ class CudaSynthesis final : public DeviceSynthesis {
   bool graphs_ = false;
   std::string capture_error_;
   cudaGraphExec_t step_graph_ = nullptr, blur_graph_ = nullptr;
+  std::vector<std::pair<std::string, cudaEvent_t>>* marks_ = nullptr;  // set while profiling
 };
 
 }  // namespace

@@ -1,6 +1,9 @@
 // Kernel choice and launch: one place decides which variant runs a set of tasks, so the single-
-// layer calls and the grouped launches always agree.
+// layer calls and the grouped launches always agree. STIMLOOP_CUDA_KERNELS=plain selects the
+// straightforward kernels everywhere (the reference the tuned ones are tested against).
 #include <algorithm>
+#include <cstdlib>
+#include <cstring>
 #include <limits>
 
 #include "kernels/cuda/kernel_variant.h"
@@ -19,13 +22,19 @@ int tiled_conv_k(const LayerParams& p) {
   return p.k_h;
 }
 
+bool plain_kernels() {
+  const char* env = std::getenv("STIMLOOP_CUDA_KERNELS");
+  return env != nullptr && std::strcmp(env, "plain") == 0;
+}
+
 const KernelVariant& choose(Pass pass, const OpTask* tasks, int count) {
   const LayerParams& first = tasks[0].p;
+  const bool plain = plain_kernels();
   switch (first.kind) {
     case LayerKind::kConv2D: {
       const int k = tiled_conv_k(first);
       const bool tiled =
-          k != 0 && std::all_of(tasks, tasks + count, [&](const OpTask& t) {
+          !plain && k != 0 && std::all_of(tasks, tasks + count, [&](const OpTask& t) {
             return tiled_conv_k(t.p) == k;
           });
       if (pass == Pass::kForward) {
@@ -38,11 +47,12 @@ const KernelVariant& choose(Pass pass, const OpTask* tasks, int count) {
     case LayerKind::kDepthwise:
       return pass == Pass::kForward ? kDepthwiseForward : kDepthwiseBackward;
     case LayerKind::kPointwise: {
-      if (pass == Pass::kBackward) return kPointwiseBackward;
+      if (pass == Pass::kBackward) return plain ? kPointwiseBackward : kPointwiseBackwardGemm;
       constexpr int kLongReduction = 128;
       const bool long_reductions = std::all_of(
           tasks, tasks + count, [](const OpTask& t) { return t.p.in_c >= kLongReduction; });
-      return long_reductions ? kPointwiseForwardWarp : kPointwiseForward;
+      if (long_reductions) return kPointwiseForwardWarp;
+      return plain ? kPointwiseForward : kPointwiseForwardGemm;
     }
   }
   return kConv2dForward;  // unreachable: every kind is handled above

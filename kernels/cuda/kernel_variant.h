@@ -30,7 +30,9 @@ extern const KernelVariant kConv2dForward, kConv2dBackward;
 extern const KernelVariant kConv2dForwardTiled3, kConv2dForwardTiled5;
 extern const KernelVariant kConv2dBackwardTiled3, kConv2dBackwardTiled5;
 extern const KernelVariant kDepthwiseForward, kDepthwiseBackward;
-// Pointwise: one thread per output, or one warp per output for long reductions (Dense readout).
+// Pointwise: register-tiled GEMM, one thread per output, or one warp per output for long
+// reductions (the Dense readout).
 extern const KernelVariant kPointwiseForward, kPointwiseForwardWarp, kPointwiseBackward;
+extern const KernelVariant kPointwiseForwardGemm, kPointwiseBackwardGemm;
 
 }  // namespace stimloop::cuda

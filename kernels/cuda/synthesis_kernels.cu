@@ -1,8 +1,11 @@
-// The cowley2026 step's image operations on the device. One block per image for everything that
-// spans an image (the RMS reduction, the separable blur), so a step over 219 images is one launch
-// of 219 blocks. Arithmetic mirrors server/synthesis/image_ops.cpp and method_cowley2026.cpp
-// operation for operation (float64, same summation order along each blur), so the device loop
-// tracks the host loop to rounding.
+// The cowley2026 step's image operations on the device. Image-wide operations run one block per
+// band of rows per image (synthesis_kernels.h): the RMS reduction as per-band partial sums added
+// in a fixed order (deterministic), the separable blur as a y pass over the band's rows (reading
+// the neighbouring bands' rows, which nobody writes in that kernel) then an x pass within them.
+// The float64 arithmetic mirrors server/synthesis/image_ops.cpp and method_cowley2026.cpp
+// operation for operation (same summation order along each blur; this file is compiled without
+// FMA contraction, as the host code is), so the device loop tracks the host loop to rounding:
+// only the RMS sum's order differs.
 #include <cmath>
 #include <string>
 
@@ -12,11 +15,16 @@
 namespace stimloop::cuda {
 namespace {
 
-constexpr int kImageThreads = 512;
+constexpr int kElementThreads = 256;
+
+constexpr int kBandThreads = 256;
 constexpr int kWarp = 32;
 
-// scipy's 'reflect' index (d c b a | a b c d | d c b a), as image_ops.cpp.
+// scipy's 'reflect' index (d c b a | a b c d | d c b a), as image_ops.cpp; the first branch is
+// the common case of a tap within one image width of the border.
 __device__ inline int reflect(int i, int n) {
+  if (i >= 0 && i < n) return i;
+  if (i >= -n && i < 2 * n) return i < 0 ? -i - 1 : 2 * n - 1 - i;
   if (n == 1) return 0;
   const int period = 2 * n;
   i %= period;
@@ -26,37 +34,46 @@ __device__ inline int reflect(int i, int n) {
 
 // Deterministic block sum (fixed tree): every thread gets the total.
 __device__ double block_sum(double v) {
-  __shared__ double warp_sums[kImageThreads / kWarp];
+  __shared__ double warp_sums[kBandThreads / kWarp];
   __shared__ double total;
   for (int offset = kWarp / 2; offset > 0; offset /= 2) v += __shfl_down_sync(0xffffffffu, v, offset);
   if (threadIdx.x % kWarp == 0) warp_sums[threadIdx.x / kWarp] = v;
   __syncthreads();
   if (threadIdx.x == 0) {
     double t = 0.0;
-    for (int i = 0; i < kImageThreads / kWarp; ++i) t += warp_sums[i];
+    for (int i = 0; i < kBandThreads / kWarp; ++i) t += warp_sums[i];
     total = t;
   }
   __syncthreads();
   return total;
 }
 
-// Where the last evaluation of image i improved on its best, copy x into best (before x moves).
-__device__ void copy_if_improved(const ImageState& s, int i, std::int64_t size) {
-  const bool improved = s.improved[i] != 0;
-  if (improved) {
-    const double* x = s.x + i * size;
-    double* best = s.best + i * size;
-    for (std::int64_t j = threadIdx.x; j < size; j += blockDim.x) best[j] = x[j];
-  }
-  __syncthreads();  // everyone has read the flag
-  if (improved && threadIdx.x == 0) s.improved[i] = 0;
+// The rows of one image a block owns: grid (bands, images).
+struct Band {
+  int image;
+  std::int64_t begin, end;  // element range [begin, end) of the image (rows y0..y1, all x, c)
+  std::int64_t offset;      // of the image in the state arrays
+};
+__device__ inline Band band_of_block(const ImageState& s) {
+  const int y0 = blockIdx.x * kBandRows, y1 = min(y0 + kBandRows, s.h);
+  const std::int64_t row = std::int64_t{s.w} * 3;
+  return {static_cast<int>(blockIdx.y), y0 * row, y1 * row, blockIdx.y * std::int64_t{s.h} * row};
 }
 
-// Blur along y of (value(j) for the image), into out.
+// Where the last evaluation of the image improved on its best, copy the band of x into best
+// (before x moves). The flag is cleared by a later kernel, once every band has been copied.
+__device__ void copy_band_if_improved(const ImageState& s, const Band& b) {
+  if (s.improved[b.image] == 0) return;
+  for (std::int64_t j = b.begin + threadIdx.x; j < b.end; j += blockDim.x) {
+    s.best[b.offset + j] = s.x[b.offset + j];
+  }
+}
+
+// Blur along y of value(j) over the band's elements, into out (image-relative indices).
 template <typename Value>
-__device__ void blur_rows(const ImageState& s, const BlurTaps& k, Value value, double* out) {
-  const std::int64_t size = std::int64_t{s.h} * s.w * 3;
-  for (std::int64_t j = threadIdx.x; j < size; j += blockDim.x) {
+__device__ void blur_band_rows(const ImageState& s, const Band& b, const BlurTaps& k, Value value,
+                               double* out) {
+  for (std::int64_t j = b.begin + threadIdx.x; j < b.end; j += blockDim.x) {
     const int c = static_cast<int>(j % 3);
     const int x = static_cast<int>((j / 3) % s.w);
     const int y = static_cast<int>(j / (3 * std::int64_t{s.w}));
@@ -80,26 +97,37 @@ __device__ void blur_columns_at(const ImageState& s, const BlurTaps& k, const do
   }
 }
 
-__global__ void __launch_bounds__(kImageThreads) update_kernel(ImageState s, StepSettings st) {
-  const int i = blockIdx.x;
-  const std::int64_t size = std::int64_t{s.h} * s.w * 3;
-  copy_if_improved(s, i, size);
-  const ImageSlot slot = s.slots[i];
+// Step 1 of the update: each band's sum of squares of the gradient (and the pending best copy).
+__global__ void __launch_bounds__(kBandThreads) gradient_sumsq_kernel(ImageState s) {
+  const Band b = band_of_block(s);
+  copy_band_if_improved(s, b);
+  const float* g = s.slots[b.image].gradient;
   double local = 0.0;
-  for (std::int64_t j = threadIdx.x; j < size; j += blockDim.x) {
-    const double g = slot.gradient[j];
-    local += g * g;
+  for (std::int64_t j = b.begin + threadIdx.x; j < b.end; j += blockDim.x) {
+    const double v = g[j];
+    local += v * v;
   }
-  const double sum_sq = block_sum(local);
+  const double sum = block_sum(local);
+  if (threadIdx.x == 0) s.partials[b.image * gridDim.x + blockIdx.x] = sum;
+}
+
+// Step 2: x += step * blur(g / (rms + 1e-5)) on the band, clipped, optionally grayed.
+__global__ void __launch_bounds__(kBandThreads) update_kernel(ImageState s, StepSettings st) {
+  const Band b = band_of_block(s);
+  double sum_sq = 0.0;
+  for (unsigned int k = 0; k < gridDim.x; ++k) sum_sq += s.partials[b.image * gridDim.x + k];
+  const std::int64_t size = std::int64_t{s.h} * s.w * 3;
   const double scale = 1.0 / (sqrt(sum_sq / double(size)) + 1e-5);
-  double* tmp = s.scratch + i * size;
-  blur_rows(s, st.gradient_blur,
-            [&](std::int64_t j) { return double(slot.gradient[j]) * scale; }, tmp);
+  const ImageSlot slot = s.slots[b.image];
+  double* tmp = s.scratch + b.offset;
+  blur_band_rows(s, b, st.gradient_blur,
+                 [&](std::int64_t j) { return double(slot.gradient[j]) * scale; }, tmp);
   __syncthreads();
-  double* x = s.x + i * size;
-  for (int p = threadIdx.x; p < s.h * s.w; p += blockDim.x) {
+  double* x = s.x + b.offset;
+  for (std::int64_t p = b.begin / 3 + threadIdx.x; p < b.end / 3; p += blockDim.x) {
     double g[3], v[3];
-    blur_columns_at(s, st.gradient_blur, tmp, p / s.w, p % s.w, g);
+    blur_columns_at(s, st.gradient_blur, tmp, static_cast<int>(p / s.w), static_cast<int>(p % s.w),
+                    g);
     for (int c = 0; c < 3; ++c) {
       const double mean = st.means[c];
       v[c] = fmin(fmax(x[p * 3 + c] + st.step_size * g[c], -mean), 255.0 - mean);
@@ -115,6 +143,7 @@ __global__ void __launch_bounds__(kImageThreads) update_kernel(ImageState s, Ste
       slot.input[p * 3 + c] = static_cast<float>(v[c]);
     }
   }
+  if (blockIdx.x == 0 && threadIdx.x == 0) s.improved[b.image] = 0;  // step 1 copied every band
 }
 
 __global__ void record_kernel(ImageState s) {
@@ -131,27 +160,40 @@ __global__ void record_kernel(ImageState s) {
   }
 }
 
-__global__ void __launch_bounds__(kImageThreads) blur_images_kernel(ImageState s, BlurTaps taps) {
-  const int i = blockIdx.x;
-  const std::int64_t size = std::int64_t{s.h} * s.w * 3;
-  copy_if_improved(s, i, size);
-  double* x = s.x + i * size;
-  double* tmp = s.scratch + i * size;
-  blur_rows(s, taps, [&](std::int64_t j) { return x[j]; }, tmp);
-  __syncthreads();
-  float* input = s.slots[i].input;
-  for (int p = threadIdx.x; p < s.h * s.w; p += blockDim.x) {
+// The periodic image blur, pass 1: pending best copy, blur along y into scratch.
+__global__ void __launch_bounds__(kBandThreads) blur_images_rows_kernel(ImageState s,
+                                                                        BlurTaps taps) {
+  const Band b = band_of_block(s);
+  copy_band_if_improved(s, b);
+  const double* x = s.x + b.offset;
+  blur_band_rows(s, b, taps, [&](std::int64_t j) { return x[j]; }, s.scratch + b.offset);
+}
+
+// Pass 2: blur along x back into the image and the network input.
+__global__ void __launch_bounds__(kBandThreads) blur_images_columns_kernel(ImageState s,
+                                                                           BlurTaps taps) {
+  const Band b = band_of_block(s);
+  double* x = s.x + b.offset;
+  float* input = s.slots[b.image].input;
+  for (std::int64_t p = b.begin / 3 + threadIdx.x; p < b.end / 3; p += blockDim.x) {
     double v[3];
-    blur_columns_at(s, taps, tmp, p / s.w, p % s.w, v);
+    blur_columns_at(s, taps, s.scratch + b.offset, static_cast<int>(p / s.w),
+                    static_cast<int>(p % s.w), v);
     for (int c = 0; c < 3; ++c) {
       x[p * 3 + c] = v[c];
       input[p * 3 + c] = static_cast<float>(v[c]);
     }
   }
+  if (blockIdx.x == 0 && threadIdx.x == 0) s.improved[b.image] = 0;
 }
 
-__global__ void __launch_bounds__(kImageThreads) flush_best_kernel(ImageState s) {
-  copy_if_improved(s, blockIdx.x, std::int64_t{s.h} * s.w * 3);
+__global__ void __launch_bounds__(kBandThreads) copy_best_kernel(ImageState s) {
+  copy_band_if_improved(s, band_of_block(s));
+}
+
+__global__ void clear_improved_kernel(ImageState s) {
+  const int i = blockIdx.x * blockDim.x + threadIdx.x;
+  if (i < s.n) s.improved[i] = 0;
 }
 
 __global__ void write_input_kernel(ImageState s) {
@@ -171,8 +213,6 @@ __global__ void quantize_kernel(ImageState s, float m0, float m1, float m2, std:
   const double v = rint(source[j] + mean);  // round half to even, as std::nearbyint
   out[j] = static_cast<std::uint8_t>(fmin(fmax(v, 0.0), 255.0));
 }
-
-constexpr int kElementThreads = 256;
 
 }  // namespace
 
@@ -198,9 +238,15 @@ StatusOr<BlurTaps> make_blur_taps(double sigma) {
   return taps;
 }
 
+static dim3 band_grid(const ImageState& s) {
+  return dim3(static_cast<unsigned int>(bands(s.h)), static_cast<unsigned int>(s.n));
+}
+
 Status launch_update(const ImageState& s, const StepSettings& settings, cudaStream_t stream) {
   if (s.n == 0) return Status::Ok();
-  update_kernel<<<s.n, kImageThreads, 0, stream>>>(s, settings);
+  gradient_sumsq_kernel<<<band_grid(s), kBandThreads, 0, stream>>>(s);
+  RETURN_IF_ERROR(check_launch("gradient_sumsq_kernel"));
+  update_kernel<<<band_grid(s), kBandThreads, 0, stream>>>(s, settings);
   return check_launch("update_kernel");
 }
 
@@ -212,14 +258,18 @@ Status launch_record(const ImageState& s, cudaStream_t stream) {
 
 Status launch_blur_images(const ImageState& s, const BlurTaps& taps, cudaStream_t stream) {
   if (s.n == 0) return Status::Ok();
-  blur_images_kernel<<<s.n, kImageThreads, 0, stream>>>(s, taps);
-  return check_launch("blur_images_kernel");
+  blur_images_rows_kernel<<<band_grid(s), kBandThreads, 0, stream>>>(s, taps);
+  RETURN_IF_ERROR(check_launch("blur_images_rows_kernel"));
+  blur_images_columns_kernel<<<band_grid(s), kBandThreads, 0, stream>>>(s, taps);
+  return check_launch("blur_images_columns_kernel");
 }
 
 Status launch_flush_best(const ImageState& s, cudaStream_t stream) {
   if (s.n == 0) return Status::Ok();
-  flush_best_kernel<<<s.n, kImageThreads, 0, stream>>>(s);
-  return check_launch("flush_best_kernel");
+  copy_best_kernel<<<band_grid(s), kBandThreads, 0, stream>>>(s);
+  RETURN_IF_ERROR(check_launch("copy_best_kernel"));
+  clear_improved_kernel<<<blocks_for(s.n, kElementThreads), kElementThreads, 0, stream>>>(s);
+  return check_launch("clear_improved_kernel");
 }
 
 Status launch_write_input(const ImageState& s, cudaStream_t stream) {

@@ -1,5 +1,4 @@
-// Kernels of the cowley2026 step on the device (docs/domain.md), one block per image for the
-// image-wide operations. Image state is float64, as in the authors' code and the host loop
+// Kernels of the cowley2026 step on the device (docs/domain.md). Image state is float64, as in the authors' code and the host loop
 // (server/synthesis/); the network sees a float32 copy written by the same kernels.
 #pragma once
 
@@ -32,7 +31,13 @@ struct ImageState {
   double* best_response = nullptr;
   int* improved = nullptr;  // the last evaluation beat the best: copy x into best before x changes
   int* has_best = nullptr;
+  double* partials = nullptr;  // n x bands(h): per-band sums of squares of the gradient
 };
+
+// Image-wide kernels split each image into bands of rows, one block per (band, image), so one
+// image still spreads over many SMs (a rig's single stimulus) and 219 images fill the card.
+constexpr int kBandRows = 8;
+inline int bands(int h) { return (h + kBandRows - 1) / kBandRows; }
 
 constexpr int kMaxBlurRadius = 16;
 // A normalised 1-D Gaussian (synthesis/image_ops.cpp's gaussian_kernel), radius 0 = none.

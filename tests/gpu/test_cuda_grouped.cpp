@@ -1,9 +1,13 @@
 // The tiled dense convolution (layer 0's shape: stride 1, three input channels) and grouped
-// launches (one launch over many models with different shapes) against the CPU ops. Tolerance as
-// in test_cuda_ops.cpp: 1e-5 * max(1, |cpu|).
+// launches (one launch over many models with different shapes) against the CPU ops. Tolerance:
+// |gpu - cpu| <= tol * max(1, |cpu|), 1e-5 for the forward pass (75-term sums) and 1e-4 for the
+// backward pass, whose sums run over 25 taps x up to 46 channels (~1150 terms of O(1) values:
+// float32 rounding in two summation orders measured up to 3e-5 on an H200). An indexing error
+// gives O(1).
 #include <catch2/catch.hpp>
 
 #include <cmath>
+#include <cstdlib>
 #include <memory>
 #include <random>
 #include <tuple>
@@ -129,11 +133,18 @@ TEST_CASE("Tiled dense convolution matches the CPU on layer-0 shapes", "[gpu][op
     cuda::OpTask b = c.backward_task();
     REQUIRE(cuda::layer_backward_input(p, n, b.in, b.aux, b.w, b.out, nullptr).ok());
     CHECK(worst_scaled(to_host(c.dev_out), c.out) <= 1e-5);
-    CHECK(worst_scaled(to_host(c.dev_d_in), c.d_in) <= 1e-5);
+    CHECK(worst_scaled(to_host(c.dev_d_in), c.d_in) <= 1e-4);
   }
 }
 
 TEST_CASE("A grouped launch runs models of different shapes as one", "[gpu][ops]") {
+  // The tuned kernels (GEMM pointwise, tiled dense) and the straightforward ones.
+  const bool plain = GENERATE(false, true);
+  if (plain) {
+    setenv("STIMLOOP_CUDA_KERNELS", "plain", 1);
+  } else {
+    unsetenv("STIMLOOP_CUDA_KERNELS");
+  }
   std::mt19937 rng(7);
   // Per kind, three "models" with different channel counts, sizes and batches (the dense case
   // twice: tiled-eligible, and one member that forces the straightforward kernel).
@@ -171,9 +182,10 @@ TEST_CASE("A grouped launch runs models of different shapes as one", "[gpu][ops]
     REQUIRE(backward.launch(nullptr).ok());
     for (auto& c : cases) {
       CHECK(worst_scaled(to_host(c->dev_out), c->out) <= 1e-4);
-      CHECK(worst_scaled(to_host(c->dev_d_in), c->d_in) <= 1e-5);
+      CHECK(worst_scaled(to_host(c->dev_d_in), c->d_in) <= 1e-4);
     }
   }
+  unsetenv("STIMLOOP_CUDA_KERNELS");
 }
 
 TEST_CASE("A grouped launch refuses mixed layer kinds", "[gpu][ops]") {

@@ -3,9 +3,8 @@
 // alone. Both sides start from the same images (the host loop's seeded noise) and take the same
 // steps, crossing the authors' image blur at step 50.
 //
-// Tolerance: the two compute the network in float32 with different summation orders, so their
-// gradients differ by ~1e-6 relative and the trajectories drift apart slowly; a wrong index or
-// a missing step moves them by O(1). Measured values are printed.
+// Tolerances: see compare_with_host. A wrong index or a missing step moves results by O(1).
+// Measured values are printed.
 #include <catch2/catch.hpp>
 
 #include <cmath>
@@ -68,29 +67,56 @@ struct DeviceResult {
   std::vector<std::uint8_t> has_best, pixels;
 };
 
-DeviceResult run_device(stimloop::Backend& backend, const std::vector<stimloop::SynthesisTarget>& targets,
-                        const stimloop::Cowley2026Settings& settings) {
+DeviceResult run_device(stimloop::Backend& backend,
+                        const std::vector<stimloop::SynthesisTarget>& targets,
+                        const stimloop::Cowley2026Settings& settings, int steps = kSteps) {
   auto run = backend.start_cowley2026(settings, targets);
   REQUIRE(run.ok());
   std::cout << "device synthesis: " << (*run)->description() << "\n";
-  REQUIRE((*run)->run(kSteps).ok());
+  REQUIRE((*run)->run(steps).ok());
   DeviceResult r;
   REQUIRE((*run)->best(r.values, r.responses, r.has_best).ok());
   REQUIRE((*run)->best_rgb8(r.pixels).ok());
   return r;
 }
 
+struct Agreement {
+  double value = 0;      // largest relative difference of the best objective values
+  double identical = 0;  // fraction of identical 8-bit pixels
+  int worst_level = 0;
+};
+
+Agreement agreement(const DeviceResult& dev, const synthesis::SynthesisResult& host,
+                    std::size_t size) {
+  Agreement a;
+  std::size_t differing = 0, total = 0;
+  for (std::size_t i = 0; i < host.stimuli.size(); ++i) {
+    const auto& st = host.stimuli[i];
+    a.value = std::max(a.value, std::abs(dev.values[i] - st.best_objective_float) /
+                                    std::max(1.0, std::abs(st.best_objective_float)));
+    for (std::size_t j = 0; j < size; ++j) {
+      const int d = std::abs(int(dev.pixels[i * size + j]) - int(st.pixels[j]));
+      differing += d != 0;
+      a.worst_level = std::max(a.worst_level, d);
+      ++total;
+    }
+  }
+  a.identical = 1.0 - double(differing) / double(total);
+  return a;
+}
+
+// The device loop against the host loop (server/synthesis) on the CUDA backend -- the same
+// network kernels, so only the float64 image arithmetic can differ (rounding of the RMS sum):
+// near-identical -- and on the CPU backend, the reference, whose float32 network arithmetic
+// differs: the trajectories drift apart through the ReLU kinks of real models (measured on an
+// H200 after 120 steps: 17 % of 8-bit pixels identical, best values within 1.1 %), so only the
+// objective is compared there.
 void compare_with_host(std::shared_ptr<const Network> net, const std::string& name, bool maximise,
-                       int output) {
+                       int output, int steps, double cpu_value_tolerance) {
   const int count = 3;
   const std::uint64_t seed = 11;
-  const auto r = request(maximise, output, count, seed);
-  auto cpu = stimloop::make_cpu_backend();
-  auto run = synthesis::SynthesisRun::create(r, stimloop::kV4ChannelMeans, *cpu, net, nullptr);
-  REQUIRE(run.ok());
-  auto host = synthesis::run_synthesis(**run, {});
-  REQUIRE(host.ok());
-
+  auto r = request(maximise, output, count, seed);
+  r.steps = steps;
   auto gpu = stimloop::make_cuda_backend();
   REQUIRE(gpu.ok());
   auto resident = (*gpu)->upload(net);
@@ -103,38 +129,37 @@ void compare_with_host(std::shared_ptr<const Network> net, const std::string& na
   target.initial_best = maximise ? 0.0 : -1e5;
   target.count = count;
   target.initial_images = x0;
-  const DeviceResult dev = run_device(**gpu, {target}, settings_of(r));
+  const DeviceResult dev = run_device(**gpu, {target}, settings_of(r), steps);
+  for (int i = 0; i < count; ++i) REQUIRE(dev.has_best[i] == 1);
 
-  const std::size_t size = net->input_size();
-  double worst_value = 0;
-  std::size_t differing = 0, total = 0;
-  int worst_level = 0;
-  for (int i = 0; i < count; ++i) {
-    const auto& st = host->stimuli[i];
-    REQUIRE(dev.has_best[i] == 1);
-    worst_value = std::max(worst_value, std::abs(dev.values[i] - st.best_objective_float) /
-                                            std::max(1.0, std::abs(st.best_objective_float)));
-    for (std::size_t j = 0; j < size; ++j) {
-      const int d = std::abs(int(dev.pixels[i * size + j]) - int(st.pixels[j]));
-      differing += d != 0;
-      worst_level = std::max(worst_level, d);
-      ++total;
+  auto cpu = stimloop::make_cpu_backend();
+  for (stimloop::Backend* backend : {gpu->get(), cpu.get()}) {
+    auto run = synthesis::SynthesisRun::create(r, stimloop::kV4ChannelMeans, *backend, net,
+                                               backend == gpu->get() ? resident->get() : nullptr);
+    REQUIRE(run.ok());
+    auto host = synthesis::run_synthesis(**run, {});
+    REQUIRE(host.ok());
+    const Agreement a = agreement(dev, *host, net->input_size());
+    std::cout << name << (maximise ? " max" : " min") << " output " << output << ", " << steps
+              << " steps, device vs host loop on " << backend->name()
+              << ": best values differ by " << a.value << " (relative), 8-bit pixels "
+              << 100 * a.identical << " % identical (largest difference " << a.worst_level
+              << " levels)\n";
+    if (backend == gpu->get()) {
+      CHECK(a.value <= 1e-5);
+      CHECK(a.identical >= 0.99);
+    } else {
+      CHECK(a.value <= cpu_value_tolerance);
     }
   }
-  const double identical = 1.0 - double(differing) / double(total);
-  std::cout << name << (maximise ? " max" : " min") << " output " << output << ", " << kSteps
-            << " steps: best value relative difference " << worst_value << ", 8-bit pixels "
-            << 100 * identical << " % identical (largest difference " << worst_level
-            << " levels)\n";
-  CHECK(worst_value <= 1e-2);
-  CHECK(identical >= 0.95);
 }
 
 }  // namespace
 
 TEST_CASE("Device cowley2026 tracks the host loop", "[gpu][synthesis]") {
-  compare_with_host(stimloop::demo_model()->network, "demo", true, 0);
-  compare_with_host(stimloop::demo_model()->network, "demo", false, 0);
+  // The demo model does not drift: strict against the CPU too (measured 99.99 % identical).
+  compare_with_host(stimloop::demo_model()->network, "demo", true, 0, kSteps, 1e-5);
+  compare_with_host(stimloop::demo_model()->network, "demo", false, 0, kSteps, 1e-5);
   const auto data = stimloop::test::v4_data_dir();
   if (!data) {
     stimloop::test::print_skip("device synthesis on published models");
@@ -145,7 +170,7 @@ TEST_CASE("Device cowley2026 tracks the host loop", "[gpu][synthesis]") {
         std::pair{"shared_compact_models/shared_compact_model_50filters.keras", 17}}) {
     auto model = stimloop::load_keras_model(*data + "/" + file);
     REQUIRE(model.ok());
-    compare_with_host((*model)->network, file, true, output);
+    compare_with_host((*model)->network, file, true, output, 60, 2e-2);
   }
 }
 
