@@ -1,7 +1,8 @@
 // stimloop-bench-gpu: whole cowley2026 runs on the GPU (kernels/device_synthesis.h), stimloop's
 // kernels against cuDNN's on the same card, in one process:
-//   (b) one 1000-step preferred stimulus of the median compact model: wall time, and the same on
-//       the host loop over the CUDA backend (the path before device synthesis), for reference;
+//   (b) one 1000-step preferred stimulus of the median compact model: wall time, also through
+//       SynthesisRun (the server's path: one step per call, best values read back each step) and
+//       on the host loop over the CUDA backend (the path before device synthesis);
 //   (c) all 219 compact models, one stimulus each, 1000 steps, as one grouped run;
 // and the floor: multiply-accumulates per step over the measured FP32 FMA rate, and an estimate
 // of the bytes each step moves over the measured bandwidth. Forward throughput (a) is
@@ -62,8 +63,8 @@ double bytes_per_step(const Network& net) {
   for (const auto& layer : net.layers) {
     const double in = layer.params.in_size(), out = layer.params.out_size();
     const double w = layer.params.weight_count();
-    b += 4 * (in + out + w);            // forward: read input and weights, write output
-    b += 4 * (out + out + in + w);      // backward: read d_out, the ReLU mask, weights; write d_in
+    b += 4 * (in + out + w);        // forward: read input and weights, write output
+    b += 4 * (out + out + in + w);  // backward: read d_out, the ReLU mask, weights; write d_in
   }
   const double size = net.input_size();
   b += size * (4 + 8 + 8 + 8 + 8 + 4);  // update: gradient, x, scratch (both passes), input
@@ -109,7 +110,8 @@ Run device_run(const std::string& what, stimloop::Backend& backend,
   {  // warm-up: module loading, cuDNN's first calls, graph instantiation paths
     auto warm = backend.start_cowley2026(settings, targets);
     if (!warm.ok()) throw std::runtime_error(warm.status().to_string());
-    if (auto s = (*warm)->run(std::min(steps, 60)); !s.ok()) throw std::runtime_error(s.to_string());
+    if (auto s = (*warm)->run(std::min(steps, 60)); !s.ok())
+      throw std::runtime_error(s.to_string());
   }
   const auto t0 = Clock::now();
   auto run = backend.start_cowley2026(settings, targets);
@@ -140,20 +142,23 @@ Run device_run(const std::string& what, stimloop::Backend& backend,
   return r;
 }
 
-// The host loop (server/synthesis) over a backend: per-step host round trips and host image ops.
-Run host_run(stimloop::Backend& backend, std::shared_ptr<const Network> net, int steps,
-             int reported_steps) {
+// SynthesisRun (the CLI's and the server's entry, one step per call): on the device loop with
+// the best values read back after every step (device_loop), or the host loop: per-step host round
+// trips and host image ops.
+Run synthesis_run(stimloop::Backend& backend, std::shared_ptr<const Network> net, int steps,
+                  int reported_steps, bool device_loop) {
   stimloop::synthesis::SynthesisRequest request;
   request.steps = steps;
   Run r;
-  r.what = "(b) host loop";
+  r.what = device_loop ? "(b) SynthesisRun, device loop" : "(b) SynthesisRun, host loop";
   r.backend = backend.name();
   r.steps_timed = steps;
   r.steps_reported = reported_steps;
-  r.description = "server/synthesis step loop, image ops on the host";
+  r.description = device_loop ? "one step per call, best values read back every step"
+                              : "image ops on the host, network on the backend";
   const auto t0 = Clock::now();
   auto run = stimloop::synthesis::SynthesisRun::create(request, stimloop::kV4ChannelMeans, backend,
-                                                       net, nullptr);
+                                                       net, nullptr, device_loop);
   if (!run.ok()) throw std::runtime_error(run.status().to_string());
   r.setup_s = seconds_since(t0);
   const auto t1 = Clock::now();
@@ -241,7 +246,8 @@ int main(int argc, char** argv) {
       runs.push_back(device_run("(b) one stimulus, " + median_name, **cudnn, {median}, opt.steps,
                                 opt.steps, peak));
     }
-    runs.push_back(host_run(**cuda, median, opt.host_steps, opt.steps));
+    runs.push_back(synthesis_run(**cuda, median, opt.steps, opt.steps, true));
+    runs.push_back(synthesis_run(**cuda, median, opt.host_steps, opt.steps, false));
     if (!compact.empty()) {
       const std::string what = "(c) " + std::to_string(compact.size()) + " models x 1 stimulus";
       runs.push_back(device_run(what, **cuda, compact, opt.steps, opt.steps, peak));
@@ -255,9 +261,10 @@ int main(int argc, char** argv) {
   }
   if (!cudnn.ok()) std::printf("no cuDNN: %s\n", cudnn.status().message().c_str());
 
-  std::printf("\n| case | backend | steps timed | setup s | run s | total s | total s for %d steps "
-              "| us/step | floor s (FMA / bytes) | median response |\n",
-              opt.steps);
+  std::printf(
+      "\n| case | backend | steps timed | setup s | run s | total s | total s for %d steps "
+      "| us/step | floor s (FMA / bytes) | median response |\n",
+      opt.steps);
   std::printf("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: |\n");
   nlohmann::json j;
   j["gpu"] = peak.name;

@@ -136,7 +136,9 @@ def main():
     for b in (1, 64, 256):
         c, d, t = ips.get(("cuda", "forward", b)), ips.get(("cudnn", "forward", b)), torch_fwd[b]
         print(f"| (a) forward b={b}, img/s | {c:.0f} | {d or 0:.0f} | {t:.0f} | {c / t:.2f} |")
-    runs = {(r["case"][:3], r["backend"]): r for r in synth["runs"]}
+    runs = {}
+    for r in synth["runs"]:  # the first of each: the device run, not SynthesisRun's
+        runs.setdefault((r["case"][:3], r["backend"]), r)
     for case, tval in (("(b)", torch_b), ("(c)", torch_c)):
         c, d = runs.get((case, "cuda")), runs.get((case, "cudnn"))
         if c is None:

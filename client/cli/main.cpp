@@ -14,7 +14,8 @@ int main(int argc, char** argv) {
   app.add_option("--models", common.models_dir,
                  "Directory of .keras models (default: $STIMLOOP_MODELS, else the built-in demo)");
   app.add_option("--backend", common.backend,
-                 "Compute backend: cpu, cuda (stimloop's kernels), cudnn (cuDNN's convolutions), or auto (the GPU when one is usable)")
+                 "Compute backend: cpu, cuda (stimloop's kernels), cudnn (cuDNN's convolutions), "
+                 "or auto (the GPU when one is usable)")
       ->capture_default_str();
   app.add_option("--threads", common.threads, "CPU threads (0 = all cores)")->capture_default_str();
 

@@ -84,16 +84,16 @@ __global__ void __launch_bounds__(kPlainThreads) conv2d_backward_kernel(TaskList
 }
 
 // ---- tiled kernels
-constexpr int kTileW = 32;          // columns per tile = lanes of a warp
-constexpr int kRowsPerThread = 4;   // pixels per thread, down one column
-constexpr int kRowGroups = 4;       // warps along y
+constexpr int kTileW = 32;                           // columns per tile = lanes of a warp
+constexpr int kRowsPerThread = 4;                    // pixels per thread, down one column
+constexpr int kRowGroups = 4;                        // warps along y
 constexpr int kTileH = kRowsPerThread * kRowGroups;  // 16 rows
 constexpr int kInC = 3;
-constexpr int kChanPerThread = 8;   // forward: output channels per thread
-constexpr int kChanGroups = 2;      // forward: warps along channels
+constexpr int kChanPerThread = 8;                        // forward: output channels per thread
+constexpr int kChanGroups = 2;                           // forward: warps along channels
 constexpr int kFwdChunk = kChanPerThread * kChanGroups;  // 16 output channels per block
 constexpr int kFwdThreads = kTileW * kRowGroups * kChanGroups;  // 256
-constexpr int kBwdChunk = 8;        // backward: output channels staged per pass
+constexpr int kBwdChunk = 8;                      // backward: output channels staged per pass
 constexpr int kBwdThreads = kTileW * kRowGroups;  // 128
 
 __host__ __device__ inline int tiles(int size, int tile) { return (size + tile - 1) / tile; }
@@ -124,16 +124,36 @@ __global__ void __launch_bounds__(kFwdThreads) conv2d_forward_tiled_kernel(TaskL
   const std::int64_t image = block / tiles_y;
   const int oy0 = tile_y * kTileH, ox0 = tile_x * kTileW, co0 = chunk * kFwdChunk;
 
+  // Staged with all of a thread's loads in flight at once (compile-time trip counts, unrolled):
+  // waiting for each in turn made the staging, not the arithmetic, the kernel's time.
   const float* in = t.in + image * p.in_size();
-  for (int i = threadIdx.x; i < kInC * kHaloH * kHaloW; i += kFwdThreads) {
+  constexpr int kInElems = kInC * kHaloH * kHaloW, kWElems = K * K * kInC * kFwdChunk;
+  float staged_in[(kInElems + kFwdThreads - 1) / kFwdThreads];
+  float staged_w[(kWElems + kFwdThreads - 1) / kFwdThreads];
+#pragma unroll
+  for (int u = 0; u < (kInElems + kFwdThreads - 1) / kFwdThreads; ++u) {
+    const int i = threadIdx.x + u * kFwdThreads;
     const int c = i % kInC, col = (i / kInC) % kHaloW, row = i / (kInC * kHaloW);
     const int iy = oy0 - p.pad_top + row, ix = ox0 - p.pad_left + col;
-    const bool inside = iy >= 0 && iy < p.in_h && ix >= 0 && ix < p.in_w;
-    in_s[c][row][col] = inside ? in[(std::int64_t{iy} * p.in_w + ix) * kInC + c] : 0.0f;
+    const bool inside = i < kInElems && iy >= 0 && iy < p.in_h && ix >= 0 && ix < p.in_w;
+    staged_in[u] = inside ? in[(std::int64_t{iy} * p.in_w + ix) * kInC + c] : 0.0f;
   }
-  for (int i = threadIdx.x; i < K * K * kInC * kFwdChunk; i += kFwdThreads) {
+#pragma unroll
+  for (int u = 0; u < (kWElems + kFwdThreads - 1) / kFwdThreads; ++u) {
+    const int i = threadIdx.x + u * kFwdThreads;
     const int j = i % kFwdChunk, tap = i / kFwdChunk;
-    w_s[tap][j] = co0 + j < p.out_c ? t.w[std::int64_t{tap} * p.out_c + co0 + j] : 0.0f;
+    staged_w[u] =
+        i < kWElems && co0 + j < p.out_c ? t.w[std::int64_t{tap} * p.out_c + co0 + j] : 0.0f;
+  }
+#pragma unroll
+  for (int u = 0; u < (kInElems + kFwdThreads - 1) / kFwdThreads; ++u) {
+    const int i = threadIdx.x + u * kFwdThreads;
+    if (i < kInElems) in_s[i % kInC][i / (kInC * kHaloW)][(i / kInC) % kHaloW] = staged_in[u];
+  }
+#pragma unroll
+  for (int u = 0; u < (kWElems + kFwdThreads - 1) / kFwdThreads; ++u) {
+    const int i = threadIdx.x + u * kFwdThreads;
+    if (i < kWElems) w_s[i / kFwdChunk][i % kFwdChunk] = staged_w[u];
   }
   __syncthreads();
 
@@ -200,17 +220,35 @@ __global__ void __launch_bounds__(kBwdThreads) conv2d_backward_tiled_kernel(Task
 
   const int lane = threadIdx.x % kTileW, row_group = threadIdx.x / kTileW;
   float acc[kRowsPerThread][kInC] = {};
+  // Each thread stages its share of a chunk eight loads at a time, all eight in flight at once:
+  // a loop that waited for each load in turn left the kernel latency-bound (145 us for one
+  // 112x112 image on an H200, against 26 us forward).
+  constexpr int kStaged = kBwdChunk * kHaloH * kHaloW;
+  constexpr int kBatch = 8;
   for (int co0 = 0; co0 < p.out_c; co0 += kBwdChunk) {
     __syncthreads();  // the previous chunk's reads are done
-    for (int i = threadIdx.x; i < kBwdChunk * kHaloH * kHaloW; i += kBwdThreads) {
-      const int j = i % kBwdChunk, col = (i / kBwdChunk) % kHaloW, row = i / (kBwdChunk * kHaloW);
-      const int oy = oy_base + row, ox = ox_base + col, co = co0 + j;
-      float g = 0.0f;
-      if (oy >= 0 && oy < p.out_h && ox >= 0 && ox < p.out_w && co < p.out_c) {
-        const std::int64_t at = g_offset + (std::int64_t{oy} * p.out_w + ox) * p.out_c + co;
-        g = t.aux != nullptr && t.aux[at] <= 0.0f ? 0.0f : t.in[at];
+    for (int base = threadIdx.x; base < kStaged; base += kBatch * kBwdThreads) {
+      float staged[kBatch];
+#pragma unroll
+      for (int u = 0; u < kBatch; ++u) {
+        const int i = base + u * kBwdThreads;
+        const int j = i % kBwdChunk, col = (i / kBwdChunk) % kHaloW;
+        const int row = i / (kBwdChunk * kHaloW);
+        const int oy = oy_base + row, ox = ox_base + col, co = co0 + j;
+        float g = 0.0f;
+        if (i < kStaged && oy >= 0 && oy < p.out_h && ox >= 0 && ox < p.out_w && co < p.out_c) {
+          const std::int64_t at = g_offset + (std::int64_t{oy} * p.out_w + ox) * p.out_c + co;
+          g = t.aux != nullptr && t.aux[at] <= 0.0f ? 0.0f : t.in[at];
+        }
+        staged[u] = g;
       }
-      g_s[j][row][col] = g;
+#pragma unroll
+      for (int u = 0; u < kBatch; ++u) {
+        const int i = base + u * kBwdThreads;
+        if (i < kStaged) {
+          g_s[i % kBwdChunk][i / (kBwdChunk * kHaloW)][(i / kBwdChunk) % kHaloW] = staged[u];
+        }
+      }
     }
     for (int i = threadIdx.x; i < K * K * kInC * kBwdChunk; i += kBwdThreads) {
       const int j = i % kBwdChunk, ci = (i / kBwdChunk) % kInC, tap = i / (kBwdChunk * kInC);
@@ -254,9 +292,9 @@ __global__ void __launch_bounds__(kBwdThreads) conv2d_backward_tiled_kernel(Task
 
 }  // namespace
 
-const KernelVariant kConv2dForward = {"conv2d_forward_kernel", kPlainThreads, plain_forward_blocks,
-                                      STIMLOOP_VARIANT_LAUNCHER(conv2d_forward_kernel,
-                                                                kPlainThreads)};
+const KernelVariant kConv2dForward = {
+    "conv2d_forward_kernel", kPlainThreads, plain_forward_blocks,
+    STIMLOOP_VARIANT_LAUNCHER(conv2d_forward_kernel, kPlainThreads)};
 const KernelVariant kConv2dBackward = {
     "conv2d_backward_kernel", kPlainThreads, plain_backward_blocks,
     STIMLOOP_VARIANT_LAUNCHER(conv2d_backward_kernel, kPlainThreads)};

@@ -41,7 +41,8 @@ Status CudaResidentNetwork::init(bool use_cudnn) {
   return Status::Ok();
 }
 
-Status CudaResidentNetwork::forward(std::span<const float> images, int n, std::span<float> outputs) {
+Status CudaResidentNetwork::forward(std::span<const float> images, int n,
+                                    std::span<float> outputs) {
   RETURN_IF_ERROR(check_forward_args(images.size(), n, outputs.size()));
   std::lock_guard lock(mutex_);
   const std::int64_t in_size = net_->input_size(), out_size = net_->num_outputs();
@@ -57,8 +58,9 @@ Status CudaResidentNetwork::forward(std::span<const float> images, int n, std::s
   return Status::Ok();
 }
 
-Status CudaResidentNetwork::vector_jacobian(std::span<const float> images, int n, const SeedFunction& seed,
-                       std::span<float> outputs, std::span<float> d_images) {
+Status CudaResidentNetwork::vector_jacobian(std::span<const float> images, int n,
+                                            const SeedFunction& seed, std::span<float> outputs,
+                                            std::span<float> d_images) {
   RETURN_IF_ERROR(check_forward_args(images.size(), n, outputs.size()));
   if (d_images.size() != images.size()) {
     return invalid_argument("d_images buffer does not match the batch");

@@ -84,7 +84,8 @@ std::vector<float> to_krsc(const NetworkLayer& layer) {
       break;
     case LayerKind::kDepthwise:  // (kh, kw, c)
       for (int t = 0; t < taps; ++t) {
-        for (int c = 0; c < p.in_c; ++c) out[std::int64_t{c} * taps + t] = layer.weights[t * p.in_c + c];
+        for (int c = 0; c < p.in_c; ++c)
+          out[std::int64_t{c} * taps + t] = layer.weights[t * p.in_c + c];
       }
       break;
     case LayerKind::kPointwise:  // (in, out)
@@ -151,8 +152,8 @@ class CudnnLayerRunner final : public LayerRunner {
                                                        p.out_c, depthwise ? 1 : p.in_c, p.k_h,
                                                        p.k_w));
       CUDNN_RETURN_IF_ERROR(cudnnSetConvolution2dDescriptor(
-          dst.conv, dst.padded ? 0 : p.pad_top, dst.padded ? 0 : p.pad_left, p.stride_h,
-          p.stride_w, 1, 1, CUDNN_CROSS_CORRELATION, CUDNN_DATA_FLOAT));
+          dst.conv, dst.padded ? 0 : p.pad_top, dst.padded ? 0 : p.pad_left, p.stride_h, p.stride_w,
+          1, 1, CUDNN_CROSS_CORRELATION, CUDNN_DATA_FLOAT));
       CUDNN_RETURN_IF_ERROR(cudnnSetConvolutionGroupCount(dst.conv, depthwise ? p.in_c : 1));
       CUDNN_RETURN_IF_ERROR(cudnnSetConvolutionMathType(dst.conv, CUDNN_FMA_MATH));
     }
@@ -193,18 +194,16 @@ class CudnnLayerRunner final : public LayerRunner {
     RETURN_IF_ERROR(describe(l, n, stream));
     if (p.relu) {
       const std::int64_t total = std::int64_t{n} * p.out_size();
-      relu_mask_kernel<<<blocks_for(total, kThreads), kThreads, 0, stream>>>(total, d_out,
-                                                                              relu_out,
-                                                                              masked_.data());
+      relu_mask_kernel<<<blocks_for(total, kThreads), kThreads, 0, stream>>>(total, d_out, relu_out,
+                                                                             masked_.data());
       RETURN_IF_ERROR(check_launch("relu_mask_kernel"));
       d_out = masked_.data();
     }
     const float one = 1.0f, zero = 0.0f;
     float* target = L.padded ? padded_.data() : d_in;
     CUDNN_RETURN_IF_ERROR(cudnnConvolutionBackwardData(handle_, &one, L.w, L.weights.data(), L.y,
-                                                       d_out, L.conv, L.bwd_algo,
-                                                       workspace_.data(), workspace_bytes_,
-                                                       &zero, L.x, target));
+                                                       d_out, L.conv, L.bwd_algo, workspace_.data(),
+                                                       workspace_bytes_, &zero, L.x, target));
     if (L.padded) {
       const std::int64_t total = std::int64_t{n} * p.in_size();
       crop_kernel<<<blocks_for(total, kThreads), kThreads, 0, stream>>>(
@@ -223,13 +222,13 @@ class CudnnLayerRunner final : public LayerRunner {
     if (L.described_n == n) return Status::Ok();
     const LayerParams& p = net_.layers[l].params;
     const int xh = L.padded ? L.padded_h : p.in_h, xw = L.padded ? L.padded_w : p.in_w;
-    CUDNN_RETURN_IF_ERROR(cudnnSetTensor4dDescriptor(L.x, CUDNN_TENSOR_NHWC, CUDNN_DATA_FLOAT, n,
-                                                     p.in_c, xh, xw));
+    CUDNN_RETURN_IF_ERROR(
+        cudnnSetTensor4dDescriptor(L.x, CUDNN_TENSOR_NHWC, CUDNN_DATA_FLOAT, n, p.in_c, xh, xw));
     CUDNN_RETURN_IF_ERROR(cudnnSetTensor4dDescriptor(L.y, CUDNN_TENSOR_NHWC, CUDNN_DATA_FLOAT, n,
                                                      p.out_c, p.out_h, p.out_w));
     int on = 0, oc = 0, oh = 0, ow = 0;
-    CUDNN_RETURN_IF_ERROR(cudnnGetConvolution2dForwardOutputDim(L.conv, L.x, L.w, &on, &oc, &oh,
-                                                                &ow));
+    CUDNN_RETURN_IF_ERROR(
+        cudnnGetConvolution2dForwardOutputDim(L.conv, L.x, L.w, &on, &oc, &oh, &ow));
     if (oh != p.out_h || ow != p.out_w || oc != p.out_c) {
       return internal_error("cuDNN output shape differs from the layer's");
     }
@@ -248,10 +247,10 @@ class CudnnLayerRunner final : public LayerRunner {
         chosen = true;
       }
     }
-    if (!chosen) return internal_error("cuDNN offers no forward algorithm for layer " + std::to_string(l));
-    CUDNN_RETURN_IF_ERROR(cudnnGetConvolutionBackwardDataAlgorithm_v7(handle_, L.w, L.y, L.conv,
-                                                                      L.x, kCandidates, &found,
-                                                                      bwd));
+    if (!chosen)
+      return internal_error("cuDNN offers no forward algorithm for layer " + std::to_string(l));
+    CUDNN_RETURN_IF_ERROR(cudnnGetConvolutionBackwardDataAlgorithm_v7(
+        handle_, L.w, L.y, L.conv, L.x, kCandidates, &found, bwd));
     chosen = false;
     for (int i = 0; i < found && !chosen; ++i) {
       if (bwd[i].status == CUDNN_STATUS_SUCCESS && bwd[i].memory <= kMaxWorkspaceBytes) {
@@ -260,7 +259,9 @@ class CudnnLayerRunner final : public LayerRunner {
         chosen = true;
       }
     }
-    if (!chosen) return internal_error("cuDNN offers no backward-data algorithm for layer " + std::to_string(l));
+    if (!chosen)
+      return internal_error("cuDNN offers no backward-data algorithm for layer " +
+                            std::to_string(l));
     if (need > workspace_bytes_) {
       RETURN_IF_ERROR(workspace_.allocate(need));
       workspace_bytes_ = need;

@@ -151,11 +151,10 @@ class CudaSynthesis final : public DeviceSynthesis {
   }
 
   std::string description() const override {
-    std::string d = std::to_string(targets_.size()) + " target(s), " +
-                    std::to_string(state_.n) + " image(s); ";
+    std::string d =
+        std::to_string(targets_.size()) + " target(s), " + std::to_string(state_.n) + " image(s); ";
     if (!groups_.empty()) {
-      d += "stimloop kernels, " + std::to_string(groups_.size()) +
-           " grouped launch(es) per layer";
+      d += "stimloop kernels, " + std::to_string(groups_.size()) + " grouped launch(es) per layer";
     } else {
       d += "cuDNN, one launch per target and layer";
     }

@@ -33,10 +33,9 @@ const KernelVariant& choose(Pass pass, const OpTask* tasks, int count) {
   switch (first.kind) {
     case LayerKind::kConv2D: {
       const int k = tiled_conv_k(first);
-      const bool tiled =
-          !plain && k != 0 && std::all_of(tasks, tasks + count, [&](const OpTask& t) {
-            return tiled_conv_k(t.p) == k;
-          });
+      const bool tiled = !plain && k != 0 &&
+                         std::all_of(tasks, tasks + count,
+                                     [&](const OpTask& t) { return tiled_conv_k(t.p) == k; });
       if (pass == Pass::kForward) {
         if (!tiled) return kConv2dForward;
         return k == 3 ? kConv2dForwardTiled3 : kConv2dForwardTiled5;
@@ -44,8 +43,13 @@ const KernelVariant& choose(Pass pass, const OpTask* tasks, int count) {
       if (!tiled) return kConv2dBackward;
       return k == 3 ? kConv2dBackwardTiled3 : kConv2dBackwardTiled5;
     }
-    case LayerKind::kDepthwise:
-      return pass == Pass::kForward ? kDepthwiseForward : kDepthwiseBackward;
+    case LayerKind::kDepthwise: {
+      const bool tiled = !plain && std::all_of(tasks, tasks + count, [](const OpTask& t) {
+        return t.p.k_h <= 5 && t.p.k_w <= 5 && t.p.stride_h <= 2 && t.p.stride_w <= 2;
+      });
+      if (pass == Pass::kForward) return tiled ? kDepthwiseForwardTiled : kDepthwiseForward;
+      return tiled ? kDepthwiseBackwardTiled : kDepthwiseBackward;
+    }
     case LayerKind::kPointwise: {
       if (pass == Pass::kBackward) return plain ? kPointwiseBackward : kPointwiseBackwardGemm;
       constexpr int kLongReduction = 128;

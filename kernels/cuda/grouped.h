@@ -17,7 +17,7 @@ namespace stimloop::cuda {
 
 // Declares `OpTask& name` in shared memory (raw storage: LayerParams' member initialisers would
 // make a __shared__ OpTask a dynamically initialised variable, which CUDA forbids).
-#define STIMLOOP_SHARED_TASK(name)                                                    \
+#define STIMLOOP_SHARED_TASK(name)                                                         \
   __shared__ __align__(16) unsigned char name##_storage[sizeof(::stimloop::cuda::OpTask)]; \
   ::stimloop::cuda::OpTask& name = *reinterpret_cast<::stimloop::cuda::OpTask*>(name##_storage)
 

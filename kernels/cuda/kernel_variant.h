@@ -19,9 +19,9 @@ struct KernelVariant {
 };
 
 // Defines the launcher of a __global__ kernel(TaskList) with THREADS threads per block.
-#define STIMLOOP_VARIANT_LAUNCHER(kernel, threads)                                   \
-  [](unsigned int grid, cudaStream_t stream, const TaskList& tasks) {                \
-    kernel<<<grid, threads, 0, stream>>>(tasks);                                     \
+#define STIMLOOP_VARIANT_LAUNCHER(kernel, threads)                    \
+  [](unsigned int grid, cudaStream_t stream, const TaskList& tasks) { \
+    kernel<<<grid, threads, 0, stream>>>(tasks);                      \
   }
 
 // Dense convolution: the straightforward kernels (any shape) and the tiled ones (stride 1, three
@@ -30,6 +30,8 @@ extern const KernelVariant kConv2dForward, kConv2dBackward;
 extern const KernelVariant kConv2dForwardTiled3, kConv2dForwardTiled5;
 extern const KernelVariant kConv2dBackwardTiled3, kConv2dBackwardTiled5;
 extern const KernelVariant kDepthwiseForward, kDepthwiseBackward;
+// Depthwise tiled (k <= 5, stride <= 2: every separable layer; not the 28x28 readout).
+extern const KernelVariant kDepthwiseForwardTiled, kDepthwiseBackwardTiled;
 // Pointwise: register-tiled GEMM, one thread per output, or one warp per output for long
 // reductions (the Dense readout).
 extern const KernelVariant kPointwiseForward, kPointwiseForwardWarp, kPointwiseBackward;

@@ -16,7 +16,9 @@ namespace {
 constexpr int kThreads = 256;
 constexpr int kWarp = 32;
 
-__host__ __device__ inline std::int64_t pixels(const OpTask& t) { return std::int64_t{t.n} * t.p.out_h * t.p.out_w; }
+__host__ __device__ inline std::int64_t pixels(const OpTask& t) {
+  return std::int64_t{t.n} * t.p.out_h * t.p.out_w;
+}
 std::int64_t forward_blocks(const OpTask& t) {
   return (pixels(t) * t.p.out_c + kThreads - 1) / kThreads;
 }
@@ -97,8 +99,8 @@ struct GemmView {
 };
 
 __host__ __device__ inline GemmView forward_view(const OpTask& t) {
-  return {pixels(t), t.p.out_c, t.p.in_c, t.in, nullptr, t.w, t.p.out_c, 1, t.bias, t.p.relu,
-          t.out};
+  return {pixels(t), t.p.out_c, t.p.in_c, t.in,     nullptr, t.w,
+          t.p.out_c, 1,         t.bias,   t.p.relu, t.out};
 }
 __host__ __device__ inline GemmView backward_view(const OpTask& t) {
   return {pixels(t), t.p.in_c, t.p.out_c, t.in, t.aux, t.w, 1, t.p.out_c, nullptr, false, t.out};

@@ -36,7 +36,8 @@ __device__ inline int reflect(int i, int n) {
 __device__ double block_sum(double v) {
   __shared__ double warp_sums[kBandThreads / kWarp];
   __shared__ double total;
-  for (int offset = kWarp / 2; offset > 0; offset /= 2) v += __shfl_down_sync(0xffffffffu, v, offset);
+  for (int offset = kWarp / 2; offset > 0; offset /= 2)
+    v += __shfl_down_sync(0xffffffffu, v, offset);
   if (threadIdx.x % kWarp == 0) warp_sums[threadIdx.x / kWarp] = v;
   __syncthreads();
   if (threadIdx.x == 0) {
@@ -120,8 +121,9 @@ __global__ void __launch_bounds__(kBandThreads) update_kernel(ImageState s, Step
   const double scale = 1.0 / (sqrt(sum_sq / double(size)) + 1e-5);
   const ImageSlot slot = s.slots[b.image];
   double* tmp = s.scratch + b.offset;
-  blur_band_rows(s, b, st.gradient_blur,
-                 [&](std::int64_t j) { return double(slot.gradient[j]) * scale; }, tmp);
+  blur_band_rows(
+      s, b, st.gradient_blur, [&](std::int64_t j) { return double(slot.gradient[j]) * scale; },
+      tmp);
   __syncthreads();
   double* x = s.x + b.offset;
   for (std::int64_t p = b.begin / 3 + threadIdx.x; p < b.end / 3; p += blockDim.x) {
@@ -133,9 +135,9 @@ __global__ void __launch_bounds__(kBandThreads) update_kernel(ImageState s, Step
       v[c] = fmin(fmax(x[p * 3 + c] + st.step_size * g[c], -mean), 255.0 - mean);
     }
     if (st.grayscale) {
-      const double gray = (v[0] + double(st.means[0]) + v[1] + double(st.means[1]) + v[2] +
-                           double(st.means[2])) /
-                          3.0;
+      const double gray =
+          (v[0] + double(st.means[0]) + v[1] + double(st.means[1]) + v[2] + double(st.means[2])) /
+          3.0;
       for (int c = 0; c < 3; ++c) v[c] = gray - double(st.means[c]);
     }
     for (int c = 0; c < 3; ++c) {
@@ -161,17 +163,18 @@ __global__ void record_kernel(ImageState s) {
 }
 
 // The periodic image blur, pass 1: pending best copy, blur along y into scratch.
-__global__ void __launch_bounds__(kBandThreads) blur_images_rows_kernel(ImageState s,
-                                                                        BlurTaps taps) {
+__global__ void __launch_bounds__(kBandThreads)
+    blur_images_rows_kernel(ImageState s, BlurTaps taps) {
   const Band b = band_of_block(s);
   copy_band_if_improved(s, b);
   const double* x = s.x + b.offset;
-  blur_band_rows(s, b, taps, [&](std::int64_t j) { return x[j]; }, s.scratch + b.offset);
+  blur_band_rows(
+      s, b, taps, [&](std::int64_t j) { return x[j]; }, s.scratch + b.offset);
 }
 
 // Pass 2: blur along x back into the image and the network input.
-__global__ void __launch_bounds__(kBandThreads) blur_images_columns_kernel(ImageState s,
-                                                                           BlurTaps taps) {
+__global__ void __launch_bounds__(kBandThreads)
+    blur_images_columns_kernel(ImageState s, BlurTaps taps) {
   const Band b = band_of_block(s);
   double* x = s.x + b.offset;
   float* input = s.slots[b.image].input;

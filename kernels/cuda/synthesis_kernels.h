@@ -1,5 +1,6 @@
-// Kernels of the cowley2026 step on the device (docs/domain.md). Image state is float64, as in the authors' code and the host loop
-// (server/synthesis/); the network sees a float32 copy written by the same kernels.
+// Kernels of the cowley2026 step on the device (docs/domain.md). Image state is float64, as in the
+// authors' code and the host loop (server/synthesis/); the network sees a float32 copy written by
+// the same kernels.
 #pragma once
 
 #include <cuda_runtime_api.h>

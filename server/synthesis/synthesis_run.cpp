@@ -47,7 +47,8 @@ StatusOr<StopReason> parse_stop_reason(const std::string& s) {
 
 StatusOr<std::unique_ptr<SynthesisRun>> SynthesisRun::create(
     const SynthesisRequest& request, std::array<float, 3> means, Backend& backend,
-    std::shared_ptr<const Network> model_network, ResidentNetwork* resident) {
+    std::shared_ptr<const Network> model_network, ResidentNetwork* resident,
+    bool allow_device_loop) {
   RETURN_IF_ERROR(validate(request));
   auto run = std::unique_ptr<SynthesisRun>(new SynthesisRun());
   run->request_ = request;
@@ -96,8 +97,52 @@ StatusOr<std::unique_ptr<SynthesisRun>> SynthesisRun::create(
              request.objective == ObjectiveKind::kMin) {
     run->best_value_.assign(s.n, -1e5);  // ... and at 1e5 when minimising
   }
+  if (allow_device_loop) run->try_device_loop(backend);
   run->started_ = std::chrono::steady_clock::now();
   return run;
+}
+
+void SynthesisRun::try_device_loop(Backend& backend) {
+  const SynthesisRequest& r = request_;
+  const bool single_output =
+      r.objective == ObjectiveKind::kMax || r.objective == ObjectiveKind::kMin;
+  if (r.method != MethodKind::kCowley2026 || !single_output || has_penalties(r)) return;
+  Cowley2026Settings settings;
+  settings.step_size = r.step_size;
+  settings.gradient_sigma = r.gradient_blur_sigma;
+  settings.image_blur_every = r.image_blur_every;
+  settings.image_sigma = r.image_blur_sigma;
+  settings.grayscale = r.grayscale;
+  settings.means = state_.means;
+  SynthesisTarget target;
+  target.network = net_;
+  target.output = r.output_index;
+  target.sign = r.objective == ObjectiveKind::kMax ? 1.0 : -1.0;
+  target.initial_best = best_value_[0];
+  target.count = state_.n;
+  target.initial_images = state_.x;
+  // UNIMPLEMENTED (a backend without a device loop) or any failure to start: the host loop.
+  auto device = backend.start_cowley2026(settings, {target});
+  if (device.ok()) device_ = std::move(*device);
+}
+
+Status SynthesisRun::device_step() {
+  RETURN_IF_ERROR(device_->run(1));
+  std::vector<std::uint8_t> has_best;
+  RETURN_IF_ERROR(device_->best(best_value_, best_response_, has_best));
+  for (int i = 0; i < state_.n; ++i) has_best_[i] = has_best[i] != 0;
+  return Status::Ok();
+}
+
+StatusOr<std::vector<std::vector<std::uint8_t>>> SynthesisRun::device_pixels() const {
+  std::vector<std::uint8_t> all;
+  RETURN_IF_ERROR(device_->best_rgb8(all));
+  const std::size_t size = state_.shape.size();
+  std::vector<std::vector<std::uint8_t>> pixels;
+  for (int i = 0; i < state_.n; ++i) {
+    pixels.emplace_back(all.begin() + i * size, all.begin() + (i + 1) * size);
+  }
+  return pixels;
 }
 
 Status SynthesisRun::evaluate(std::span<const double> images, bool with_penalties) {
@@ -137,6 +182,15 @@ void SynthesisRun::record_best() {
 
 Status SynthesisRun::step() {
   if (done()) return Status::Ok();
+  if (device_) {
+    RETURN_IF_ERROR(device_step());
+    ++steps_done_;
+    if (steps_done_ % request_.trajectory_every == 0 || done()) {
+      for (int i = 0; i < state_.n; ++i)
+        trajectory_[i].emplace_back(steps_done_, best_response_[i]);
+    }
+    return Status::Ok();
+  }
   const int t = steps_done_;
   const std::int64_t size = state_.shape.size();
   BatchState& s = state_;
@@ -191,6 +245,11 @@ ProgressEvent SynthesisRun::progress() const {
 }
 
 std::vector<std::vector<std::uint8_t>> SynthesisRun::snapshot_pixels() const {
+  if (device_) {
+    auto pixels = device_pixels();
+    if (pixels.ok()) return std::move(*pixels);
+    return {};  // a snapshot is best-effort; the final result reports device errors
+  }
   const BatchState& s = state_;
   const std::int64_t size = s.shape.size();
   std::vector<std::vector<std::uint8_t>> pixels;
@@ -209,13 +268,18 @@ StatusOr<SynthesisResult> SynthesisRun::finish(StopReason reason) {
   result.stop_reason = reason;
   // The 8-bit images, evaluated as the rig will show them.
   std::vector<double> images(s.x.size());
+  std::vector<std::vector<std::uint8_t>> device_images;
+  if (device_) {
+    ASSIGN_OR_RETURN(device_images, device_pixels());
+  }
   for (int i = 0; i < s.n; ++i) {
     Stimulus st;
     st.index = i;
     st.seed = request_.seed + static_cast<std::uint64_t>(i);
     // No candidate ever beat the authors' starting best (or no step ran): the current image.
     const double* source = has_best_[i] ? best_images_.data() + i * size : s.x.data() + i * size;
-    st.pixels = method_->to_rgb8(s, i, std::span<const double>(source, size));
+    st.pixels = device_ ? std::move(device_images[i])
+                        : method_->to_rgb8(s, i, std::span<const double>(source, size));
     st.best_objective_float = has_best_[i] ? best_value_[i] : kNoBest;
     st.trajectory = trajectory_[i];
     // A run stopped early (deadline, cancellation) still ends its trajectory at steps_done.

@@ -49,9 +49,14 @@ class SynthesisRun {
  public:
   // `backend` holds the networks; when `resident` is given it must be `model_network` uploaded
   // to that backend (saves a second upload). The channel objective uploads its own prefix.
+  // Preferred and suppressive cowley2026 runs (max/min of one output, no penalties) go to the
+  // backend's device loop when it has one (kernels/device_synthesis.h): every step on the GPU,
+  // only the best values read back per step. `allow_device_loop = false` keeps the host loop
+  // (the reference the device loop is tested against).
   static StatusOr<std::unique_ptr<SynthesisRun>> create(
       const SynthesisRequest& request, std::array<float, 3> channel_means, Backend& backend,
-      std::shared_ptr<const Network> model_network, ResidentNetwork* resident = nullptr);
+      std::shared_ptr<const Network> model_network, ResidentNetwork* resident = nullptr,
+      bool allow_device_loop = true);
 
   Status step();  // one step for the whole batch; no-op once all steps are done
   int steps_done() const { return steps_done_; }
@@ -61,6 +66,8 @@ class SynthesisRun {
   std::vector<std::vector<std::uint8_t>> snapshot_pixels() const;
   const SynthesisRequest& request() const { return request_; }
   const std::string& description() const { return setup_.description; }
+  // Whether the steps run in the backend's device loop.
+  bool on_device() const { return device_ != nullptr; }
 
   // Quantizes each stimulus's best image to 8 bits and evaluates the 8-bit image.
   StatusOr<SynthesisResult> finish(StopReason reason);
@@ -71,6 +78,11 @@ class SynthesisRun {
   // penalties of state_.x added when asked.
   Status evaluate(std::span<const double> images, bool with_penalties);
   void record_best();
+  // Starts the device loop when the request and the backend allow it; the host loop otherwise.
+  void try_device_loop(Backend& backend);
+  Status device_step();
+  // The device loop's 8-bit best (or current) images, one vector per stimulus.
+  StatusOr<std::vector<std::vector<std::uint8_t>>> device_pixels() const;
 
   SynthesisRequest request_;
   ObjectiveSetup setup_;
@@ -90,6 +102,7 @@ class SynthesisRun {
   std::vector<bool> has_best_;
   std::vector<double> best_images_;
   std::vector<std::vector<std::pair<int, double>>> trajectory_;
+  std::unique_ptr<DeviceSynthesis> device_;  // set when the steps run on the device
 };
 
 // When to stop for a deadline: a run stops when one more step (with a margin) and the final 8-bit

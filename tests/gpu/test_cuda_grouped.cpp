@@ -146,17 +146,19 @@ TEST_CASE("A grouped launch runs models of different shapes as one", "[gpu][ops]
     unsetenv("STIMLOOP_CUDA_KERNELS");
   }
   std::mt19937 rng(7);
-  // Per kind, three "models" with different channel counts, sizes and batches (the dense case
-  // twice: tiled-eligible, and one member that forces the straightforward kernel).
+  // Per kind, "models" with different channel counts, sizes and batches; the dense and depthwise
+  // cases twice: all tiled-eligible, and with one member that forces the straightforward kernel.
   std::vector<std::vector<LayerParams>> sets = {
       {make_params(LayerKind::kConv2D, 112, 112, 3, 46, 5, 1, true, true),
        make_params(LayerKind::kConv2D, 40, 28, 3, 39, 5, 1, true, true),
        make_params(LayerKind::kConv2D, 17, 23, 3, 8, 5, 1, true, false)},
       {make_params(LayerKind::kConv2D, 30, 30, 3, 12, 5, 1, true, true),
        make_params(LayerKind::kConv2D, 30, 30, 4, 12, 5, 2, true, true)},
-      {make_params(LayerKind::kDepthwise, 56, 56, 46, 46, 5, 2, true, false),
+      {make_params(LayerKind::kDepthwise, 112, 112, 46, 46, 5, 2, true, true),
        make_params(LayerKind::kDepthwise, 28, 28, 12, 12, 5, 1, true, true),
-       make_params(LayerKind::kDepthwise, 28, 28, 219, 219, 28, 1, false, false)},
+       make_params(LayerKind::kDepthwise, 19, 13, 70, 70, 3, 2, false, false)},
+      {make_params(LayerKind::kDepthwise, 28, 28, 219, 219, 28, 1, false, false),
+       make_params(LayerKind::kDepthwise, 14, 14, 40, 40, 5, 1, true, true)},
       {make_params(LayerKind::kPointwise, 28, 28, 46, 60, 1, 1, true, true),
        make_params(LayerKind::kPointwise, 14, 14, 9, 3, 1, 1, true, true),
        make_params(LayerKind::kPointwise, 7, 7, 60, 4, 1, 1, true, false)},
@@ -176,8 +178,8 @@ TEST_CASE("A grouped launch runs models of different shapes as one", "[gpu][ops]
     cuda::GroupedOp forward, backward;
     REQUIRE(forward.prepare(cuda::Pass::kForward, fwd, nullptr).ok());
     REQUIRE(backward.prepare(cuda::Pass::kBackward, bwd, nullptr).ok());
-    INFO(stimloop::layer_kind_name(set[0].kind) << ": " << forward.kernel_name() << " / "
-                                                << backward.kernel_name());
+    INFO(stimloop::layer_kind_name(set[0].kind)
+         << ": " << forward.kernel_name() << " / " << backward.kernel_name());
     REQUIRE(forward.launch(nullptr).ok());
     REQUIRE(backward.launch(nullptr).ok());
     for (auto& c : cases) {

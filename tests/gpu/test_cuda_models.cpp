@@ -145,9 +145,9 @@ TEST_CASE("CUDA backend matches the CPU backend on every published model",
       if (entry.path().extension() != ".keras") continue;
       auto model = stimloop::load_keras_model(entry.path().string());
       REQUIRE(model.ok());
-      const Errors e =
-          compare_backends(*(*model)->network, (*model)->network, images, n, backend);
-      INFO(backend << " " << (*model)->info.id << " forward " << e.forward << " gradient " << e.gradient);
+      const Errors e = compare_backends(*(*model)->network, (*model)->network, images, n, backend);
+      INFO(backend << " " << (*model)->info.id << " forward " << e.forward << " gradient "
+                   << e.gradient);
       CHECK(e.forward <= 1e-4);
       CHECK(e.gradient <= 1e-4);
       worst.forward = std::max(worst.forward, e.forward);

@@ -7,6 +7,7 @@
 // Measured values are printed.
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <cmath>
 #include <iostream>
 #include <memory>
@@ -135,22 +136,38 @@ void compare_with_host(std::shared_ptr<const Network> net, const std::string& na
   auto cpu = stimloop::make_cpu_backend();
   for (stimloop::Backend* backend : {gpu->get(), cpu.get()}) {
     auto run = synthesis::SynthesisRun::create(r, stimloop::kV4ChannelMeans, *backend, net,
-                                               backend == gpu->get() ? resident->get() : nullptr);
+                                               backend == gpu->get() ? resident->get() : nullptr,
+                                               /*allow_device_loop=*/false);
     REQUIRE(run.ok());
     auto host = synthesis::run_synthesis(**run, {});
     REQUIRE(host.ok());
     const Agreement a = agreement(dev, *host, net->input_size());
     std::cout << name << (maximise ? " max" : " min") << " output " << output << ", " << steps
-              << " steps, device vs host loop on " << backend->name()
-              << ": best values differ by " << a.value << " (relative), 8-bit pixels "
-              << 100 * a.identical << " % identical (largest difference " << a.worst_level
-              << " levels)\n";
+              << " steps, device vs host loop on " << backend->name() << ": best values differ by "
+              << a.value << " (relative), 8-bit pixels " << 100 * a.identical
+              << " % identical (largest difference " << a.worst_level << " levels)\n";
     if (backend == gpu->get()) {
       CHECK(a.value <= 1e-5);
       CHECK(a.identical >= 0.99);
     } else {
       CHECK(a.value <= cpu_value_tolerance);
     }
+  }
+  // SynthesisRun (the CLI's and the server's entry) takes the device loop on the CUDA backend,
+  // step by step, and reports exactly what the device loop computed.
+  auto run =
+      synthesis::SynthesisRun::create(r, stimloop::kV4ChannelMeans, **gpu, net, resident->get());
+  REQUIRE(run.ok());
+  CHECK((*run)->on_device());
+  auto result = synthesis::run_synthesis(**run, {});
+  REQUIRE(result.ok());
+  REQUIRE(result->steps_done == steps);
+  const std::size_t size = net->input_size();
+  for (int i = 0; i < count; ++i) {
+    CHECK(result->stimuli[i].best_objective_float == dev.values[i]);
+    CHECK(std::equal(result->stimuli[i].pixels.begin(), result->stimuli[i].pixels.end(),
+                     dev.pixels.begin() + i * size));
+    CHECK(result->stimuli[i].trajectory.back().first == steps);
   }
 }
 
