@@ -1,13 +1,14 @@
 // Depthwise k x k convolution: the spatial half of every separable layer (5x5, strides 1 and 2)
 // and the shared models' 28x28 'valid' spatial readout (one output pixel per channel).
-//   - Tiled kernels (k <= 5, stride <= 2: every separable layer): a block owns an 8 x 8 pixel
-//     tile x 32 channels; the input patch it reads (forward) or the masked output-gradient patch
-//     it gathers from (backward) sits in shared memory, loaded eight elements per thread at a
-//     time; lanes are channels, warps are tile rows, each thread keeps its channel's taps in
-//     registers and computes 8 pixels. Gathering (backward) visits only the taps that touched a
-//     pixel. No atomics: deterministic.
-//   - Straightforward kernels (any shape, the readout): one thread per output value (forward) or
-//     input value (backward), channel fastest.
+//   - Tiled forward (k <= 5, stride <= 2: every separable layer): a block owns an 8 x 8 output
+//     tile x 32 channels; the input patch it reads sits in shared memory, loaded eight elements
+//     per thread at a time; lanes are channels, warps are tile rows, each thread keeps its
+//     channel's taps in registers and computes 8 pixels.
+//   - Straightforward kernels (any shape, the readout, and every backward pass): one thread per
+//     output value (forward) or input value (backward, gathering: no atomics, deterministic),
+//     channel fastest. A tiled backward built like the forward measured slower on an H200
+//     (9.1 ms against 6.1 ms per step for layer 1 of 219 models, bench/RESULTS.md): with the
+//     stride a run-time value, its per-tap stride tests cost more than the staging saved.
 // Grouped: one launch serves many models (grouped.h).
 #include "kernels/cuda/kernel_variant.h"
 
@@ -83,19 +84,13 @@ constexpr int kTile = 8;    // pixels per tile side (forward: output, backward: 
 constexpr int kLanes = 32;  // channels per block
 constexpr int kTiledThreads = kLanes * kTile;  // one warp per tile row
 constexpr int kMaxK = 5, kMaxStride = 2;
-constexpr int kInPatch = (kTile - 1) * kMaxStride + kMaxK;  // forward input patch side: 19
-constexpr int kGradPatch = kTile + kMaxK - 1;               // backward d_out patch side: 12
+constexpr int kInPatch = (kTile - 1) * kMaxStride + kMaxK;  // input patch side: 19
 constexpr int kBatch = 8;  // loads in flight per thread while staging
 
 __host__ __device__ inline int ceil_div(int a, int b) { return (a + b - 1) / b; }
-__device__ inline int floor_div(int a, int b) { return a >= 0 ? a / b : -((-a + b - 1) / b); }
 
 std::int64_t tiled_forward_blocks(const OpTask& t) {
   return std::int64_t{t.n} * ceil_div(t.p.out_h, kTile) * ceil_div(t.p.out_w, kTile) *
-         ceil_div(t.p.in_c, kLanes);
-}
-std::int64_t tiled_backward_blocks(const OpTask& t) {
-  return std::int64_t{t.n} * ceil_div(t.p.in_h, kTile) * ceil_div(t.p.in_w, kTile) *
          ceil_div(t.p.in_c, kLanes);
 }
 
@@ -184,77 +179,11 @@ __global__ void __launch_bounds__(kTiledThreads) depthwise_forward_tiled_kernel(
   }
 }
 
-__global__ void __launch_bounds__(kTiledThreads) depthwise_backward_tiled_kernel(TaskList tasks) {
-  STIMLOOP_SHARED_TASK(t);
-  __shared__ float g_s[kGradPatch][kGradPatch][kLanes];
-  const std::int64_t block = load_task(tasks, t);
-  const LayerParams& p = t.p;
-  const int c = p.in_c;
-  const TilePos pos = tile_pos(block, p.in_h, p.in_w, c);
-  // The outputs whose taps touch the input tile: oy in [oy_base, oy_end].
-  const int oy_base = floor_div(pos.y0 + p.pad_top - (p.k_h - 1), p.stride_h);
-  const int ox_base = floor_div(pos.x0 + p.pad_left - (p.k_w - 1), p.stride_w);
-  const int gh = floor_div(pos.y0 + kTile - 1 + p.pad_top, p.stride_h) - oy_base + 1;
-  const int gw = floor_div(pos.x0 + kTile - 1 + p.pad_left, p.stride_w) - ox_base + 1;
-  const std::int64_t g_offset = pos.image * p.out_size();
-  const int staged = gh * gw * kLanes;
-  for (int base = threadIdx.x; base < staged; base += kBatch * kTiledThreads) {
-    float v[kBatch];
-#pragma unroll
-    for (int u = 0; u < kBatch; ++u) {
-      const int i = base + u * kTiledThreads;
-      const int ch = i % kLanes, col = (i / kLanes) % gw, row = i / (kLanes * gw);
-      const int oy = oy_base + row, ox = ox_base + col;
-      float g = 0.0f;
-      if (i < staged && oy >= 0 && oy < p.out_h && ox >= 0 && ox < p.out_w && pos.c0 + ch < c) {
-        const std::int64_t at = g_offset + (std::int64_t{oy} * p.out_w + ox) * c + pos.c0 + ch;
-        g = t.aux != nullptr && t.aux[at] <= 0.0f ? 0.0f : t.in[at];
-      }
-      v[u] = g;
-    }
-#pragma unroll
-    for (int u = 0; u < kBatch; ++u) {
-      const int i = base + u * kTiledThreads;
-      if (i < staged) g_s[i / (kLanes * gw)][(i / kLanes) % gw][i % kLanes] = v[u];
-    }
-  }
-  const int lane = threadIdx.x % kLanes, row = threadIdx.x / kLanes;
-  const int ch = pos.c0 + lane;
-  float taps[kMaxK * kMaxK];
-  load_taps(t, ch, taps);
-  __syncthreads();
-  const int iy = pos.y0 + row;
-  if (iy >= p.in_h || ch >= c) return;
-  float* d_in = t.out + ((pos.image * p.in_h + iy) * p.in_w) * c + ch;
-#pragma unroll
-  for (int j = 0; j < kTile; ++j) {
-    const int ix = pos.x0 + j;
-    if (ix >= p.in_w) break;
-    float acc = 0.0f;
-#pragma unroll
-    for (int ky = 0; ky < kMaxK; ++ky) {
-      const int ty = iy + p.pad_top - ky;  // = oy * stride when output oy's tap ky read iy
-      if (ky >= p.k_h || ty < 0 || ty % p.stride_h != 0 || ty / p.stride_h >= p.out_h) continue;
-      const int gy = ty / p.stride_h - oy_base;
-#pragma unroll
-      for (int kx = 0; kx < kMaxK; ++kx) {
-        const int tx = ix + p.pad_left - kx;
-        if (kx >= p.k_w || tx < 0 || tx % p.stride_w != 0 || tx / p.stride_w >= p.out_w) continue;
-        acc = fmaf(g_s[gy][tx / p.stride_w - ox_base][lane], taps[ky * kMaxK + kx], acc);
-      }
-    }
-    d_in[std::int64_t{ix} * c] = acc;
-  }
-}
-
 }  // namespace
 
 const KernelVariant kDepthwiseForwardTiled = {
     "depthwise_forward_tiled_kernel", kTiledThreads, tiled_forward_blocks,
     STIMLOOP_VARIANT_LAUNCHER(depthwise_forward_tiled_kernel, kTiledThreads)};
-const KernelVariant kDepthwiseBackwardTiled = {
-    "depthwise_backward_tiled_kernel", kTiledThreads, tiled_backward_blocks,
-    STIMLOOP_VARIANT_LAUNCHER(depthwise_backward_tiled_kernel, kTiledThreads)};
 const KernelVariant kDepthwiseForward = {
     "depthwise_forward_kernel", kThreads, forward_blocks,
     STIMLOOP_VARIANT_LAUNCHER(depthwise_forward_kernel, kThreads)};

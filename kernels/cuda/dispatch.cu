@@ -44,11 +44,13 @@ const KernelVariant& choose(Pass pass, const OpTask* tasks, int count) {
       return k == 3 ? kConv2dBackwardTiled3 : kConv2dBackwardTiled5;
     }
     case LayerKind::kDepthwise: {
-      const bool tiled = !plain && std::all_of(tasks, tasks + count, [](const OpTask& t) {
-        return t.p.k_h <= 5 && t.p.k_w <= 5 && t.p.stride_h <= 2 && t.p.stride_w <= 2;
-      });
+      const bool tiled =
+          !plain && pass == Pass::kForward &&
+          std::all_of(tasks, tasks + count, [](const OpTask& t) {
+            return t.p.k_h <= 5 && t.p.k_w <= 5 && t.p.stride_h <= 2 && t.p.stride_w <= 2;
+          });
       if (pass == Pass::kForward) return tiled ? kDepthwiseForwardTiled : kDepthwiseForward;
-      return tiled ? kDepthwiseBackwardTiled : kDepthwiseBackward;
+      return kDepthwiseBackward;
     }
     case LayerKind::kPointwise: {
       if (pass == Pass::kBackward) return plain ? kPointwiseBackward : kPointwiseBackwardGemm;

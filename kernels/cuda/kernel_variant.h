@@ -30,8 +30,8 @@ extern const KernelVariant kConv2dForward, kConv2dBackward;
 extern const KernelVariant kConv2dForwardTiled3, kConv2dForwardTiled5;
 extern const KernelVariant kConv2dBackwardTiled3, kConv2dBackwardTiled5;
 extern const KernelVariant kDepthwiseForward, kDepthwiseBackward;
-// Depthwise tiled (k <= 5, stride <= 2: every separable layer; not the 28x28 readout).
-extern const KernelVariant kDepthwiseForwardTiled, kDepthwiseBackwardTiled;
+// Depthwise tiled forward (k <= 5, stride <= 2: every separable layer; not the 28x28 readout).
+extern const KernelVariant kDepthwiseForwardTiled;
 // Pointwise: register-tiled GEMM, one thread per output, or one warp per output for long
 // reductions (the Dense readout).
 extern const KernelVariant kPointwiseForward, kPointwiseForwardWarp, kPointwiseBackward;

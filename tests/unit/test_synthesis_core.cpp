@@ -945,6 +945,23 @@ TEST_CASE("run: max raises and min lowers the demo's response", "[synthesis]") {
   }
 }
 
+TEST_CASE("run: the CPU backend has no device loop; preferred runs take the host loop",
+          "[synthesis]") {
+  auto backend = make_cpu_backend();
+  auto model = demo_model();
+  auto resident = backend->upload(model->network);
+  REQUIRE(resident.ok());
+  const std::vector<double> x(model->network->input_size(), 0.0);
+  SynthesisTarget target{resident->get(), 0, 1.0, 0.0, 1, x};
+  CHECK(backend->start_cowley2026({}, {target}).status().code() == StatusCode::kUnimplemented);
+  auto run = SynthesisRun::create(max_request(2, 1), model->channel_means, *backend,
+                                  model->network, resident->get());
+  REQUIRE(run.ok());
+  CHECK_FALSE((*run)->on_device());
+  REQUIRE((*run)->step().ok());
+  CHECK((*run)->steps_done() == 1);
+}
+
 TEST_CASE("run: batches, seeds, determinism and diversity", "[synthesis]") {
   // One batch, compared with the runs below (no SECTIONs: Catch would rerun the batch for each).
   Demo demo;
