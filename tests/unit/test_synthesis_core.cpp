@@ -17,6 +17,7 @@
 #include <memory>
 #include <set>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "common/sha256.h"
@@ -230,6 +231,52 @@ TEST_CASE("image_ops: gaussian_blur equals a direct 2-D sum with reflect borders
     std::vector<double> img = random_image(4, 4, 3, 46, -5, 5);
     const std::vector<double> want = img;
     gaussian_blur(img, ImageShape{4, 4, 3}, 0.0, scratch);
+    CHECK(img == want);
+  }
+}
+
+// The separable blur as first written (one element at a time, a modulo per tap): the fast
+// version must give the very same bits, or records made before it would no longer replay.
+std::vector<double> per_element_blur(const std::vector<double>& image, int h, int w, double sigma) {
+  const std::vector<double> k = gaussian_kernel(sigma);
+  const int r = static_cast<int>(k.size() / 2);
+  auto refl = [](int i, int n) {
+    if (n == 1) return 0;
+    i %= 2 * n;
+    if (i < 0) i += 2 * n;
+    return i < n ? i : 2 * n - 1 - i;
+  };
+  std::vector<double> tmp(image.size()), out(image.size());
+  for (int y = 0; y < h; ++y) {
+    for (int x = 0; x < w; ++x) {
+      for (int c = 0; c < 3; ++c) {
+        double acc = 0.0;
+        for (int t = -r; t <= r; ++t) acc += k[t + r] * image[(refl(y + t, h) * w + x) * 3 + c];
+        tmp[(y * w + x) * 3 + c] = acc;
+      }
+    }
+  }
+  for (int y = 0; y < h; ++y) {
+    for (int x = 0; x < w; ++x) {
+      for (int c = 0; c < 3; ++c) {
+        double acc = 0.0;
+        for (int t = -r; t <= r; ++t) acc += k[t + r] * tmp[(y * w + refl(x + t, w)) * 3 + c];
+        out[(y * w + x) * 3 + c] = acc;
+      }
+    }
+  }
+  return out;
+}
+
+TEST_CASE("image_ops: gaussian_blur is bit-identical to the per-element separable sum",
+          "[synthesis]") {
+  std::vector<double> scratch;
+  for (auto [h, w, sigma] : {std::tuple{112, 112, 1.0}, std::tuple{9, 11, 0.7},
+                             std::tuple{2, 3, 1.0}, std::tuple{5, 9, 2.0}, std::tuple{1, 1, 1.0}}) {
+    INFO(h << "x" << w << " sigma " << sigma);
+    std::vector<double> img = random_image(h, w, 3, 7 + h, -150, 150);
+    const std::vector<double> want = per_element_blur(img, h, w, sigma);
+    gaussian_blur(img, ImageShape{h, w, 3}, sigma, scratch);
     CHECK(img == want);
   }
 }
@@ -954,8 +1001,8 @@ TEST_CASE("run: the CPU backend has no device loop; preferred runs take the host
   const std::vector<double> x(model->network->input_size(), 0.0);
   SynthesisTarget target{resident->get(), 0, 1.0, 0.0, 1, x};
   CHECK(backend->start_cowley2026({}, {target}).status().code() == StatusCode::kUnimplemented);
-  auto run = SynthesisRun::create(max_request(2, 1), model->channel_means, *backend,
-                                  model->network, resident->get());
+  auto run = SynthesisRun::create(max_request(2, 1), model->channel_means, *backend, model->network,
+                                  resident->get());
   REQUIRE(run.ok());
   CHECK_FALSE((*run)->on_device());
   REQUIRE((*run)->step().ok());
