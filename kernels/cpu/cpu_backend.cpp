@@ -106,6 +106,16 @@ class CpuResidentNetwork final : public ResidentNetwork {
     }
   }
 
+  // d_out = 0 where the ReLU's output is <= 0. Written as a select over restrict pointers so it
+  // vectorises: the branchy form (a conditional store the compiler could not prove free of
+  // aliasing) took a quarter of a synthesis step on layer 0's 577k gradients.
+  static void mask_by_relu(const float* __restrict act, std::int64_t total,
+                           float* __restrict grad) {
+#pragma omp parallel for simd schedule(static) if (total >= kParallelMask)
+    for (std::int64_t i = 0; i < total; ++i) grad[i] = act[i] <= 0.0f ? 0.0f : grad[i];
+  }
+  static constexpr std::int64_t kParallelMask = std::int64_t{1} << 18;
+
   // Walks the chain backwards; grad_a_ holds d/d(output of layer l), grad_b_ receives d/d(input).
   void run_backward(const float* seed, int m, float* d_images) {
     const auto& layers = net_->layers;
@@ -113,13 +123,7 @@ class CpuResidentNetwork final : public ResidentNetwork {
     grad_a_.assign(seed, seed + m * out_size);
     for (std::size_t l = layers.size(); l-- > 0;) {
       const auto& p = layers[l].params;
-      if (p.relu) {
-        const float* act = activations_[l].data();
-        const std::int64_t total = m * p.out_size();
-        for (std::int64_t i = 0; i < total; ++i) {
-          if (act[i] <= 0.0f) grad_a_[i] = 0.0f;
-        }
-      }
+      if (p.relu) mask_by_relu(activations_[l].data(), m * p.out_size(), grad_a_.data());
       float* d_in;
       if (l == 0) {
         d_in = d_images;
