@@ -48,29 +48,6 @@ struct Options {
   std::string backends = "cpu";  // cpu, cuda, cudnn, or all (every backend this machine has)
 };
 
-// The compact model with the median MAC count (the lower median of the 219 rows: row 110 of
-// 219 in MAC order).
-std::string median_mac_model(const std::string& data_dir) {
-  std::ifstream in(fs::path(data_dir) / "golden" / "models_list.txt");
-  std::vector<std::pair<long long, std::string>> rows;  // (MACs, file)
-  std::string line;
-  while (std::getline(in, line)) {
-    if (line.empty() || line[0] == '#') continue;
-    std::vector<std::string> cells;
-    std::stringstream ss(line);
-    for (std::string cell; std::getline(ss, cell, '\t');) cells.push_back(cell);
-    if (cells.size() < 6) continue;
-    try {
-      rows.emplace_back(std::stoll(cells[5]), cells[3]);
-    } catch (const std::exception&) {
-      continue;
-    }
-  }
-  if (rows.empty()) return {};
-  std::sort(rows.begin(), rows.end());
-  return (fs::path(data_dir) / "compact_models" / rows[(rows.size() - 1) / 2].second).string();
-}
-
 struct Result {
   std::string backend;
   std::string pass;  // "forward" or "forward+gradient"
@@ -109,7 +86,11 @@ int run(const Options& opt) {
   std::string chosen_because = "given by --model";
   if (model_arg.empty()) {
     const std::string data = stimloop::bench::find_v4_data("golden/models_list.txt");
-    const std::string path = data.empty() ? std::string() : median_mac_model(data);
+    const std::string file =
+        data.empty() ? std::string()
+                     : stimloop::bench::median_mac_file(stimloop::bench::compact_model_rows(data));
+    const std::string path =
+        file.empty() ? std::string() : (fs::path(data) / "compact_models" / file).string();
     if (!path.empty()) {
       model_arg = path;
       chosen_because = "median-MAC compact model of " + data + "/golden/models_list.txt";

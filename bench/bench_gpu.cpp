@@ -17,7 +17,6 @@
 #include <cstdio>
 #include <fstream>
 #include <iostream>
-#include <sstream>
 #include <string>
 #include <vector>
 
@@ -170,20 +169,6 @@ Run synthesis_run(stimloop::Backend& backend, std::shared_ptr<const Network> net
   return r;
 }
 
-std::vector<std::pair<long long, std::string>> compact_models_by_macs(const std::string& data) {
-  std::ifstream in(data + "/golden/models_list.txt");
-  std::vector<std::pair<long long, std::string>> rows;
-  std::string line;
-  while (std::getline(in, line)) {
-    if (line.empty() || line[0] == '#') continue;
-    std::vector<std::string> cells;
-    std::stringstream ss(line);
-    for (std::string cell; std::getline(ss, cell, '\t');) cells.push_back(cell);
-    if (cells.size() >= 6) rows.emplace_back(std::stoll(cells[5]), cells[3]);
-  }
-  return rows;
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -218,10 +203,8 @@ int main(int argc, char** argv) {
     std::printf("published data not found (set STIMLOOP_V4_DATA): (b) on the demo model, no (c)\n");
     median = stimloop::demo_model()->network;
   } else {
-    auto rows = compact_models_by_macs(data);
-    std::vector<std::pair<long long, std::string>> sorted = rows;
-    std::sort(sorted.begin(), sorted.end());
-    median_name = sorted[(sorted.size() - 1) / 2].second;
+    const auto rows = stimloop::bench::compact_model_rows(data);
+    median_name = stimloop::bench::median_mac_file(rows);
     for (std::size_t i = 0; i < rows.size() && int(i) < opt.models; ++i) {
       auto model = stimloop::load_keras_model(data + "/compact_models/" + rows[i].second);
       if (!model.ok()) {

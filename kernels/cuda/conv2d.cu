@@ -31,12 +31,7 @@ __global__ void __launch_bounds__(kPlainThreads) conv2d_forward_kernel(TaskList 
   const LayerParams& p = t.p;
   const std::int64_t i = block * kPlainThreads + threadIdx.x;
   if (i >= std::int64_t{t.n} * p.out_size()) return;
-  const int co = static_cast<int>(i % p.out_c);
-  std::int64_t rest = i / p.out_c;
-  const int ox = static_cast<int>(rest % p.out_w);
-  rest /= p.out_w;
-  const int oy = static_cast<int>(rest % p.out_h);
-  const std::int64_t b = rest / p.out_h;
+  const auto [b, oy, ox, co] = unravel_nhwc(i, p.out_h, p.out_w, p.out_c);
   const float* image = t.in + b * p.in_size();
   float acc = t.bias != nullptr ? t.bias[co] : 0.0f;
   for (int ky = 0; ky < p.k_h; ++ky) {
@@ -59,12 +54,8 @@ __global__ void __launch_bounds__(kPlainThreads) conv2d_backward_kernel(TaskList
   const LayerParams& p = t.p;
   const std::int64_t i = block * kPlainThreads + threadIdx.x;
   if (i >= std::int64_t{t.n} * p.in_size()) return;
-  const int ci = static_cast<int>(i % p.in_c);
-  std::int64_t rest = i / p.in_c;
-  const int ix = static_cast<int>(rest % p.in_w);
-  rest /= p.in_w;
-  const int iy = static_cast<int>(rest % p.in_h);
-  const std::int64_t image_offset = (rest / p.in_h) * p.out_size();
+  const auto [b, iy, ix, ci] = unravel_nhwc(i, p.in_h, p.in_w, p.in_c);
+  const std::int64_t image_offset = b * p.out_size();
   float acc = 0.0f;
   for (int ky = 0; ky < p.k_h; ++ky) {
     const int oy = output_of_tap(iy, ky, p.stride_h, p.pad_top, p.out_h);

@@ -127,13 +127,14 @@ class CudnnLayerRunner final : public LayerRunner {
   Status init(cudaStream_t stream) {
     CUDNN_RETURN_IF_ERROR(cudnnCreate(&handle_));
     layers_.resize(net_.layers.size());
+    std::vector<std::vector<float>> krsc;  // host copies, alive until the uploads finish
     for (std::size_t l = 0; l < net_.layers.size(); ++l) {
       const NetworkLayer& src = net_.layers[l];
       const LayerParams& p = src.params;
       CudnnLayer& dst = layers_[l];
-      krsc_.push_back(to_krsc(src));
-      RETURN_IF_ERROR(dst.weights.allocate(krsc_.back().size()));
-      RETURN_IF_ERROR(dst.weights.upload(krsc_.back().data(), krsc_.back().size(), stream));
+      krsc.push_back(to_krsc(src));
+      RETURN_IF_ERROR(dst.weights.allocate(krsc.back().size()));
+      RETURN_IF_ERROR(dst.weights.upload(krsc.back().data(), krsc.back().size(), stream));
       if (!src.bias.empty()) {
         RETURN_IF_ERROR(dst.bias.allocate(src.bias.size()));
         RETURN_IF_ERROR(dst.bias.upload(src.bias.data(), src.bias.size(), stream));
@@ -158,7 +159,6 @@ class CudnnLayerRunner final : public LayerRunner {
       CUDNN_RETURN_IF_ERROR(cudnnSetConvolutionMathType(dst.conv, CUDNN_FMA_MATH));
     }
     CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream));
-    krsc_.clear();
     return Status::Ok();
   }
 
@@ -277,7 +277,6 @@ class CudnnLayerRunner final : public LayerRunner {
   const Network& net_;
   cudnnHandle_t handle_ = nullptr;
   std::vector<CudnnLayer> layers_;
-  std::vector<std::vector<float>> krsc_;  // host staging until the uploads finish
   DeviceBuffer<unsigned char> workspace_;
   std::size_t workspace_bytes_ = 0;
   DeviceBuffer<float> padded_, masked_;

@@ -31,12 +31,8 @@ __global__ void __launch_bounds__(kThreads) depthwise_forward_kernel(TaskList ta
   const std::int64_t i = block * kThreads + threadIdx.x;
   if (i >= std::int64_t{t.n} * p.out_size()) return;
   const int c = p.in_c;
-  const int ch = static_cast<int>(i % c);
-  std::int64_t rest = i / c;
-  const int ox = static_cast<int>(rest % p.out_w);
-  rest /= p.out_w;
-  const int oy = static_cast<int>(rest % p.out_h);
-  const float* image = t.in + (rest / p.out_h) * p.in_size() + ch;
+  const auto [b, oy, ox, ch] = unravel_nhwc(i, p.out_h, p.out_w, c);
+  const float* image = t.in + b * p.in_size() + ch;
   float acc = t.bias != nullptr ? t.bias[ch] : 0.0f;
   for (int ky = 0; ky < p.k_h; ++ky) {
     const int iy = input_of_tap(oy, ky, p.stride_h, p.pad_top, p.in_h);
@@ -58,12 +54,8 @@ __global__ void __launch_bounds__(kThreads) depthwise_backward_kernel(TaskList t
   const std::int64_t i = block * kThreads + threadIdx.x;
   if (i >= std::int64_t{t.n} * p.in_size()) return;
   const int c = p.in_c;
-  const int ch = static_cast<int>(i % c);
-  std::int64_t rest = i / c;
-  const int ix = static_cast<int>(rest % p.in_w);
-  rest /= p.in_w;
-  const int iy = static_cast<int>(rest % p.in_h);
-  const std::int64_t image_offset = (rest / p.in_h) * p.out_size() + ch;
+  const auto [b, iy, ix, ch] = unravel_nhwc(i, p.in_h, p.in_w, c);
+  const std::int64_t image_offset = b * p.out_size() + ch;
   float acc = 0.0f;
   for (int ky = 0; ky < p.k_h; ++ky) {
     const int oy = output_of_tap(iy, ky, p.stride_h, p.pad_top, p.out_h);

@@ -71,9 +71,7 @@ class CudaSynthesis final : public DeviceSynthesis {
 
   Status run(int steps) override {
     for (int k = 0; k < steps; ++k) {
-      const int t = steps_done_;
-      const bool blur = settings_.image_blur_every > 0 && t > 0 &&
-                        t % settings_.image_blur_every == 0 && settings_.image_sigma > 0;
+      const bool blur = is_blur_step(steps_done_);
       if (graphs_) {
         CUDA_RETURN_IF_ERROR(cudaGraphLaunch(blur ? blur_graph_ : step_graph_, stream_));
       } else {
@@ -122,9 +120,7 @@ class CudaSynthesis final : public DeviceSynthesis {
   StatusOr<std::vector<std::pair<std::string, double>>> profile(int steps) override {
     std::vector<std::pair<std::string, double>> totals;
     for (int k = 0; k < steps; ++k) {
-      const int t = steps_done_;
-      const bool blur = settings_.image_blur_every > 0 && t > 0 &&
-                        t % settings_.image_blur_every == 0 && settings_.image_sigma > 0;
+      const bool blur = is_blur_step(steps_done_);
       std::vector<std::pair<std::string, cudaEvent_t>> marks;
       marks_ = &marks;
       mark("start");
@@ -163,6 +159,12 @@ class CudaSynthesis final : public DeviceSynthesis {
   }
 
  private:
+  // The authors' image blur follows the evaluation of steps t > 0 with t % every == 0.
+  bool is_blur_step(int t) const {
+    return settings_.image_blur_every > 0 && t > 0 && t % settings_.image_blur_every == 0 &&
+           settings_.image_sigma > 0;
+  }
+
   Status allocate_targets(const std::vector<SynthesisTarget>& targets) {
     int images = 0;
     for (const SynthesisTarget& t : targets) {

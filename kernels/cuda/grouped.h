@@ -46,4 +46,20 @@ __device__ inline std::int64_t load_task(const TaskList& list, OpTask& task) {
   return block_in_task;
 }
 
+// Position of flat index i in an (n, h, w, c) channels-last tensor.
+struct NhwcIndex {
+  std::int64_t b;
+  int y, x, c;
+};
+__device__ inline NhwcIndex unravel_nhwc(std::int64_t i, int h, int w, int c) {
+  NhwcIndex idx;
+  idx.c = static_cast<int>(i % c);
+  i /= c;
+  idx.x = static_cast<int>(i % w);
+  i /= w;
+  idx.y = static_cast<int>(i % h);
+  idx.b = i / h;
+  return idx;
+}
+
 }  // namespace stimloop::cuda
