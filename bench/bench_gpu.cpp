@@ -43,6 +43,7 @@ struct Options {
   int cudnn_steps = 20;
   int host_steps = 100;
   int models = 219;
+  std::string only;  // "b" or "c": that custom-kernel run alone (for a profiler), else all
   std::string json_path;
 };
 
@@ -181,6 +182,9 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(1, 100000));
   app.add_option("--models", opt.models, "Compact models in the (c) run")
       ->check(CLI::Range(1, 219));
+  app.add_option("--only", opt.only,
+                 "Run just (b) or (c) on the custom kernels, e.g. under a profiler")
+      ->check(CLI::IsMember({"b", "c"}));
   app.add_option("--json", opt.json_path, "Also write the results as JSON to this file");
   CLI11_PARSE(app, argc, argv);
 
@@ -223,19 +227,29 @@ int main(int argc, char** argv) {
 
   std::vector<Run> runs;
   try {
-    runs.push_back(device_run("(b) one stimulus, " + median_name, **cuda, {median}, opt.steps,
-                              opt.steps, peak));
-    if (cudnn.ok()) {
-      runs.push_back(device_run("(b) one stimulus, " + median_name, **cudnn, {median}, opt.steps,
+    if (!opt.only.empty()) {
+      if (opt.only == "b") {
+        runs.push_back(device_run("(b) one stimulus, " + median_name, **cuda, {median}, opt.steps,
+                                  opt.steps, peak));
+      } else if (!compact.empty()) {
+        runs.push_back(device_run("(c) " + std::to_string(compact.size()) + " models x 1 stimulus",
+                                  **cuda, compact, opt.steps, opt.steps, peak));
+      }
+    } else {
+      runs.push_back(device_run("(b) one stimulus, " + median_name, **cuda, {median}, opt.steps,
                                 opt.steps, peak));
-    }
-    runs.push_back(synthesis_run(**cuda, median, opt.steps, opt.steps, true));
-    runs.push_back(synthesis_run(**cuda, median, opt.host_steps, opt.steps, false));
-    if (!compact.empty()) {
-      const std::string what = "(c) " + std::to_string(compact.size()) + " models x 1 stimulus";
-      runs.push_back(device_run(what, **cuda, compact, opt.steps, opt.steps, peak));
       if (cudnn.ok()) {
-        runs.push_back(device_run(what, **cudnn, compact, opt.cudnn_steps, opt.steps, peak));
+        runs.push_back(device_run("(b) one stimulus, " + median_name, **cudnn, {median}, opt.steps,
+                                  opt.steps, peak));
+      }
+      runs.push_back(synthesis_run(**cuda, median, opt.steps, opt.steps, true));
+      runs.push_back(synthesis_run(**cuda, median, opt.host_steps, opt.steps, false));
+      if (!compact.empty()) {
+        const std::string what = "(c) " + std::to_string(compact.size()) + " models x 1 stimulus";
+        runs.push_back(device_run(what, **cuda, compact, opt.steps, opt.steps, peak));
+        if (cudnn.ok()) {
+          runs.push_back(device_run(what, **cudnn, compact, opt.cudnn_steps, opt.steps, peak));
+        }
       }
     }
   } catch (const std::exception& e) {

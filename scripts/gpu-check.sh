@@ -6,7 +6,9 @@
 # throughput, one 1000-step stimulus, all 219 models), then compute-sanitizer memcheck and
 # racecheck on the op tests. Logs go to $OUT (default out/gpu-check), at most 8 files.
 # Worst case about 7.5 minutes (every step at its limit); SKIP_BENCH=1 skips the benchmark,
-# QUALITY=1 adds the synthesis quality bars (issue 3, up to 5 more minutes).
+# SKIP_SANITIZERS=1 compute-sanitizer,
+# QUALITY=1 adds the synthesis quality bars (issue 3, up to 5 more minutes), NCU=1 an Nsight
+# Compute pass over one step of (b) and of (c) (throughput and occupancy per kernel, 2 minutes).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-out/gpu-check}
@@ -42,11 +44,23 @@ if [ -z "${SKIP_BENCH:-}" ]; then
   step bench 170 python3 bench/compare_pytorch_gpu.py --bin "$BUNDLE/bin" --json "$OUT/compare.json"
 fi
 SAN=$(command -v compute-sanitizer || ls /usr/local/cuda/bin/compute-sanitizer 2>/dev/null)
-if [ -n "$SAN" ]; then
+if [ -n "${SKIP_SANITIZERS:-}" ]; then
+  echo "compute-sanitizer skipped (SKIP_SANITIZERS)"
+elif [ -n "$SAN" ]; then
   step memcheck 60 "$SAN" --tool memcheck --error-exitcode 9 "$BUNDLE/bin/stimloop_gpu_tests" "[ops]"
   step racecheck 60 "$SAN" --tool racecheck --error-exitcode 9 "$BUNDLE/bin/stimloop_gpu_tests" "[ops]"
 else
   echo "compute-sanitizer not found"; status=1
+fi
+NCU_BIN=$(command -v ncu || ls /usr/local/cuda/bin/ncu /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | head -n 1)
+if [ -n "${NCU:-}" ] && [ -n "$NCU_BIN" ]; then
+  for case in b c; do  # the first step's launches of stimloop's own kernels
+    step "ncu-$case" 60 "$NCU_BIN" --section SpeedOfLight --section Occupancy --section LaunchStats \
+      -k 'regex:conv2d|depthwise|pointwise|update_kernel|gradient_sumsq' --launch-count 22 \
+      "$BUNDLE/bin/stimloop-bench-gpu" --only "$case" --steps 2
+  done
+elif [ -n "${NCU:-}" ]; then
+  echo "ncu not found"
 fi
 if [ -n "${QUALITY:-}" ]; then
   NATURAL_STD=()

@@ -8,9 +8,10 @@
 // tile. Forward: the input tile (+ halo) and the weights of a 16-channel chunk sit in shared
 // memory; each thread owns 4 pixels down one column x 8 channels (32 accumulators). Lanes are
 // consecutive columns, so the column windows a thread slides over its 4 rows read conflict-free
-// shared memory, and the 8 weights of a warp are one broadcast. Backward to the input: the
-// ReLU-masked output gradient tile (+ halo) of an 8-channel chunk in shared memory; each thread
-// owns 4 pixels x 3 input channels and slides the same way.
+// shared memory, and the 8 weights of a warp are one broadcast. Backward to the input (8 x 32
+// tiles): the ReLU-masked output gradient tile (+ halo) of a 16-channel chunk in shared memory;
+// four warp groups each take a quarter of the channels, each thread 4 pixels x 3 input channels
+// sliding the same way, and the groups' sums are added in a fixed order at the end.
 #include "kernels/cuda/kernel_variant.h"
 
 namespace stimloop::cuda {
@@ -84,8 +85,14 @@ constexpr int kChanPerThread = 8;                        // forward: output chan
 constexpr int kChanGroups = 2;                           // forward: warps along channels
 constexpr int kFwdChunk = kChanPerThread * kChanGroups;  // 16 output channels per block
 constexpr int kFwdThreads = kTileW * kRowGroups * kChanGroups;  // 256
-constexpr int kBwdChunk = 8;                      // backward: output channels staged per pass
-constexpr int kBwdThreads = kTileW * kRowGroups;  // 128
+// Backward: a smaller tile (8 x 32) and four warps' groups of channels per row group, added at
+// the end, so a single image still fills the card (56 blocks, not 28, each a quarter of the
+// channel loop: one image took 145 us with one group and 16-row tiles on an H200).
+constexpr int kBwdRowGroups = 2;
+constexpr int kBwdTileH = kRowsPerThread * kBwdRowGroups;       // 8 rows
+constexpr int kBwdGroups = 4;                                   // channel groups (warps)
+constexpr int kBwdChanPerGroup = 4;                             // channels of a group per pass
+constexpr int kBwdThreads = kTileW * kBwdRowGroups * kBwdGroups;  // 256
 
 __host__ __device__ inline int tiles(int size, int tile) { return (size + tile - 1) / tile; }
 
@@ -94,7 +101,7 @@ std::int64_t tiled_forward_blocks(const OpTask& t) {
          tiles(t.p.out_c, kFwdChunk);
 }
 std::int64_t tiled_backward_blocks(const OpTask& t) {
-  return std::int64_t{t.n} * tiles(t.p.in_h, kTileH) * tiles(t.p.in_w, kTileW);
+  return std::int64_t{t.n} * tiles(t.p.in_h, kBwdTileH) * tiles(t.p.in_w, kTileW);
 }
 
 template <int K>
@@ -193,38 +200,40 @@ __global__ void __launch_bounds__(kFwdThreads) conv2d_forward_tiled_kernel(TaskL
 
 template <int K>
 __global__ void __launch_bounds__(kBwdThreads) conv2d_backward_tiled_kernel(TaskList tasks) {
-  constexpr int kHaloH = kTileH + K - 1, kHaloW = kTileW + K - 1;
+  constexpr int kHaloH = kBwdTileH + K - 1, kHaloW = kTileW + K - 1;
+  constexpr int kChunk = kBwdChanPerGroup * kBwdGroups;  // output channels staged per pass
   STIMLOOP_SHARED_TASK(t);
-  __shared__ float g_s[kBwdChunk][kHaloH][kHaloW];
-  __shared__ float w_s[K * K][kInC][kBwdChunk];
+  __shared__ float g_s[kChunk][kHaloH][kHaloW];
+  __shared__ float w_s[K * K][kInC][kChunk];
   std::int64_t block = load_task(tasks, t);
   const LayerParams& p = t.p;
-  const int tiles_x = tiles(p.in_w, kTileW), tiles_y = tiles(p.in_h, kTileH);
+  const int tiles_x = tiles(p.in_w, kTileW), tiles_y = tiles(p.in_h, kBwdTileH);
   const int tile_x = static_cast<int>(block % tiles_x);
   block /= tiles_x;
   const int tile_y = static_cast<int>(block % tiles_y);
   const std::int64_t image = block / tiles_y;
-  const int iy0 = tile_y * kTileH, ix0 = tile_x * kTileW;
+  const int iy0 = tile_y * kBwdTileH, ix0 = tile_x * kTileW;
   // Output row of halo row 0: d_in[iy] gathers d_out[iy + pad - ky], ky in [0, K).
   const int oy_base = iy0 + p.pad_top - (K - 1), ox_base = ix0 + p.pad_left - (K - 1);
   const std::int64_t g_offset = image * p.out_size();
 
-  const int lane = threadIdx.x % kTileW, row_group = threadIdx.x / kTileW;
+  const int lane = threadIdx.x % kTileW, warp = threadIdx.x / kTileW;
+  const int row_group = warp % kBwdRowGroups, group = warp / kBwdRowGroups;
   float acc[kRowsPerThread][kInC] = {};
   // Each thread stages its share of a chunk eight loads at a time, all eight in flight at once:
-  // a loop that waited for each load in turn left the kernel latency-bound (145 us for one
-  // 112x112 image on an H200, against 26 us forward).
-  constexpr int kStaged = kBwdChunk * kHaloH * kHaloW;
+  // a loop that waited for each load in turn left the kernel latency-bound.
+  constexpr int kStaged = kChunk * kHaloH * kHaloW;
   constexpr int kBatch = 8;
-  for (int co0 = 0; co0 < p.out_c; co0 += kBwdChunk) {
+  for (int co0 = 0; co0 < p.out_c; co0 += kChunk) {
     __syncthreads();  // the previous chunk's reads are done
-    for (int base = threadIdx.x; base < kStaged; base += kBatch * kBwdThreads) {
+#pragma unroll 1
+    for (int base = 0; base < kStaged; base += kBatch * kBwdThreads) {
       float staged[kBatch];
 #pragma unroll
       for (int u = 0; u < kBatch; ++u) {
-        const int i = base + u * kBwdThreads;
-        const int j = i % kBwdChunk, col = (i / kBwdChunk) % kHaloW;
-        const int row = i / (kBwdChunk * kHaloW);
+        const int i = base + threadIdx.x + u * kBwdThreads;
+        const int j = i % kChunk, col = (i / kChunk) % kHaloW;
+        const int row = i / (kChunk * kHaloW);
         const int oy = oy_base + row, ox = ox_base + col, co = co0 + j;
         float g = 0.0f;
         if (i < kStaged && oy >= 0 && oy < p.out_h && ox >= 0 && ox < p.out_w && co < p.out_c) {
@@ -235,19 +244,20 @@ __global__ void __launch_bounds__(kBwdThreads) conv2d_backward_tiled_kernel(Task
       }
 #pragma unroll
       for (int u = 0; u < kBatch; ++u) {
-        const int i = base + u * kBwdThreads;
-        if (i < kStaged) {
-          g_s[i % kBwdChunk][i / (kBwdChunk * kHaloW)][(i / kBwdChunk) % kHaloW] = staged[u];
-        }
+        const int i = base + threadIdx.x + u * kBwdThreads;
+        if (i < kStaged) g_s[i % kChunk][i / (kChunk * kHaloW)][(i / kChunk) % kHaloW] = staged[u];
       }
     }
-    for (int i = threadIdx.x; i < K * K * kInC * kBwdChunk; i += kBwdThreads) {
-      const int j = i % kBwdChunk, ci = (i / kBwdChunk) % kInC, tap = i / (kBwdChunk * kInC);
+    for (int i = threadIdx.x; i < K * K * kInC * kChunk; i += kBwdThreads) {
+      const int j = i % kChunk, ci = (i / kChunk) % kInC, tap = i / (kChunk * kInC);
       w_s[tap][ci][j] =
           co0 + j < p.out_c ? t.w[(std::int64_t{tap} * kInC + ci) * p.out_c + co0 + j] : 0.0f;
     }
     __syncthreads();
-    for (int j = 0; j < kBwdChunk; ++j) {
+    // This warp's channel group: channels group, group + kBwdGroups, ... of the chunk.
+#pragma unroll 1
+    for (int jj = 0; jj < kBwdChanPerGroup; ++jj) {
+      const int j = group + jj * kBwdGroups;
 #pragma unroll
       for (int kx = 0; kx < K; ++kx) {
         float v[kRowsPerThread + K - 1];
@@ -266,6 +276,35 @@ __global__ void __launch_bounds__(kBwdThreads) conv2d_backward_tiled_kernel(Task
             }
           }
         }
+      }
+    }
+  }
+  // The channel groups' partial sums, added in group order (deterministic) by group 0.
+  static_assert(sizeof(g_s) >= sizeof(float) * (kBwdGroups - 1) * kBwdRowGroups * kTileW *
+                                   kRowsPerThread * kInC,
+                "the reduction reuses g_s");
+  float* partial = &g_s[0][0][0];
+  const int slot = row_group * kTileW + lane;
+  constexpr int kSlots = kBwdRowGroups * kTileW, kValues = kRowsPerThread * kInC;
+  __syncthreads();  // every group is done reading g_s
+  if (group > 0) {
+#pragma unroll
+    for (int r = 0; r < kRowsPerThread; ++r) {
+#pragma unroll
+      for (int ci = 0; ci < kInC; ++ci) {
+        partial[((group - 1) * kValues + r * kInC + ci) * kSlots + slot] = acc[r][ci];
+      }
+    }
+  }
+  __syncthreads();
+  if (group > 0) return;
+#pragma unroll
+  for (int gi = 1; gi < kBwdGroups; ++gi) {
+#pragma unroll
+    for (int r = 0; r < kRowsPerThread; ++r) {
+#pragma unroll
+      for (int ci = 0; ci < kInC; ++ci) {
+        acc[r][ci] += partial[((gi - 1) * kValues + r * kInC + ci) * kSlots + slot];
       }
     }
   }

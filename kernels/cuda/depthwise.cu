@@ -115,15 +115,19 @@ __device__ inline void load_taps(const OpTask& t, int ch, float taps[kMaxK * kMa
   }
 }
 
-__global__ void __launch_bounds__(kTiledThreads) depthwise_forward_tiled_kernel(TaskList tasks) {
-  STIMLOOP_SHARED_TASK(t);
-  __shared__ float in_s[kInPatch][kInPatch][kLanes];
-  const std::int64_t block = load_task(tasks, t);
+// One block's tile. K and S are the kernel side and stride when known at compile time (0: read
+// them from the task). With both fixed, the staging loop's index arithmetic is by constants and
+// fully unrolled: with run-time values, its divisions, not the taps, were the kernel's time.
+template <int K, int S>
+__device__ void forward_tile(const OpTask& t, std::int64_t block,
+                             float (&in_s)[kInPatch][kInPatch][kLanes]) {
   const LayerParams& p = t.p;
+  const int k_h = K > 0 ? K : p.k_h, k_w = K > 0 ? K : p.k_w;
+  const int s_h = S > 0 ? S : p.stride_h, s_w = S > 0 ? S : p.stride_w;
   const int c = p.in_c;
   const TilePos pos = tile_pos(block, p.out_h, p.out_w, c);
-  const int iy_base = pos.y0 * p.stride_h - p.pad_top, ix_base = pos.x0 * p.stride_w - p.pad_left;
-  const int ph = (kTile - 1) * p.stride_h + p.k_h, pw = (kTile - 1) * p.stride_w + p.k_w;
+  const int iy_base = pos.y0 * s_h - p.pad_top, ix_base = pos.x0 * s_w - p.pad_left;
+  const int ph = (kTile - 1) * s_h + k_h, pw = (kTile - 1) * s_w + k_w;
   const float* image = t.in + pos.image * p.in_size();
   const int staged = ph * pw * kLanes;
   for (int base = threadIdx.x; base < staged; base += kBatch * kTiledThreads) {
@@ -159,16 +163,108 @@ __global__ void __launch_bounds__(kTiledThreads) depthwise_forward_tiled_kernel(
     float acc = bias;
 #pragma unroll
     for (int ky = 0; ky < kMaxK; ++ky) {
-      if (ky >= p.k_h) break;
+      if (ky >= k_h) break;
 #pragma unroll
       for (int kx = 0; kx < kMaxK; ++kx) {
-        if (kx >= p.k_w) break;
-        acc = fmaf(in_s[row * p.stride_h + ky][j * p.stride_w + kx][lane], taps[ky * kMaxK + kx],
-                   acc);
+        if (kx >= k_w) break;
+        acc = fmaf(in_s[row * s_h + ky][j * s_w + kx][lane], taps[ky * kMaxK + kx], acc);
       }
     }
     out[std::int64_t{ox} * c] = p.relu ? fmaxf(acc, 0.0f) : acc;
   }
+}
+
+// Square K x K at stride S (both axes), the shapes with a specialised body.
+__host__ __device__ inline bool is_square(const LayerParams& p, int k, int s) {
+  return p.k_h == k && p.k_w == k && p.stride_h == s && p.stride_w == s;
+}
+
+// Every task of a group may have its own shape; a block's branch is uniform (one task a block).
+__global__ void __launch_bounds__(kTiledThreads) depthwise_forward_tiled_kernel(TaskList tasks) {
+  STIMLOOP_SHARED_TASK(t);
+  __shared__ float in_s[kInPatch][kInPatch][kLanes];
+  const std::int64_t block = load_task(tasks, t);
+  if (is_square(t.p, 5, 2)) {
+    forward_tile<5, 2>(t, block, in_s);
+  } else if (is_square(t.p, 5, 1)) {
+    forward_tile<5, 1>(t, block, in_s);
+  } else if (is_square(t.p, 3, 2)) {
+    forward_tile<3, 2>(t, block, in_s);
+  } else if (is_square(t.p, 3, 1)) {
+    forward_tile<3, 1>(t, block, in_s);
+  } else {
+    forward_tile<0, 0>(t, block, in_s);
+  }
+}
+
+// Backward (gather), one thread per input value, K x K at stride S: of the K taps along an axis
+// only those of the input's parity class modulo S reached an output, so the loops visit just
+// those (ceil(K / S) each) with no per-tap stride test.
+template <int K, int S>
+__device__ float gather_taps(const OpTask& t, const NhwcIndex& at) {
+  const LayerParams& p = t.p;
+  const int c = p.in_c;
+  const int ry = at.y + p.pad_top, rx = at.x + p.pad_left;  // = o * S + k
+  const float* d_out = t.in + at.b * p.out_size() + at.c;
+  const float* aux = t.aux != nullptr ? t.aux + at.b * p.out_size() + at.c : nullptr;
+  float acc = 0.0f;
+#pragma unroll
+  for (int a = 0; a < (K + S - 1) / S; ++a) {
+    const int ky = ry % S + a * S, oy = (ry - ky) / S;
+    if (ky >= K || ry < ky || oy >= p.out_h) continue;
+#pragma unroll
+    for (int b = 0; b < (K + S - 1) / S; ++b) {
+      const int kx = rx % S + b * S, ox = (rx - kx) / S;
+      if (kx >= K || rx < kx || ox >= p.out_w) continue;
+      const int g = (oy * p.out_w + ox) * c;
+      if (aux != nullptr && aux[g] <= 0.0f) continue;
+      acc = fmaf(d_out[g], t.w[(ky * K + kx) * c + at.c], acc);
+    }
+  }
+  return acc;
+}
+
+// Any shape, the plain kernel's loop.
+__device__ float gather_any(const OpTask& t, const NhwcIndex& at) {
+  const LayerParams& p = t.p;
+  const int c = p.in_c;
+  const std::int64_t image_offset = at.b * p.out_size() + at.c;
+  float acc = 0.0f;
+  for (int ky = 0; ky < p.k_h; ++ky) {
+    const int oy = output_of_tap(at.y, ky, p.stride_h, p.pad_top, p.out_h);
+    if (oy < 0) continue;
+    for (int kx = 0; kx < p.k_w; ++kx) {
+      const int ox = output_of_tap(at.x, kx, p.stride_w, p.pad_left, p.out_w);
+      if (ox < 0) continue;
+      const std::int64_t g = image_offset + (std::int64_t{oy} * p.out_w + ox) * c;
+      if (t.aux != nullptr && t.aux[g] <= 0.0f) continue;
+      acc = fmaf(t.in[g], t.w[(std::int64_t{ky} * p.k_w + kx) * c + at.c], acc);
+    }
+  }
+  return acc;
+}
+
+__global__ void __launch_bounds__(kThreads) depthwise_backward_gather_kernel(TaskList tasks) {
+  STIMLOOP_SHARED_TASK(t);
+  const std::int64_t block = load_task(tasks, t);
+  const LayerParams& p = t.p;
+  const std::int64_t i = block * kThreads + threadIdx.x;
+  const std::int64_t total = std::int64_t{t.n} * p.in_size();
+  if (i >= total) return;
+  const NhwcIndex at = unravel_nhwc_fast(i, total, p.in_h, p.in_w, p.in_c);
+  float acc;
+  if (is_square(p, 5, 2)) {
+    acc = gather_taps<5, 2>(t, at);
+  } else if (is_square(p, 5, 1)) {
+    acc = gather_taps<5, 1>(t, at);
+  } else if (is_square(p, 3, 2)) {
+    acc = gather_taps<3, 2>(t, at);
+  } else if (is_square(p, 3, 1)) {
+    acc = gather_taps<3, 1>(t, at);
+  } else {
+    acc = gather_any(t, at);
+  }
+  t.out[i] = acc;
 }
 
 }  // namespace
@@ -179,6 +275,9 @@ const KernelVariant kDepthwiseForwardTiled = {
 const KernelVariant kDepthwiseForward = {
     "depthwise_forward_kernel", kThreads, forward_blocks,
     STIMLOOP_VARIANT_LAUNCHER(depthwise_forward_kernel, kThreads)};
+const KernelVariant kDepthwiseBackwardGather = {
+    "depthwise_backward_gather_kernel", kThreads, backward_blocks,
+    STIMLOOP_VARIANT_LAUNCHER(depthwise_backward_gather_kernel, kThreads)};
 const KernelVariant kDepthwiseBackward = {
     "depthwise_backward_kernel", kThreads, backward_blocks,
     STIMLOOP_VARIANT_LAUNCHER(depthwise_backward_kernel, kThreads)};

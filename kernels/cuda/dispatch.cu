@@ -50,14 +50,16 @@ const KernelVariant& choose(Pass pass, const OpTask* tasks, int count) {
             return t.p.k_h <= 5 && t.p.k_w <= 5 && t.p.stride_h <= 2 && t.p.stride_w <= 2;
           });
       if (pass == Pass::kForward) return tiled ? kDepthwiseForwardTiled : kDepthwiseForward;
-      return kDepthwiseBackward;
+      return plain ? kDepthwiseBackward : kDepthwiseBackwardGather;
     }
     case LayerKind::kPointwise: {
       if (pass == Pass::kBackward) return plain ? kPointwiseBackward : kPointwiseBackwardGemm;
-      constexpr int kLongReduction = 128;
+      // The Dense readout (one pixel, thousands of inputs): a block per output value. Shorter
+      // reductions (the shared models' 200-channel pointwise layers) stay GEMMs.
+      constexpr int kLongReduction = 512;
       const bool long_reductions = std::all_of(
           tasks, tasks + count, [](const OpTask& t) { return t.p.in_c >= kLongReduction; });
-      if (long_reductions) return kPointwiseForwardWarp;
+      if (long_reductions) return plain ? kPointwiseForward : kPointwiseForwardBlock;
       return plain ? kPointwiseForward : kPointwiseForwardGemm;
     }
   }

@@ -62,4 +62,20 @@ __device__ inline NhwcIndex unravel_nhwc(std::int64_t i, int h, int w, int c) {
   return idx;
 }
 
+// The same, in 32-bit arithmetic whenever the tensor's `total` elements allow it: a 64-bit
+// division is a long instruction sequence, and index math dominated the cheap kernels.
+__device__ inline NhwcIndex unravel_nhwc_fast(std::int64_t i, std::int64_t total, int h, int w,
+                                              int c) {
+  if (total > 0x7fffffff) return unravel_nhwc(i, h, w, c);
+  int j = static_cast<int>(i);
+  NhwcIndex idx;
+  idx.c = j % c;
+  j /= c;
+  idx.x = j % w;
+  j /= w;
+  idx.y = j % h;
+  idx.b = j / h;
+  return idx;
+}
+
 }  // namespace stimloop::cuda

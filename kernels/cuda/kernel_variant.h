@@ -32,9 +32,12 @@ extern const KernelVariant kConv2dBackwardTiled3, kConv2dBackwardTiled5;
 extern const KernelVariant kDepthwiseForward, kDepthwiseBackward;
 // Depthwise tiled forward (k <= 5, stride <= 2: every separable layer; not the 28x28 readout).
 extern const KernelVariant kDepthwiseForwardTiled;
-// Pointwise: register-tiled GEMM, one thread per output, or one warp per output for long
+// Depthwise backward, any shape, with specialised tap loops for square 3x3 and 5x5 at strides 1
+// and 2 (only the taps of the input's parity class).
+extern const KernelVariant kDepthwiseBackwardGather;
+// Pointwise: register-tiled GEMM, one thread per output, or one block per output for long
 // reductions (the Dense readout).
-extern const KernelVariant kPointwiseForward, kPointwiseForwardWarp, kPointwiseBackward;
+extern const KernelVariant kPointwiseForward, kPointwiseForwardBlock, kPointwiseBackward;
 extern const KernelVariant kPointwiseForwardGemm, kPointwiseBackwardGemm;
 
 }  // namespace stimloop::cuda

@@ -3,8 +3,8 @@
 //   - GEMM kernels (the default): out[pixels x out_c] = in[pixels x in_c] * W, and for the
 //     backward pass d_in = (d_out masked by the ReLU) * W^T, as 64 x 64 register-tiled blocks
 //     (each thread 4 x 4 outputs, 16-deep slices of both operands staged in shared memory).
-//   - Long forward reductions (the Dense readout, 2352 inputs): one warp per output value with a
-//     fixed shuffle tree, fast and deterministic.
+//   - Long forward reductions (the Dense readout, 2352 inputs): one block per output value with
+//     a fixed reduction tree, fast and deterministic.
 //   - Straightforward kernels (one thread per output value), kept as the reference the tests and
 //     STIMLOOP_CUDA_KERNELS=plain select.
 // Grouped: one launch serves many models (grouped.h).
@@ -22,9 +22,7 @@ __host__ __device__ inline std::int64_t pixels(const OpTask& t) {
 std::int64_t forward_blocks(const OpTask& t) {
   return (pixels(t) * t.p.out_c + kThreads - 1) / kThreads;
 }
-std::int64_t forward_warp_blocks(const OpTask& t) {
-  return (pixels(t) * t.p.out_c * kWarp + kThreads - 1) / kThreads;
-}
+std::int64_t forward_block_blocks(const OpTask& t) { return pixels(t) * t.p.out_c; }
 std::int64_t backward_blocks(const OpTask& t) {
   return (pixels(t) * t.p.in_c + kThreads - 1) / kThreads;
 }
@@ -42,25 +40,30 @@ __global__ void __launch_bounds__(kThreads) pointwise_forward_kernel(TaskList ta
   t.out[i] = p.relu ? fmaxf(acc, 0.0f) : acc;
 }
 
-__global__ void __launch_bounds__(kThreads) pointwise_forward_warp_kernel(TaskList tasks) {
+// One block per output value: each thread a strided partial sum, then a fixed tree (warp
+// shuffles, then the warps' sums in order): deterministic. One warp per value left a batch-1
+// readout latency-bound (74 dependent steps for 2352 inputs).
+__global__ void __launch_bounds__(kThreads) pointwise_forward_block_kernel(TaskList tasks) {
   STIMLOOP_SHARED_TASK(t);
-  const std::int64_t block = load_task(tasks, t);
+  __shared__ float warp_sums[kThreads / kWarp];
+  const std::int64_t i = load_task(tasks, t);  // one block per output value
   const LayerParams& p = t.p;
-  const std::int64_t i = (block * kThreads + threadIdx.x) / kWarp;
-  if (i >= pixels(t) * p.out_c) return;  // whole warps leave together
-  const int lane = threadIdx.x % kWarp;
   const int co = static_cast<int>(i % p.out_c);
   const float* a = t.in + (i / p.out_c) * p.in_c;
   float acc = 0.0f;
-  for (int ci = lane; ci < p.in_c; ci += kWarp) {
+  for (int ci = threadIdx.x; ci < p.in_c; ci += kThreads) {
     acc = fmaf(a[ci], t.w[std::int64_t{ci} * p.out_c + co], acc);
   }
   for (int offset = kWarp / 2; offset > 0; offset /= 2) {
     acc += __shfl_down_sync(0xffffffffu, acc, offset);
   }
-  if (lane == 0) {
-    acc += t.bias != nullptr ? t.bias[co] : 0.0f;
-    t.out[i] = p.relu ? fmaxf(acc, 0.0f) : acc;
+  if (threadIdx.x % kWarp == 0) warp_sums[threadIdx.x / kWarp] = acc;
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    float total = 0.0f;
+    for (int w = 0; w < kThreads / kWarp; ++w) total += warp_sums[w];
+    total += t.bias != nullptr ? t.bias[co] : 0.0f;
+    t.out[i] = p.relu ? fmaxf(total, 0.0f) : total;
   }
 }
 
@@ -182,9 +185,9 @@ const KernelVariant kPointwiseBackwardGemm = {
 const KernelVariant kPointwiseForward = {
     "pointwise_forward_kernel", kThreads, forward_blocks,
     STIMLOOP_VARIANT_LAUNCHER(pointwise_forward_kernel, kThreads)};
-const KernelVariant kPointwiseForwardWarp = {
-    "pointwise_forward_warp_kernel", kThreads, forward_warp_blocks,
-    STIMLOOP_VARIANT_LAUNCHER(pointwise_forward_warp_kernel, kThreads)};
+const KernelVariant kPointwiseForwardBlock = {
+    "pointwise_forward_block_kernel", kThreads, forward_block_blocks,
+    STIMLOOP_VARIANT_LAUNCHER(pointwise_forward_block_kernel, kThreads)};
 const KernelVariant kPointwiseBackward = {
     "pointwise_backward_kernel", kThreads, backward_blocks,
     STIMLOOP_VARIANT_LAUNCHER(pointwise_backward_kernel, kThreads)};

@@ -75,9 +75,8 @@ template <typename Value>
 __device__ void blur_band_rows(const ImageState& s, const Band& b, const BlurTaps& k, Value value,
                                double* out) {
   for (std::int64_t j = b.begin + threadIdx.x; j < b.end; j += blockDim.x) {
-    const int c = static_cast<int>(j % 3);
-    const int x = static_cast<int>((j / 3) % s.w);
-    const int y = static_cast<int>(j / (3 * std::int64_t{s.w}));
+    const int within = static_cast<int>(j);  // image-relative: 32-bit index math
+    const int c = within % 3, x = (within / 3) % s.w, y = within / (3 * s.w);
     double acc = 0.0;
     for (int t = -k.radius; t <= k.radius; ++t) {
       acc += k.w[t + k.radius] * value((std::int64_t{reflect(y + t, s.h)} * s.w + x) * 3 + c);
@@ -128,8 +127,8 @@ __global__ void __launch_bounds__(kBandThreads) update_kernel(ImageState s, Step
   double* x = s.x + b.offset;
   for (std::int64_t p = b.begin / 3 + threadIdx.x; p < b.end / 3; p += blockDim.x) {
     double g[3], v[3];
-    blur_columns_at(s, st.gradient_blur, tmp, static_cast<int>(p / s.w), static_cast<int>(p % s.w),
-                    g);
+    const int pixel = static_cast<int>(p);
+    blur_columns_at(s, st.gradient_blur, tmp, pixel / s.w, pixel % s.w, g);
     for (int c = 0; c < 3; ++c) {
       const double mean = st.means[c];
       v[c] = fmin(fmax(x[p * 3 + c] + st.step_size * g[c], -mean), 255.0 - mean);
@@ -180,8 +179,8 @@ __global__ void __launch_bounds__(kBandThreads)
   float* input = s.slots[b.image].input;
   for (std::int64_t p = b.begin / 3 + threadIdx.x; p < b.end / 3; p += blockDim.x) {
     double v[3];
-    blur_columns_at(s, taps, s.scratch + b.offset, static_cast<int>(p / s.w),
-                    static_cast<int>(p % s.w), v);
+    const int pixel = static_cast<int>(p);
+    blur_columns_at(s, taps, s.scratch + b.offset, pixel / s.w, pixel % s.w, v);
     for (int c = 0; c < 3; ++c) {
       x[p * 3 + c] = v[c];
       input[p * 3 + c] = static_cast<float>(v[c]);

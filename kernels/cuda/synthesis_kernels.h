@@ -36,8 +36,9 @@ struct ImageState {
 };
 
 // Image-wide kernels split each image into bands of rows, one block per (band, image), so one
-// image still spreads over many SMs (a rig's single stimulus) and 219 images fill the card.
-constexpr int kBandRows = 8;
+// image still spreads over many SMs (a rig's single stimulus: 56 blocks) and 219 images fill the
+// card.
+constexpr int kBandRows = 2;
 inline int bands(int h) { return (h + kBandRows - 1) / kBandRows; }
 
 constexpr int kMaxBlurRadius = 16;
