@@ -4,14 +4,15 @@
 // Straightforward kernels (any shape): one thread per output value (forward) or per input value
 // (backward, gathering over the taps that touched it: no atomics, deterministic).
 //
-// Tiled kernels (stride 1, three input channels, K = 3 or 5): a block computes a 16 x 32 pixel
-// tile. Forward: the input tile (+ halo) and the weights of a 16-channel chunk sit in shared
-// memory; each thread owns 4 pixels down one column x 8 channels (32 accumulators). Lanes are
-// consecutive columns, so the column windows a thread slides over its 4 rows read conflict-free
-// shared memory, and the 8 weights of a warp are one broadcast. Backward to the input (8 x 32
-// tiles): the ReLU-masked output gradient tile (+ halo) of a 16-channel chunk in shared memory;
-// four warp groups each take a quarter of the channels, each thread 4 pixels x 3 input channels
-// sliding the same way, and the groups' sums are added in a fixed order at the end.
+// Tiled kernels (stride 1, three input channels, K = 3 or 5). Forward, 16 x 32 pixel tiles: the
+// input tile (+ halo) and the weights of a 16-channel chunk sit in shared memory; each thread
+// owns 4 pixels down one column x 8 channels (32 accumulators). Lanes are consecutive columns, so
+// the column windows a thread slides over its 4 rows read conflict-free shared memory, and the 8
+// weights of a warp are one broadcast; the results leave through shared memory as whole channel
+// runs. Backward to the input, 8 x 32 tiles: the ReLU-masked output gradient tile (+ halo) of a
+// 16-channel chunk in shared memory; eight warps each take two of its channels, each thread
+// 8 pixels down its column x 3 input channels, sliding the same way, and the warps' sums are
+// added in a fixed order at the end.
 #include "kernels/cuda/kernel_variant.h"
 
 namespace stimloop::cuda {
@@ -85,14 +86,15 @@ constexpr int kChanPerThread = 8;                        // forward: output chan
 constexpr int kChanGroups = 2;                           // forward: warps along channels
 constexpr int kFwdChunk = kChanPerThread * kChanGroups;  // 16 output channels per block
 constexpr int kFwdThreads = kTileW * kRowGroups * kChanGroups;  // 256
-// Backward: a smaller tile (8 x 32) and four warps' groups of channels per row group, added at
-// the end, so a single image still fills the card (56 blocks, not 28, each a quarter of the
-// channel loop: one image took 145 us with one group and 16-row tiles on an H200).
-constexpr int kBwdRowGroups = 2;
-constexpr int kBwdTileH = kRowsPerThread * kBwdRowGroups;       // 8 rows
-constexpr int kBwdGroups = 4;                                   // channel groups (warps)
-constexpr int kBwdChanPerGroup = 4;                             // channels of a group per pass
-constexpr int kBwdThreads = kTileW * kBwdRowGroups * kBwdGroups;  // 256
+// Backward: a smaller tile (8 x 32) and eight warps' groups of channels, added at the end, so a
+// single image still fills the card (56 blocks, not 28, each an eighth of the channel loop: one
+// image took 145 us with one group and 16-row tiles on an H200, 43 us with four groups of
+// 4-row threads); 8 rows a thread keep two shared loads per eight FMAs.
+constexpr int kBwdRows = 8;                         // pixels per thread, down one column
+constexpr int kBwdTileH = kBwdRows;                 // one row group: 8 x 32 tiles
+constexpr int kBwdGroups = 8;                       // channel groups (warps)
+constexpr int kBwdChanPerGroup = 2;                 // channels of a group per pass
+constexpr int kBwdThreads = kTileW * kBwdGroups;    // 256
 
 __host__ __device__ inline int tiles(int size, int tile) { return (size + tile - 1) / tile; }
 
@@ -107,9 +109,17 @@ std::int64_t tiled_backward_blocks(const OpTask& t) {
 template <int K>
 __global__ void __launch_bounds__(kFwdThreads) conv2d_forward_tiled_kernel(TaskList tasks) {
   constexpr int kHaloH = kTileH + K - 1, kHaloW = kTileW + K - 1;
+  constexpr int kInFloats = kInC * kHaloH * kHaloW, kWFloats = K * K * kInC * kFwdChunk;
+  // The output tile goes out through shared memory (padded rows: conflict-free), so that its
+  // global stores are whole 64-byte channel runs: stored straight from the registers, a warp's
+  // store touched 32 pixels' lines at once and the L1 traffic was the kernel's limit.
+  constexpr int kOutStride = kFwdChunk + 1, kOutFloats = kTileH * kTileW * kOutStride;
+  constexpr int kSmemFloats = kInFloats + kWFloats > kOutFloats ? kInFloats + kWFloats : kOutFloats;
+  static_assert(kInFloats % 4 == 0, "w_s must stay 16-byte aligned");
   STIMLOOP_SHARED_TASK(t);
-  __shared__ float in_s[kInC][kHaloH][kHaloW];
-  __shared__ __align__(16) float w_s[K * K * kInC][kFwdChunk];
+  __shared__ __align__(16) float smem[kSmemFloats];
+  auto& in_s = *reinterpret_cast<float(*)[kInC][kHaloH][kHaloW]>(smem);
+  auto& w_s = *reinterpret_cast<float(*)[K * K * kInC][kFwdChunk]>(smem + kInFloats);
   std::int64_t block = load_task(tasks, t);
   const LayerParams& p = t.p;
   const int chunks = tiles(p.out_c, kFwdChunk), tiles_x = tiles(p.out_w, kTileW),
@@ -180,20 +190,24 @@ __global__ void __launch_bounds__(kFwdThreads) conv2d_forward_tiled_kernel(TaskL
       }
     }
   }
-  const int ox = ox0 + lane;
-  if (ox >= p.out_w) return;
+  __syncthreads();  // everyone is done with in_s and w_s: smem becomes the output tile
 #pragma unroll
-  for (int r = 0; r < kRowsPerThread; ++r) {
-    const int oy = oy0 + row_group * kRowsPerThread + r;
-    if (oy >= p.out_h) break;
-    float* out = t.out + ((image * p.out_h + oy) * p.out_w + ox) * p.out_c;
+  for (int c = 0; c < kChanPerThread; ++c) {
+    const int j = chan_group * kChanPerThread + c, co = co0 + j;
+    const float bias = t.bias != nullptr && co < p.out_c ? t.bias[co] : 0.0f;
 #pragma unroll
-    for (int c = 0; c < kChanPerThread; ++c) {
-      const int co = co0 + chan_group * kChanPerThread + c;
-      if (co < p.out_c) {
-        const float y = acc[r][c] + (t.bias != nullptr ? t.bias[co] : 0.0f);
-        out[co] = p.relu ? fmaxf(y, 0.0f) : y;
-      }
+    for (int r = 0; r < kRowsPerThread; ++r) {
+      const float y = acc[r][c] + bias;
+      smem[((row_group * kRowsPerThread + r) * kTileW + lane) * kOutStride + j] =
+          p.relu ? fmaxf(y, 0.0f) : y;
+    }
+  }
+  __syncthreads();
+  for (int e = threadIdx.x; e < kTileH * kTileW * kFwdChunk; e += kFwdThreads) {
+    const int j = e % kFwdChunk, pixel = e / kFwdChunk;
+    const int oy = oy0 + pixel / kTileW, ox = ox0 + pixel % kTileW, co = co0 + j;
+    if (oy < p.out_h && ox < p.out_w && co < p.out_c) {
+      t.out[((image * p.out_h + oy) * p.out_w + ox) * p.out_c + co] = smem[pixel * kOutStride + j];
     }
   }
 }
@@ -217,9 +231,8 @@ __global__ void __launch_bounds__(kBwdThreads) conv2d_backward_tiled_kernel(Task
   const int oy_base = iy0 + p.pad_top - (K - 1), ox_base = ix0 + p.pad_left - (K - 1);
   const std::int64_t g_offset = image * p.out_size();
 
-  const int lane = threadIdx.x % kTileW, warp = threadIdx.x / kTileW;
-  const int row_group = warp % kBwdRowGroups, group = warp / kBwdRowGroups;
-  float acc[kRowsPerThread][kInC] = {};
+  const int lane = threadIdx.x % kTileW, group = threadIdx.x / kTileW;
+  float acc[kBwdRows][kInC] = {};
   // Each thread stages its share of a chunk eight loads at a time, all eight in flight at once:
   // a loop that waited for each load in turn left the kernel latency-bound.
   constexpr int kStaged = kChunk * kHaloH * kHaloW;
@@ -260,18 +273,16 @@ __global__ void __launch_bounds__(kBwdThreads) conv2d_backward_tiled_kernel(Task
       const int j = group + jj * kBwdGroups;
 #pragma unroll
       for (int kx = 0; kx < K; ++kx) {
-        float v[kRowsPerThread + K - 1];
+        float v[kBwdRows + K - 1];
 #pragma unroll
-        for (int r = 0; r < kRowsPerThread + K - 1; ++r) {
-          v[r] = g_s[j][row_group * kRowsPerThread + r][lane + K - 1 - kx];
-        }
+        for (int r = 0; r < kBwdRows + K - 1; ++r) v[r] = g_s[j][r][lane + K - 1 - kx];
 #pragma unroll
         for (int ky = 0; ky < K; ++ky) {
 #pragma unroll
           for (int ci = 0; ci < kInC; ++ci) {
             const float wv = w_s[ky * K + kx][ci][j];
 #pragma unroll
-            for (int r = 0; r < kRowsPerThread; ++r) {
+            for (int r = 0; r < kBwdRows; ++r) {
               acc[r][ci] = fmaf(v[r + K - 1 - ky], wv, acc[r][ci]);
             }
           }
@@ -280,16 +291,15 @@ __global__ void __launch_bounds__(kBwdThreads) conv2d_backward_tiled_kernel(Task
     }
   }
   // The channel groups' partial sums, added in group order (deterministic) by group 0.
-  static_assert(sizeof(g_s) >= sizeof(float) * (kBwdGroups - 1) * kBwdRowGroups * kTileW *
-                                   kRowsPerThread * kInC,
+  static_assert(sizeof(g_s) >= sizeof(float) * (kBwdGroups - 1) * kTileW * kBwdRows * kInC,
                 "the reduction reuses g_s");
   float* partial = &g_s[0][0][0];
-  const int slot = row_group * kTileW + lane;
-  constexpr int kSlots = kBwdRowGroups * kTileW, kValues = kRowsPerThread * kInC;
+  const int slot = lane;
+  constexpr int kSlots = kTileW, kValues = kBwdRows * kInC;
   __syncthreads();  // every group is done reading g_s
   if (group > 0) {
 #pragma unroll
-    for (int r = 0; r < kRowsPerThread; ++r) {
+    for (int r = 0; r < kBwdRows; ++r) {
 #pragma unroll
       for (int ci = 0; ci < kInC; ++ci) {
         partial[((group - 1) * kValues + r * kInC + ci) * kSlots + slot] = acc[r][ci];
@@ -301,7 +311,7 @@ __global__ void __launch_bounds__(kBwdThreads) conv2d_backward_tiled_kernel(Task
 #pragma unroll
   for (int gi = 1; gi < kBwdGroups; ++gi) {
 #pragma unroll
-    for (int r = 0; r < kRowsPerThread; ++r) {
+    for (int r = 0; r < kBwdRows; ++r) {
 #pragma unroll
       for (int ci = 0; ci < kInC; ++ci) {
         acc[r][ci] += partial[((gi - 1) * kValues + r * kInC + ci) * kSlots + slot];
@@ -311,8 +321,8 @@ __global__ void __launch_bounds__(kBwdThreads) conv2d_backward_tiled_kernel(Task
   const int ix = ix0 + lane;
   if (ix >= p.in_w) return;
 #pragma unroll
-  for (int r = 0; r < kRowsPerThread; ++r) {
-    const int iy = iy0 + row_group * kRowsPerThread + r;
+  for (int r = 0; r < kBwdRows; ++r) {
+    const int iy = iy0 + r;
     if (iy >= p.in_h) break;
     float* d_in = t.out + ((image * p.in_h + iy) * p.in_w + ix) * kInC;
 #pragma unroll

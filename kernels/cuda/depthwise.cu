@@ -3,12 +3,16 @@
 //   - Tiled forward (k <= 5, stride <= 2: every separable layer): a block owns an 8 x 8 output
 //     tile x 32 channels; the input patch it reads sits in shared memory, loaded eight elements
 //     per thread at a time; lanes are channels, warps are tile rows, each thread keeps its
-//     channel's taps in registers and computes 8 pixels.
-//   - Straightforward kernels (any shape, the readout, and every backward pass): one thread per
-//     output value (forward) or input value (backward, gathering: no atomics, deterministic),
-//     channel fastest. A tiled backward built like the forward measured slower on an H200
-//     (9.1 ms against 6.1 ms per step for layer 1 of 219 models, bench/RESULTS.md): with the
-//     stride a run-time value, its per-tap stride tests cost more than the staging saved.
+//     channel's taps in registers and computes 8 pixels. Square 3x3 / 5x5 at strides 1 and 2
+//     have bodies with those sizes fixed at compile time.
+//   - Backward, stride 2 (square 3x3 / 5x5): one thread per 2 x 2 block of inputs of a channel
+//     (quad kernel below).
+//   - Backward, any other shape: one thread per input value, gathering (no atomics,
+//     deterministic), with tap loops that visit only the taps of the input's parity class for
+//     square 3x3 / 5x5 at strides 1 and 2. (A shared-memory tiled backward with run-time strides
+//     measured slower on an H200: its per-tap stride tests cost more than the staging saved.)
+//   - Straightforward kernels (any shape, the readout): one thread per output value (forward) or
+//     input value (backward), channel fastest; the reference STIMLOOP_CUDA_KERNELS=plain selects.
 // Grouped: one launch serves many models (grouped.h).
 #include "kernels/cuda/kernel_variant.h"
 
@@ -267,6 +271,109 @@ __global__ void __launch_bounds__(kThreads) depthwise_backward_gather_kernel(Tas
   t.out[i] = acc;
 }
 
+// ---- stride-2 backward, a 2 x 2 input block per thread
+// The four inputs (2qy + py, 2qx + px) of one channel gather from the same (K+1)/2 x (K+1)/2
+// window of output gradients, and every tap serves exactly one of them: one thread loads the
+// window once and each tap's weight once, where four gathering threads loaded each several times
+// and repeated the index arithmetic. DY / DX: the tap row (column) that window row 0 meets at
+// py = 0, K-1 or K-2 by the parity of the padding, fixed at compile time so the weights stay in
+// registers.
+constexpr int kQuadThreads = 256;
+
+__host__ __device__ inline std::int64_t quads(const OpTask& t) {
+  return std::int64_t{t.n} * ((t.p.in_h + 1) / 2) * ((t.p.in_w + 1) / 2) * t.p.in_c;
+}
+std::int64_t quad_blocks(const OpTask& t) { return (quads(t) + kQuadThreads - 1) / kQuadThreads; }
+
+// Which shapes the quad kernel takes: square 3x3 or 5x5 at stride 2.
+__host__ __device__ inline bool quad_shape(const LayerParams& p) {
+  return is_square(p, 5, 2) || is_square(p, 3, 2);
+}
+
+template <int K, int DY, int DX>
+__device__ void quad_backward(const OpTask& t, const NhwcIndex& q) {
+  constexpr int R = (K + 1) / 2;  // window side
+  const LayerParams& p = t.p;
+  const int c = p.in_c;
+  const int iy0 = 2 * q.y, ix0 = 2 * q.x;
+  // First output row (column) of the window: ceil((iy0 + pad - (K - 1)) / 2), by an arithmetic
+  // shift, which floors for negative values too.
+  const int oy0 = (iy0 + p.pad_top - (K - 1) + 1) >> 1;
+  const int ox0 = (ix0 + p.pad_left - (K - 1) + 1) >> 1;
+  const float* d_out = t.in + q.b * p.out_size() + q.c;
+  const float* aux = t.aux != nullptr ? t.aux + q.b * p.out_size() + q.c : nullptr;
+  float win[R][R];
+#pragma unroll
+  for (int r = 0; r < R; ++r) {
+#pragma unroll
+    for (int s = 0; s < R; ++s) {
+      const int oy = oy0 + r, ox = ox0 + s;
+      float g = 0.0f;
+      if (oy >= 0 && oy < p.out_h && ox >= 0 && ox < p.out_w) {
+        const int at = (oy * p.out_w + ox) * c;
+        g = aux != nullptr && aux[at] <= 0.0f ? 0.0f : d_out[at];
+      }
+      win[r][s] = g;
+    }
+  }
+  float w[K * K];
+#pragma unroll
+  for (int k = 0; k < K * K; ++k) w[k] = t.w[k * c + q.c];
+  float* d_in = t.out + q.b * p.in_size() + q.c;
+#pragma unroll
+  for (int py = 0; py < 2; ++py) {
+    if (iy0 + py >= p.in_h) break;
+#pragma unroll
+    for (int px = 0; px < 2; ++px) {
+      if (ix0 + px >= p.in_w) break;
+      float acc = 0.0f;
+#pragma unroll
+      for (int r = 0; r < R; ++r) {
+        const int ky = DY + py - 2 * r;
+        if (ky < 0 || ky >= K) continue;
+#pragma unroll
+        for (int s = 0; s < R; ++s) {
+          const int kx = DX + px - 2 * s;
+          if (kx < 0 || kx >= K) continue;
+          acc = fmaf(win[r][s], w[ky * K + kx], acc);
+        }
+      }
+      d_in[((iy0 + py) * p.in_w + ix0 + px) * c] = acc;
+    }
+  }
+}
+
+template <int K>
+__device__ void quad_backward_k(const OpTask& t, const NhwcIndex& q) {
+  // Window row 0 meets tap row K-1 at py = 0 when iy0 + pad - (K-1) is even, else K-2.
+  const bool dy_full = ((t.p.pad_top - (K - 1)) & 1) == 0;
+  const bool dx_full = ((t.p.pad_left - (K - 1)) & 1) == 0;
+  if (dy_full && dx_full) {
+    quad_backward<K, K - 1, K - 1>(t, q);
+  } else if (dy_full) {
+    quad_backward<K, K - 1, K - 2>(t, q);
+  } else if (dx_full) {
+    quad_backward<K, K - 2, K - 1>(t, q);
+  } else {
+    quad_backward<K, K - 2, K - 2>(t, q);
+  }
+}
+
+__global__ void __launch_bounds__(kQuadThreads) depthwise_backward_quad_kernel(TaskList tasks) {
+  STIMLOOP_SHARED_TASK(t);
+  const std::int64_t block = load_task(tasks, t);
+  const LayerParams& p = t.p;
+  const std::int64_t i = block * kQuadThreads + threadIdx.x;
+  const std::int64_t total = quads(t);
+  if (i >= total) return;
+  const NhwcIndex q = unravel_nhwc_fast(i, total, (p.in_h + 1) / 2, (p.in_w + 1) / 2, p.in_c);
+  if (p.k_h == 5) {
+    quad_backward_k<5>(t, q);
+  } else {
+    quad_backward_k<3>(t, q);
+  }
+}
+
 }  // namespace
 
 const KernelVariant kDepthwiseForwardTiled = {
@@ -278,6 +385,10 @@ const KernelVariant kDepthwiseForward = {
 const KernelVariant kDepthwiseBackwardGather = {
     "depthwise_backward_gather_kernel", kThreads, backward_blocks,
     STIMLOOP_VARIANT_LAUNCHER(depthwise_backward_gather_kernel, kThreads)};
+const KernelVariant kDepthwiseBackwardQuad = {
+    "depthwise_backward_quad_kernel", kQuadThreads, quad_blocks,
+    STIMLOOP_VARIANT_LAUNCHER(depthwise_backward_quad_kernel, kQuadThreads)};
+bool depthwise_backward_quad_shape(const LayerParams& p) { return quad_shape(p); }
 const KernelVariant kDepthwiseBackward = {
     "depthwise_backward_kernel", kThreads, backward_blocks,
     STIMLOOP_VARIANT_LAUNCHER(depthwise_backward_kernel, kThreads)};

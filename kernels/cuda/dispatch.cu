@@ -50,7 +50,11 @@ const KernelVariant& choose(Pass pass, const OpTask* tasks, int count) {
             return t.p.k_h <= 5 && t.p.k_w <= 5 && t.p.stride_h <= 2 && t.p.stride_w <= 2;
           });
       if (pass == Pass::kForward) return tiled ? kDepthwiseForwardTiled : kDepthwiseForward;
-      return plain ? kDepthwiseBackward : kDepthwiseBackwardGather;
+      if (plain) return kDepthwiseBackward;
+      const bool quad = std::all_of(tasks, tasks + count, [](const OpTask& t) {
+        return depthwise_backward_quad_shape(t.p);
+      });
+      return quad ? kDepthwiseBackwardQuad : kDepthwiseBackwardGather;
     }
     case LayerKind::kPointwise: {
       if (pass == Pass::kBackward) return plain ? kPointwiseBackward : kPointwiseBackwardGemm;
@@ -120,6 +124,11 @@ Status GroupedOp::prepare(Pass pass, std::vector<OpTask> tasks, cudaStream_t str
   variant_ = &choose(pass, tasks.data(), static_cast<int>(tasks.size()));
   total_blocks_ = lay_out_blocks(*variant_, tasks.data(), static_cast<int>(tasks.size()));
   if (total_blocks_ < 0) return invalid_argument("grouped op too large for one launch");
+  if (tasks.size() == 1) {  // a rig's single model: its blocks skip the table lookup
+    single_ = tasks[0];
+    count_ = 1;
+    return Status::Ok();
+  }
   RETURN_IF_ERROR(table_.allocate(tasks.size()));
   RETURN_IF_ERROR(table_.upload(tasks.data(), tasks.size(), stream));
   CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream));  // `tasks` is freed on return
@@ -130,8 +139,12 @@ Status GroupedOp::prepare(Pass pass, std::vector<OpTask> tasks, cudaStream_t str
 Status GroupedOp::launch(cudaStream_t stream) const {
   if (count_ == 0) return Status::Ok();
   TaskList list;
-  list.tasks = table_.data();
-  list.count = count_;
+  if (count_ == 1) {
+    list.single = single_;
+  } else {
+    list.tasks = table_.data();
+    list.count = count_;
+  }
   return launch_variant(*variant_, total_blocks_, list, stream);
 }
 

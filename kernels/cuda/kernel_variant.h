@@ -35,6 +35,9 @@ extern const KernelVariant kDepthwiseForwardTiled;
 // Depthwise backward, any shape, with specialised tap loops for square 3x3 and 5x5 at strides 1
 // and 2 (only the taps of the input's parity class).
 extern const KernelVariant kDepthwiseBackwardGather;
+// Depthwise backward at stride 2 (square 3x3 or 5x5): a 2 x 2 block of inputs per thread.
+extern const KernelVariant kDepthwiseBackwardQuad;
+bool depthwise_backward_quad_shape(const LayerParams& p);
 // Pointwise: register-tiled GEMM, one thread per output, or one block per output for long
 // reductions (the Dense readout).
 extern const KernelVariant kPointwiseForward, kPointwiseForwardBlock, kPointwiseBackward;

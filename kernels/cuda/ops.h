@@ -41,6 +41,7 @@ class GroupedOp {
  private:
   const KernelVariant* variant_ = nullptr;
   DeviceBuffer<OpTask> table_;
+  OpTask single_{};  // a group of one travels in the launch's parameters (no table read)
   int count_ = 0;
   std::int64_t total_blocks_ = 0;
 };

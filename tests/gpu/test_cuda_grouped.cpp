@@ -123,6 +123,9 @@ TEST_CASE("A grouped launch runs models of different shapes as one", "[gpu][ops]
       {make_params(LayerKind::kDepthwise, 112, 112, 46, 46, 5, 2, true, true),
        make_params(LayerKind::kDepthwise, 28, 28, 12, 12, 5, 1, true, true),
        make_params(LayerKind::kDepthwise, 19, 13, 70, 70, 3, 2, false, false)},
+      {make_params(LayerKind::kDepthwise, 112, 112, 46, 46, 5, 2, true, false),  // all stride 2:
+       make_params(LayerKind::kDepthwise, 19, 13, 70, 70, 3, 2, false, false),   // the 2 x 2 block
+       make_params(LayerKind::kDepthwise, 17, 23, 9, 9, 5, 2, true, true)},       // backward
       {make_params(LayerKind::kDepthwise, 28, 28, 219, 219, 28, 1, false, false),
        make_params(LayerKind::kDepthwise, 14, 14, 40, 40, 5, 1, true, true)},
       {make_params(LayerKind::kPointwise, 28, 28, 46, 60, 1, 1, true, true),
