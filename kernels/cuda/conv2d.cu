@@ -10,9 +10,9 @@
 // the column windows a thread slides over its 4 rows read conflict-free shared memory, and the 8
 // weights of a warp are one broadcast; the results leave through shared memory as whole channel
 // runs. Backward to the input, 8 x 32 tiles: the ReLU-masked output gradient tile (+ halo) of a
-// 16-channel chunk in shared memory; eight warps each take two of its channels, each thread
-// 8 pixels down its column x 3 input channels, sliding the same way, and the warps' sums are
-// added in a fixed order at the end.
+// 16-channel chunk in shared memory; four groups of warps each take four of its channels, each
+// thread 4 pixels down its column x 3 input channels, sliding the same way, and the groups' sums
+// are added in a fixed order at the end.
 #include "kernels/cuda/kernel_variant.h"
 
 namespace stimloop::cuda {
@@ -86,15 +86,18 @@ constexpr int kChanPerThread = 8;                        // forward: output chan
 constexpr int kChanGroups = 2;                           // forward: warps along channels
 constexpr int kFwdChunk = kChanPerThread * kChanGroups;  // 16 output channels per block
 constexpr int kFwdThreads = kTileW * kRowGroups * kChanGroups;  // 256
-// Backward: a smaller tile (8 x 32) and eight warps' groups of channels, added at the end, so a
-// single image still fills the card (56 blocks, not 28, each an eighth of the channel loop: one
-// image took 145 us with one group and 16-row tiles on an H200, 43 us with four groups of
-// 4-row threads); 8 rows a thread keep two shared loads per eight FMAs.
-constexpr int kBwdRows = 8;                         // pixels per thread, down one column
-constexpr int kBwdTileH = kBwdRows;                 // one row group: 8 x 32 tiles
-constexpr int kBwdGroups = 8;                       // channel groups (warps)
-constexpr int kBwdChanPerGroup = 2;                 // channels of a group per pass
-constexpr int kBwdThreads = kTileW * kBwdGroups;    // 256
+// Backward: a smaller tile (8 x 32) and four warp groups of channels, added at the end, so a
+// single image still fills the card (56 blocks, not 28, each a quarter of the channel loop: one
+// image took 145 us with one group and 16-row tiles on an H200, 43 us with four). The weights of
+// a tap sit as one float4 (three input channels and a zero), one shared load where three were:
+// shared-memory loads, not FMAs, bounded the kernel. (8 rows a thread in eight groups needed
+// 128 registers, two blocks an SM, and was slower: 2.6 against 2.1 ms for 219 models.)
+constexpr int kBwdRows = 4;                                        // pixels per thread
+constexpr int kBwdRowGroups = 2;                                   // warps along y
+constexpr int kBwdTileH = kBwdRows * kBwdRowGroups;                // 8 x 32 tiles
+constexpr int kBwdGroups = 4;                                      // channel groups of warps
+constexpr int kBwdChanPerGroup = 4;                                // channels of a group per pass
+constexpr int kBwdThreads = kTileW * kBwdRowGroups * kBwdGroups;  // 256
 
 __host__ __device__ inline int tiles(int size, int tile) { return (size + tile - 1) / tile; }
 
@@ -218,7 +221,7 @@ __global__ void __launch_bounds__(kBwdThreads) conv2d_backward_tiled_kernel(Task
   constexpr int kChunk = kBwdChanPerGroup * kBwdGroups;  // output channels staged per pass
   STIMLOOP_SHARED_TASK(t);
   __shared__ float g_s[kChunk][kHaloH][kHaloW];
-  __shared__ float w_s[K * K][kInC][kChunk];
+  __shared__ __align__(16) float w_s[K * K][kChunk][4];  // [tap][channel][input channel, 0]
   std::int64_t block = load_task(tasks, t);
   const LayerParams& p = t.p;
   const int tiles_x = tiles(p.in_w, kTileW), tiles_y = tiles(p.in_h, kBwdTileH);
@@ -231,7 +234,8 @@ __global__ void __launch_bounds__(kBwdThreads) conv2d_backward_tiled_kernel(Task
   const int oy_base = iy0 + p.pad_top - (K - 1), ox_base = ix0 + p.pad_left - (K - 1);
   const std::int64_t g_offset = image * p.out_size();
 
-  const int lane = threadIdx.x % kTileW, group = threadIdx.x / kTileW;
+  const int lane = threadIdx.x % kTileW, warp = threadIdx.x / kTileW;
+  const int row_group = warp % kBwdRowGroups, group = warp / kBwdRowGroups;
   float acc[kBwdRows][kInC] = {};
   // Each thread stages its share of a chunk eight loads at a time, all eight in flight at once:
   // a loop that waited for each load in turn left the kernel latency-bound.
@@ -261,10 +265,11 @@ __global__ void __launch_bounds__(kBwdThreads) conv2d_backward_tiled_kernel(Task
         if (i < kStaged) g_s[i % kChunk][i / (kChunk * kHaloW)][(i / kChunk) % kHaloW] = staged[u];
       }
     }
-    for (int i = threadIdx.x; i < K * K * kInC * kChunk; i += kBwdThreads) {
-      const int j = i % kChunk, ci = (i / kChunk) % kInC, tap = i / (kChunk * kInC);
-      w_s[tap][ci][j] =
-          co0 + j < p.out_c ? t.w[(std::int64_t{tap} * kInC + ci) * p.out_c + co0 + j] : 0.0f;
+    for (int i = threadIdx.x; i < K * K * kChunk * 4; i += kBwdThreads) {
+      const int ci = i % 4, j = (i / 4) % kChunk, tap = i / (4 * kChunk);
+      w_s[tap][j][ci] = ci < kInC && co0 + j < p.out_c
+                            ? t.w[(std::int64_t{tap} * kInC + ci) * p.out_c + co0 + j]
+                            : 0.0f;
     }
     __syncthreads();
     // This warp's channel group: channels group, group + kBwdGroups, ... of the chunk.
@@ -275,15 +280,18 @@ __global__ void __launch_bounds__(kBwdThreads) conv2d_backward_tiled_kernel(Task
       for (int kx = 0; kx < K; ++kx) {
         float v[kBwdRows + K - 1];
 #pragma unroll
-        for (int r = 0; r < kBwdRows + K - 1; ++r) v[r] = g_s[j][r][lane + K - 1 - kx];
+        for (int r = 0; r < kBwdRows + K - 1; ++r) {
+          v[r] = g_s[j][row_group * kBwdRows + r][lane + K - 1 - kx];
+        }
 #pragma unroll
         for (int ky = 0; ky < K; ++ky) {
+          const float4 w4 = *reinterpret_cast<const float4*>(&w_s[ky * K + kx][j][0]);
+          const float wv[kInC] = {w4.x, w4.y, w4.z};
 #pragma unroll
           for (int ci = 0; ci < kInC; ++ci) {
-            const float wv = w_s[ky * K + kx][ci][j];
 #pragma unroll
             for (int r = 0; r < kBwdRows; ++r) {
-              acc[r][ci] = fmaf(v[r + K - 1 - ky], wv, acc[r][ci]);
+              acc[r][ci] = fmaf(v[r + K - 1 - ky], wv[ci], acc[r][ci]);
             }
           }
         }
@@ -291,11 +299,12 @@ __global__ void __launch_bounds__(kBwdThreads) conv2d_backward_tiled_kernel(Task
     }
   }
   // The channel groups' partial sums, added in group order (deterministic) by group 0.
-  static_assert(sizeof(g_s) >= sizeof(float) * (kBwdGroups - 1) * kTileW * kBwdRows * kInC,
+  static_assert(sizeof(g_s) >= sizeof(float) * (kBwdGroups - 1) * kBwdRowGroups * kTileW *
+                                   kBwdRows * kInC,
                 "the reduction reuses g_s");
   float* partial = &g_s[0][0][0];
-  const int slot = lane;
-  constexpr int kSlots = kTileW, kValues = kBwdRows * kInC;
+  const int slot = row_group * kTileW + lane;
+  constexpr int kSlots = kBwdRowGroups * kTileW, kValues = kBwdRows * kInC;
   __syncthreads();  // every group is done reading g_s
   if (group > 0) {
 #pragma unroll
@@ -322,7 +331,7 @@ __global__ void __launch_bounds__(kBwdThreads) conv2d_backward_tiled_kernel(Task
   if (ix >= p.in_w) return;
 #pragma unroll
   for (int r = 0; r < kBwdRows; ++r) {
-    const int iy = iy0 + r;
+    const int iy = iy0 + row_group * kBwdRows + r;
     if (iy >= p.in_h) break;
     float* d_in = t.out + ((image * p.in_h + iy) * p.in_w + ix) * kInC;
 #pragma unroll

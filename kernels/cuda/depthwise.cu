@@ -160,6 +160,33 @@ __device__ void forward_tile(const OpTask& t, std::int64_t block,
   if (oy >= p.out_h || ch >= c) return;
   const float bias = t.bias != nullptr ? t.bias[ch] : 0.0f;
   float* out = t.out + ((pos.image * p.out_h + oy) * p.out_w) * c + ch;
+  if constexpr (K > 0 && S > 0) {
+    // Fixed shape: each patch row the tile's 8 outputs read is loaded once into registers
+    // ((kTile - 1) * S + K values) and serves all of its taps, half the shared loads of one load
+    // per tap; the sums keep the (ky, kx) order of the loop below.
+    constexpr int kRow = (kTile - 1) * S + K;
+    float acc[kTile];
+#pragma unroll
+    for (int j = 0; j < kTile; ++j) acc[j] = bias;
+#pragma unroll
+    for (int ky = 0; ky < K; ++ky) {
+      float v[kRow];
+#pragma unroll
+      for (int u = 0; u < kRow; ++u) v[u] = in_s[row * S + ky][u][lane];
+#pragma unroll
+      for (int j = 0; j < kTile; ++j) {
+#pragma unroll
+        for (int kx = 0; kx < K; ++kx) acc[j] = fmaf(v[j * S + kx], taps[ky * kMaxK + kx], acc[j]);
+      }
+    }
+#pragma unroll
+    for (int j = 0; j < kTile; ++j) {
+      const int ox = pos.x0 + j;
+      if (ox >= p.out_w) break;
+      out[std::int64_t{ox} * c] = p.relu ? fmaxf(acc[j], 0.0f) : acc[j];
+    }
+    return;
+  }
 #pragma unroll
   for (int j = 0; j < kTile; ++j) {
     const int ox = pos.x0 + j;
