@@ -1,5 +1,6 @@
 // stimloop-bench-layers: CPU time of every layer of one model, forward and backward to the input,
-// with the kernels this machine dispatches to (STIMLOOP_CPU_KERNELS=reference: the plain loops).
+// with the kernels this machine dispatches to (STIMLOOP_CPU_KERNELS=reference: the plain loops;
+// =avx2: no AVX-512).
 // CPU time (CLOCK_PROCESS_CPUTIME_ID), not wall time, so a shared machine disturbs it less; run
 // with OMP_NUM_THREADS=1 for single-core kernel speed.
 //
@@ -42,7 +43,9 @@ int main(int argc, char** argv) {
   }
   const Network& net = *(*model)->network;
   std::printf("model %s, batch %d, kernels %s; CPU ms per image\n", (*model)->info.id.c_str(), n,
-              cpu::use_avx2() ? "avx2" : "reference");
+              cpu::use_avx512() ? "avx512 (dense conv) + avx2"
+              : cpu::use_avx2() ? "avx2"
+                                : "reference");
   std::printf("%-24s %12s %10s %8s %10s %8s\n", "layer", "MACs/image", "forward", "GMAC/s",
               "backward", "GMAC/s");
   std::vector<float> in(static_cast<std::size_t>(net.input_size()) * n, 1.0f);

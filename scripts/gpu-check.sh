@@ -56,7 +56,7 @@ NCU_BIN=$(command -v ncu || ls /usr/local/cuda/bin/ncu /opt/nvidia/nsight-comput
 if [ -n "${NCU:-}" ] && [ -n "$NCU_BIN" ]; then
   for case in b c; do  # the first step's launches of stimloop's own kernels
     step "ncu-$case" 60 "$NCU_BIN" --section SpeedOfLight --section Occupancy --section LaunchStats \
-      -k 'regex:conv2d|depthwise|pointwise|update_kernel|gradient_sumsq' --launch-count 22 \
+      -k 'regex:conv2d|depthwise|pointwise|update_kernel|gradient_sumsq' --launch-count 30 \
       "$BUNDLE/bin/stimloop-bench-gpu" --only "$case" --steps 2
   done
 elif [ -n "${NCU:-}" ]; then

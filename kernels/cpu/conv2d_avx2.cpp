@@ -16,10 +16,10 @@
 #include <algorithm>
 #include <array>
 #include <cstdint>
-#include <vector>
 
 #include "kernels/cpu/avx2_lanes.h"
 #include "kernels/cpu/ops.h"
+#include "kernels/cpu/scratch.h"
 
 namespace stimloop::cpu {
 namespace {
@@ -31,14 +31,17 @@ constexpr int kBlocksPerPass = 3;  // 8-channel blocks per pass: 4 x 3 = 12 accu
 
 int round_up(int v, int m) { return (v + m - 1) / m * m; }
 
-// w[ky][kx][ci][co] -> packed[ky][kx][ci][co_padded]
-void pack_weights(const LayerParams& p, const float* w, std::vector<float>& packed) {
+// w[ky][kx][ci][co] -> packed[ky][kx][ci][co_padded], in the calling thread's scratch (no
+// std::vector code in this -mavx2 file: the linker could pick its copy for the whole program).
+const float* pack_weights(const LayerParams& p, const float* w) {
   const int cp = round_up(p.out_c, kLanes);
   const std::int64_t taps = std::int64_t{p.k_h} * p.k_w * p.in_c;
-  packed.assign(static_cast<std::size_t>(taps) * cp, 0.0f);
+  float* packed = scratch_floats(ScratchSlot::kWeights, static_cast<std::size_t>(taps) * cp);
   for (std::int64_t t = 0; t < taps; ++t) {
-    std::copy(w + t * p.out_c, w + (t + 1) * p.out_c, packed.begin() + t * cp);
+    std::copy(w + t * p.out_c, w + (t + 1) * p.out_c, packed + t * cp);
+    std::fill(packed + t * cp + p.out_c, packed + (t + 1) * cp, 0.0f);
   }
+  return packed;
 }
 
 float hsum(__m256 v) {
@@ -136,12 +139,11 @@ void forward_tile(const ForwardGeometry& g, const float* image, int oy, int ox0,
 
 void conv2d_forward_avx2(const LayerParams& p, int n, const float* in, const float* w,
                          const float* bias, float* out) {
-  thread_local std::vector<float> packed;  // reused: no allocation after the first call
-  thread_local std::vector<float> zeros;
-  pack_weights(p, w, packed);
-  zeros.assign(static_cast<std::size_t>(p.in_c), 0.0f);
+  const float* packed = pack_weights(p, w);
+  float* zeros = scratch_floats(ScratchSlot::kWindow, static_cast<std::size_t>(p.in_c));
+  std::fill(zeros, zeros + p.in_c, 0.0f);
   const int cp = round_up(p.out_c, kLanes), blocks = cp / kLanes;
-  const ForwardGeometry g{&p, packed.data(), bias, zeros.data(), cp};
+  const ForwardGeometry g{&p, packed, bias, zeros, cp};
   const int rows = n * p.out_h;
 #pragma omp parallel for schedule(dynamic, 1) if (worth_threads(p, n))
   for (int r = 0; r < rows; ++r) {
@@ -230,11 +232,9 @@ void backward_channels(const BackwardGeometry& g, const float* grad_image, int i
 
 void conv2d_backward_input_avx2(const LayerParams& p, int n, const float* d_out, const float* w,
                                 float* d_in) {
-  thread_local std::vector<float> packed;
-  pack_weights(p, w, packed);
+  const float* packed = pack_weights(p, w);
   const int cp = round_up(p.out_c, kLanes), blocks = cp / kLanes;
-  const BackwardGeometry g{&p, packed.data(), cp, blocks,
-                           lane_mask(p.out_c - (blocks - 1) * kLanes)};
+  const BackwardGeometry g{&p, packed, cp, blocks, lane_mask(p.out_c - (blocks - 1) * kLanes)};
   // Input columns whose every tap lands inside the output (stride 1 only): there, four pixels
   // go at once.
   const bool tiles = p.stride_w == 1;

@@ -33,7 +33,7 @@ void depthwise_forward(const LayerParams& p, int n, const float* in, const float
 }
 
 void depthwise_backward_input(const LayerParams& p, int n, const float* d_out, const float* w,
-                              float* d_in) {
+                              float* d_in, const float* in_relu) {
   const int rows = n * p.in_h;
   const int c = p.in_c;
 #pragma omp parallel for schedule(dynamic, 1) if (worth_threads(p, n))
@@ -54,6 +54,10 @@ void depthwise_backward_input(const LayerParams& p, int n, const float* d_out, c
           const float* __restrict w_tap = w + (std::int64_t{ky} * p.k_w + kx) * c;
           for (int ch = 0; ch < c; ++ch) d[ch] += g[ch] * w_tap[ch];
         }
+      }
+      if (in_relu != nullptr) {
+        const float* act = in_relu + (std::int64_t{r} * p.in_w + ix) * c;
+        for (int ch = 0; ch < c; ++ch) d[ch] = act[ch] <= 0.0f ? 0.0f : d[ch];
       }
     }
   }

@@ -30,19 +30,35 @@ void conv2d_forward_avx2(const LayerParams& p, int n, const float* in, const flo
                          const float* bias, float* out);
 void conv2d_backward_input_avx2(const LayerParams& p, int n, const float* d_out, const float* w,
                                 float* d_in);
+// The same with AVX-512F (conv2d_avx512.cpp, conv2d_avx512_backward.cpp); only to be called when
+// use_avx512() says so. Unlike the others, the forward applies p.relu itself, in its store (a
+// separate pass over layer 0's output costs a sixth of the convolution). Shapes they do not cover
+// (backward with stride > 1, a Dense layer's backward) go on to the AVX2 kernels, which every
+// AVX-512 processor can run.
+void conv2d_forward_avx512(const LayerParams& p, int n, const float* in, const float* w,
+                           const float* bias, float* out);
+void conv2d_backward_input_avx512(const LayerParams& p, int n, const float* d_out, const float* w,
+                                  float* d_in);
 
 // out[b,oy,ox,c] = bias[c] + sum_{ky,kx} in[b, oy*s+ky-pad, ox*s+kx-pad, c] * w[ky,kx,c]
 void depthwise_forward(const LayerParams& p, int n, const float* in, const float* w,
                        const float* bias, float* out);
+// in_relu (optional): the op's input, itself a ReLU's output; d_in is zero where it is <= 0 (the
+// mask the layer below would otherwise apply in a pass of its own), exactly as that pass.
 void depthwise_backward_input(const LayerParams& p, int n, const float* d_out, const float* w,
-                              float* d_in);
+                              float* d_in, const float* in_relu = nullptr);
 // The same with AVX2 + FMA (depthwise_avx2.cpp); only to be called when use_avx2() says so,
-// and (backward) for kernels of at most kMaxTaps a side.
+// and for kernels of at most kMaxTaps a side.
 inline constexpr int kMaxTaps = 64;
 void depthwise_forward_avx2(const LayerParams& p, int n, const float* in, const float* w,
                             const float* bias, float* out);
 void depthwise_backward_input_avx2(const LayerParams& p, int n, const float* d_out, const float* w,
-                                   float* d_in);
+                                   float* d_in, const float* in_relu = nullptr);
+// The same with AVX-512F (depthwise_avx512.cpp), when use_avx512(); identical results.
+void depthwise_forward_avx512(const LayerParams& p, int n, const float* in, const float* w,
+                              const float* bias, float* out);
+void depthwise_backward_input_avx512(const LayerParams& p, int n, const float* d_out,
+                                     const float* w, float* d_in, const float* in_relu = nullptr);
 
 // out[b,y,x,co] = bias[co] + sum_ci in[b,y,x,ci] * w[ci,co]   (also Flatten + Dense)
 void pointwise_forward(const LayerParams& p, int n, const float* in, const float* w,
@@ -50,11 +66,13 @@ void pointwise_forward(const LayerParams& p, int n, const float* in, const float
 void pointwise_backward_input(const LayerParams& p, int n, const float* d_out, const float* w,
                               float* d_in);
 
-// Dispatch on p.kind (and to the AVX2 kernels where use_avx2()); applies the fused ReLU in
-// forward.
+// Dispatch on p.kind (and to the AVX-512 / AVX2 kernels where use_avx512() / use_avx2());
+// applies the fused ReLU in forward.
 void layer_forward(const LayerParams& p, int n, const float* in, const float* w, const float* bias,
                    float* out);
+// in_relu as for depthwise_backward_input: fused into the depthwise kernels, a separate
+// vectorised pass after the others.
 void layer_backward_input(const LayerParams& p, int n, const float* d_out, const float* w,
-                          float* d_in);
+                          float* d_in, const float* in_relu = nullptr);
 
 }  // namespace stimloop::cpu

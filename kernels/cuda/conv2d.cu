@@ -92,11 +92,11 @@ constexpr int kFwdThreads = kTileW * kRowGroups * kChanGroups;  // 256
 // a tap sit as one float4 (three input channels and a zero), one shared load where three were:
 // shared-memory loads, not FMAs, bounded the kernel. (8 rows a thread in eight groups needed
 // 128 registers, two blocks an SM, and was slower: 2.6 against 2.1 ms for 219 models.)
-constexpr int kBwdRows = 4;                                        // pixels per thread
-constexpr int kBwdRowGroups = 2;                                   // warps along y
-constexpr int kBwdTileH = kBwdRows * kBwdRowGroups;                // 8 x 32 tiles
-constexpr int kBwdGroups = 4;                                      // channel groups of warps
-constexpr int kBwdChanPerGroup = 4;                                // channels of a group per pass
+constexpr int kBwdRows = 4;                                       // pixels per thread
+constexpr int kBwdRowGroups = 2;                                  // warps along y
+constexpr int kBwdTileH = kBwdRows * kBwdRowGroups;               // 8 x 32 tiles
+constexpr int kBwdGroups = 4;                                     // channel groups of warps
+constexpr int kBwdChanPerGroup = 4;                               // channels of a group per pass
 constexpr int kBwdThreads = kTileW * kBwdRowGroups * kBwdGroups;  // 256
 
 __host__ __device__ inline int tiles(int size, int tile) { return (size + tile - 1) / tile; }
@@ -299,9 +299,9 @@ __global__ void __launch_bounds__(kBwdThreads) conv2d_backward_tiled_kernel(Task
     }
   }
   // The channel groups' partial sums, added in group order (deterministic) by group 0.
-  static_assert(sizeof(g_s) >= sizeof(float) * (kBwdGroups - 1) * kBwdRowGroups * kTileW *
-                                   kBwdRows * kInC,
-                "the reduction reuses g_s");
+  static_assert(
+      sizeof(g_s) >= sizeof(float) * (kBwdGroups - 1) * kBwdRowGroups * kTileW * kBwdRows * kInC,
+      "the reduction reuses g_s");
   float* partial = &g_s[0][0][0];
   const int slot = row_group * kTileW + lane;
   constexpr int kSlots = kBwdRowGroups * kTileW, kValues = kBwdRows * kInC;

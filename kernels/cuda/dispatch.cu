@@ -51,9 +51,8 @@ const KernelVariant& choose(Pass pass, const OpTask* tasks, int count) {
           });
       if (pass == Pass::kForward) return tiled ? kDepthwiseForwardTiled : kDepthwiseForward;
       if (plain) return kDepthwiseBackward;
-      const bool quad = std::all_of(tasks, tasks + count, [](const OpTask& t) {
-        return depthwise_backward_quad_shape(t.p);
-      });
+      const bool quad = std::all_of(
+          tasks, tasks + count, [](const OpTask& t) { return depthwise_backward_quad_shape(t.p); });
       return quad ? kDepthwiseBackwardQuad : kDepthwiseBackwardGather;
     }
     case LayerKind::kPointwise: {
