@@ -183,7 +183,7 @@ void conv_forward_packed(const LayerParams& p, int n, const float* in, const flo
   const std::size_t window_floats =
       std::size_t(p.k_h) * ((kMaxTilePixels - 1) * p.stride_w + p.k_w) * p.in_c;
   const int rows = n * p.out_h;
-#pragma omp parallel for schedule(dynamic, 1) if (worth_threads(p, n))
+#pragma omp parallel for schedule(static) if (worth_threads(p, n))
   for (int r = 0; r < rows; ++r) {
     const int b = r / p.out_h, oy = r % p.out_h;
     const float* image = in + std::int64_t{b} * p.in_size();

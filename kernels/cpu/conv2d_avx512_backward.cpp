@@ -144,7 +144,7 @@ void backward_gather(const LayerParams& p, int n, const float* d_out, const floa
   constexpr int X = kGatherPixels<NC>;
   const std::size_t window_floats = std::size_t(p.k_h) * (X + p.k_w - 1) * p.out_c;
   const int rows = n * p.in_h;
-#pragma omp parallel for schedule(dynamic, 1) if (worth_threads(p, n))
+#pragma omp parallel for schedule(static) if (worth_threads(p, n))
   for (int r = 0; r < rows; ++r) {
     const int b = r / p.in_h, iy = r % p.in_h;
     const float* grad_image = d_out + std::int64_t{b} * p.out_size();

@@ -9,7 +9,7 @@ void depthwise_forward(const LayerParams& p, int n, const float* in, const float
                        const float* bias, float* out) {
   const int rows = n * p.out_h;
   const int c = p.in_c;
-#pragma omp parallel for schedule(dynamic, 1) if (worth_threads(p, n))
+#pragma omp parallel for schedule(static) if (worth_threads(p, n))
   for (int r = 0; r < rows; ++r) {
     const int b = r / p.out_h, oy = r % p.out_h;
     const float* image = in + std::int64_t{b} * p.in_size();
@@ -36,7 +36,7 @@ void depthwise_backward_input(const LayerParams& p, int n, const float* d_out, c
                               float* d_in, const float* in_relu) {
   const int rows = n * p.in_h;
   const int c = p.in_c;
-#pragma omp parallel for schedule(dynamic, 1) if (worth_threads(p, n))
+#pragma omp parallel for schedule(static) if (worth_threads(p, n))
   for (int r = 0; r < rows; ++r) {
     const int b = r / p.in_h, iy = r % p.in_h;
     const float* grad_image = d_out + std::int64_t{b} * p.out_size();

@@ -184,7 +184,7 @@ bool forward_row_tiles(const LayerParams& p, int n, const float* in, const float
   return with_row_tile_shape(p, [&](auto sw, auto kw) {
     constexpr int SW = decltype(sw)::value, KW = decltype(kw)::value;
     const int rows = n * p.out_h;
-#pragma omp parallel for schedule(dynamic, 1) if (worth_threads(p, n))
+#pragma omp parallel for schedule(static) if (worth_threads(p, n))
     for (int r = 0; r < rows; ++r) {
       const int b = r / p.out_h, oy = r % p.out_h;
       const float* image = in + std::int64_t{b} * p.in_size();
@@ -201,7 +201,7 @@ bool backward_row_tiles(const LayerParams& p, int n, const float* d_out, const f
   return with_row_tile_shape(p, [&](auto sw, auto kw) {
     constexpr int SW = decltype(sw)::value, KW = decltype(kw)::value;
     const int rows = n * p.in_h;
-#pragma omp parallel for schedule(dynamic, 1) if (worth_threads(p, n))
+#pragma omp parallel for schedule(static) if (worth_threads(p, n))
     for (int r = 0; r < rows; ++r) {
       const int b = r / p.in_h, iy = r % p.in_h;
       const float* grad_image = d_out + std::int64_t{b} * p.out_size();

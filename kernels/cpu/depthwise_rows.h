@@ -50,7 +50,7 @@ template <typename Pixel>
 void depthwise_forward_rows(const LayerParams& p, int n, const float* in, float* out, Pixel pixel) {
   const int rows = n * p.out_h;
   const int c = p.in_c;
-#pragma omp parallel for schedule(dynamic, 1) if (worth_threads(p, n))
+#pragma omp parallel for schedule(static) if (worth_threads(p, n))
   for (int r = 0; r < rows; ++r) {
     const int b = r / p.out_h, oy = r % p.out_h;
     const float* image = in + std::int64_t{b} * p.in_size();
@@ -77,7 +77,7 @@ void depthwise_backward_rows(const LayerParams& p, int n, const float* d_out, fl
                              const float* in_relu, Pixel pixel) {
   const int rows = n * p.in_h;
   const int c = p.in_c;
-#pragma omp parallel for schedule(dynamic, 1) if (worth_threads(p, n))
+#pragma omp parallel for schedule(static) if (worth_threads(p, n))
   for (int r = 0; r < rows; ++r) {
     const int b = r / p.in_h, iy = r % p.in_h;
     const float* grad_image = d_out + std::int64_t{b} * p.out_size();

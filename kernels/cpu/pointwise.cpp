@@ -8,7 +8,7 @@ void pointwise_forward(const LayerParams& p, int n, const float* in, const float
                        const float* bias, float* out) {
   const std::int64_t pixels = std::int64_t{n} * p.out_h * p.out_w;
   const int cin = p.in_c, cout = p.out_c;
-#pragma omp parallel for schedule(dynamic, 64) if (worth_threads(p, n))
+#pragma omp parallel for schedule(static) if (worth_threads(p, n))
   for (std::int64_t px = 0; px < pixels; ++px) {
     const float* a = in + px * cin;
     float* __restrict acc = out + px * cout;
@@ -32,7 +32,7 @@ void pointwise_backward_input(const LayerParams& p, int n, const float* d_out, c
                               float* d_in) {
   const std::int64_t pixels = std::int64_t{n} * p.out_h * p.out_w;
   const int cin = p.in_c, cout = p.out_c;
-#pragma omp parallel for schedule(dynamic, 64) if (worth_threads(p, n))
+#pragma omp parallel for schedule(static) if (worth_threads(p, n))
   for (std::int64_t px = 0; px < pixels; ++px) {
     const float* g = d_out + px * cout;
     float* d = d_in + px * cin;

@@ -32,7 +32,7 @@ void pointwise_forward_few(const LayerParams& p, int n, const float* in, const f
   const std::int64_t pixels = std::int64_t{n} * p.out_h * p.out_w;
   const int cin = p.in_c, cout = p.out_c;
   const float* wt = transposed(w, cin, cout);
-#pragma omp parallel for schedule(dynamic, 64) if (worth_threads(p, n))
+#pragma omp parallel for schedule(static) if (worth_threads(p, n))
   for (std::int64_t px = 0; px < pixels; ++px) {
     const float* __restrict a = in + px * cin;
     for (int co = 0; co < cout; ++co) {
@@ -50,7 +50,7 @@ void pointwise_backward_input_few(const LayerParams& p, int n, const float* d_ou
   const std::int64_t pixels = std::int64_t{n} * p.out_h * p.out_w;
   const int cin = p.in_c, cout = p.out_c;
   const float* wt = transposed(w, cin, cout);
-#pragma omp parallel for schedule(dynamic, 64) if (worth_threads(p, n))
+#pragma omp parallel for schedule(static) if (worth_threads(p, n))
   for (std::int64_t px = 0; px < pixels; ++px) {
     const float* g = d_out + px * cout;
     float* __restrict d = d_in + px * cin;
