@@ -43,7 +43,7 @@ void gaussian_blur(std::span<double> image, const ImageShape& s, double sigma,
   const std::vector<double> k = gaussian_kernel(sigma);
   const int radius = static_cast<int>(k.size() / 2);
   const std::int64_t row = std::int64_t{s.w} * s.c;
-  scratch.assign(image.size(), 0.0);
+  scratch.resize(image.size());  // every element is written by the first tap below
   // Rows are independent in both passes: a single image (a rig's stimulus) spreads over the
   // cores, each element's sum unchanged. Inside a parallel loop over a batch's images this is a
   // nested region, which OpenMP runs on the calling thread.
@@ -52,7 +52,10 @@ void gaussian_blur(std::span<double> image, const ImageShape& s, double sigma,
 #pragma omp parallel for schedule(static) if (parallel)
   for (int y = 0; y < s.h; ++y) {
     double* out = scratch.data() + y * row;
-    for (int t = -radius; t <= radius; ++t) {
+    // The first tap assigns (0 + a == a), the others add: no zeroing pass over the image.
+    const double* first = image.data() + reflect(y - radius, s.h) * row;
+    for (std::int64_t j = 0; j < row; ++j) out[j] = k[0] * first[j];
+    for (int t = -radius + 1; t <= radius; ++t) {
       const double kt = k[t + radius];
       const double* in = image.data() + reflect(y + t, s.h) * row;
       for (std::int64_t j = 0; j < row; ++j) out[j] += kt * in[j];
