@@ -99,23 +99,38 @@ void forward_row(const LayerParams& p, const float* image, int oy, int c0, __mma
   const __m512 init = load_or_zero(bias != nullptr, m, bias + c0);
   for (int ox0 = 0; ox0 < p.out_w; ox0 += kTile) {
     __m512 acc[kTile];
+#pragma GCC unroll 16
     for (int j = 0; j < kTile; ++j) acc[j] = init;
     const int ix0 = ox0 * SW - p.pad_left;
+    const bool interior = ix0 >= 0 && ix0 + kWindow <= p.in_w;
     for (int ky = 0; ky < p.k_h; ++ky) {
       const int iy = oy * p.stride_h - p.pad_top + ky;
       if (iy < 0 || iy >= p.in_h) continue;
       const float* row = image + std::int64_t{iy} * p.in_w * c + c0;
+      // Fully unrolled (as every loop over the tile here), so that the window and the sums
+      // stay in registers: left to GCC's judgement, both lived on the stack and the kernel ran
+      // at a sixth of its load-bound speed. Interior tiles load without bounds tests.
       __m512 win[kWindow];
-      for (int u = 0; u < kWindow; ++u) {
-        const int ix = ix0 + u;
-        win[u] = load_or_zero(ix >= 0 && ix < p.in_w, m, row + std::int64_t{ix} * c);
+      const float* at = row + std::int64_t{ix0} * c;
+      if (interior) {
+#pragma GCC unroll 32
+        for (int u = 0; u < kWindow; ++u) win[u] = _mm512_maskz_loadu_ps(m, at + u * c);
+      } else {
+#pragma GCC unroll 32
+        for (int u = 0; u < kWindow; ++u) {
+          const int ix = ix0 + u;
+          win[u] = load_or_zero(ix >= 0 && ix < p.in_w, m, row + std::int64_t{ix} * c);
+        }
       }
+#pragma GCC unroll 8
       for (int kx = 0; kx < KW; ++kx) {
         const __m512 wv = _mm512_maskz_loadu_ps(m, w + (ky * KW + kx) * c + c0);
+#pragma GCC unroll 16
         for (int j = 0; j < kTile; ++j) acc[j] = _mm512_fmadd_ps(win[j * SW + kx], wv, acc[j]);
       }
     }
     const int count = std::min(kTile, p.out_w - ox0);
+#pragma GCC unroll 16
     for (int j = 0; j < count; ++j) {
       _mm512_mask_storeu_ps(out_row + std::int64_t{ox0 + j} * c + c0, m, acc[j]);
     }
@@ -133,25 +148,38 @@ void backward_row(const LayerParams& p, const float* grad_image, int iy, int c0,
   for (int r = 0; r < SW; ++r) {
     for (int t0 = r; t0 < p.in_w; t0 += kTile * SW) {
       __m512 acc[kTile];
+#pragma GCC unroll 16
       for (int j = 0; j < kTile; ++j) acc[j] = _mm512_setzero_ps();
       const int kx0 = (t0 + p.pad_left) % SW, base = (t0 + p.pad_left - kx0) / SW;
+      const bool interior = base - (kTaps - 1) >= 0 && base + kTile <= p.out_w;
       for (int ky = 0; ky < p.k_h; ++ky) {
         const int ty = iy + p.pad_top - ky;  // = oy * stride_h
         if (ty < 0 || ty % p.stride_h != 0 || ty / p.stride_h >= p.out_h) continue;
         const float* row = grad_image + std::int64_t{ty / p.stride_h} * p.out_w * c + c0;
         __m512 win[kWindow];
-        for (int u = 0; u < kWindow; ++u) {
-          const int ox = base - (kTaps - 1) + u;
-          win[u] = load_or_zero(ox >= 0 && ox < p.out_w, m, row + std::int64_t{ox} * c);
+        const int ox0 = base - (kTaps - 1);
+        if (interior) {
+          const float* at = row + std::int64_t{ox0} * c;
+#pragma GCC unroll 32
+          for (int u = 0; u < kWindow; ++u) win[u] = _mm512_maskz_loadu_ps(m, at + u * c);
+        } else {
+#pragma GCC unroll 32
+          for (int u = 0; u < kWindow; ++u) {
+            const int ox = ox0 + u;
+            win[u] = load_or_zero(ox >= 0 && ox < p.out_w, m, row + std::int64_t{ox} * c);
+          }
         }
+#pragma GCC unroll 8
         for (int mm = 0; mm < kTaps; ++mm) {
           const int kx = kx0 + SW * mm;
           const __m512 wv = load_or_zero(kx < KW, m, w + (ky * KW + kx) * c + c0);
+#pragma GCC unroll 16
           for (int j = 0; j < kTile; ++j) {
             acc[j] = _mm512_fmadd_ps(win[j - mm + kTaps - 1], wv, acc[j]);
           }
         }
       }
+#pragma GCC unroll 16
       for (int j = 0; j < kTile; ++j) {
         const int ix = t0 + SW * j;
         if (ix >= p.in_w) break;
