@@ -13,6 +13,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-out/gpu-check}
 mkdir -p "$OUT"
+rm -f "$OUT"/*.log  # steps append to their logs
 BUNDLE=.device-data
 if [ ! -x "$BUNDLE/bin/stimloop_gpu_tests" ]; then
   echo "no bundle in $BUNDLE: run scripts/gpu-bundle.sh on the build machine and carry it" >&2
@@ -28,17 +29,21 @@ if [ -f "$BUNDLE/v4.tar.xz" ]; then
   export STIMLOOP_V4_DATA=/tmp/stimloop-v4
 fi
 status=0
-step() {  # step NAME TIMEOUT CMD...: runs CMD, logs to $OUT/NAME.log, records failure
+# step NAME TIMEOUT CMD...: runs CMD, appends its output to $OUT/${LOG:-NAME}.log, records
+# failure. Related steps share a log (LOG=...): the device tool returns at most 8 files.
+step() {
   local name=$1 limit=$2; shift 2
+  local log="$OUT/${LOG:-$name}.log"
   echo "== $name"
+  echo "== $name" >>"$log"
   local t0=$SECONDS
-  timeout "$limit" "$@" >"$OUT/$name.log" 2>&1
+  timeout "$limit" "$@" >>"$log" 2>&1
   local rc=$?
-  tail -n 25 "$OUT/$name.log"
+  tail -n 25 "$log"
   echo "-- $name: exit $rc in $((SECONDS - t0)) s"
   [ $rc -eq 0 ] || status=1
 }
-step device 20 nvidia-smi
+LOG=gpu-tests step device 20 nvidia-smi
 step gpu-tests 180 "$BUNDLE/bin/stimloop_gpu_tests" --durations yes
 if [ -z "${SKIP_BENCH:-}" ]; then
   step bench 170 python3 bench/compare_pytorch_gpu.py --bin "$BUNDLE/bin" --json "$OUT/compare.json"
@@ -47,15 +52,15 @@ SAN=$(command -v compute-sanitizer || ls /usr/local/cuda/bin/compute-sanitizer 2
 if [ -n "${SKIP_SANITIZERS:-}" ]; then
   echo "compute-sanitizer skipped (SKIP_SANITIZERS)"
 elif [ -n "$SAN" ]; then
-  step memcheck 60 "$SAN" --tool memcheck --error-exitcode 9 "$BUNDLE/bin/stimloop_gpu_tests" "[ops]"
-  step racecheck 60 "$SAN" --tool racecheck --error-exitcode 9 "$BUNDLE/bin/stimloop_gpu_tests" "[ops]"
+  LOG=sanitizers step memcheck 60 "$SAN" --tool memcheck --error-exitcode 9 "$BUNDLE/bin/stimloop_gpu_tests" "[ops]"
+  LOG=sanitizers step racecheck 60 "$SAN" --tool racecheck --error-exitcode 9 "$BUNDLE/bin/stimloop_gpu_tests" "[ops]"
 else
   echo "compute-sanitizer not found"; status=1
 fi
 NCU_BIN=$(command -v ncu || ls /usr/local/cuda/bin/ncu /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | head -n 1)
 if [ -n "${NCU:-}" ] && [ -n "$NCU_BIN" ]; then
   for case in b c; do  # the first step's launches of stimloop's own kernels
-    step "ncu-$case" 60 "$NCU_BIN" --section SpeedOfLight --section Occupancy --section LaunchStats \
+    LOG=ncu step "ncu-$case" 60 "$NCU_BIN" --section SpeedOfLight --section Occupancy --section LaunchStats \
       -k 'regex:conv2d|depthwise|pointwise|update_kernel|gradient_sumsq' --launch-count 30 \
       "$BUNDLE/bin/stimloop-bench-gpu" --only "$case" --steps 2
   done
