@@ -116,7 +116,13 @@ class CpuResidentNetwork final : public ResidentNetwork {
   void run_backward(const float* seed, int m, float* d_images) {
     const auto& layers = net_->layers;
     const std::int64_t out_size = net_->num_outputs();
-    grad_a_.assign(seed, seed + m * out_size);
+    // Both gradient buffers hold the largest gradient of the chain and are never resized in the
+    // loop: they swap every layer, and growing the smaller one zero-filled megabytes a step.
+    std::int64_t largest = m * out_size;
+    for (const auto& layer : layers) largest = std::max(largest, m * layer.params.in_size());
+    if (grad_a_.size() < std::size_t(largest)) grad_a_.resize(largest);
+    if (grad_b_.size() < std::size_t(largest)) grad_b_.resize(largest);
+    std::copy_n(seed, m * out_size, grad_a_.data());
     if (layers.back().params.relu) {  // the last layer's own ReLU: nobody above to fuse it
       const float* act = activations_.back().data();
       float* g = grad_a_.data();
@@ -129,7 +135,6 @@ class CpuResidentNetwork final : public ResidentNetwork {
       if (l == 0) {
         d_in = d_images;
       } else {
-        grad_b_.resize(static_cast<std::size_t>(m * p.in_size()));
         d_in = grad_b_.data();
         if (layers[l - 1].params.relu) in_relu = activations_[l - 1].data();
       }
