@@ -227,29 +227,23 @@ int main(int argc, char** argv) {
 
   std::vector<Run> runs;
   try {
-    if (!opt.only.empty()) {
-      if (opt.only == "b") {
-        runs.push_back(device_run("(b) one stimulus, " + median_name, **cuda, {median}, opt.steps,
-                                  opt.steps, peak));
-      } else if (!compact.empty()) {
-        runs.push_back(device_run("(c) " + std::to_string(compact.size()) + " models x 1 stimulus",
-                                  **cuda, compact, opt.steps, opt.steps, peak));
-      }
-    } else {
-      runs.push_back(device_run("(b) one stimulus, " + median_name, **cuda, {median}, opt.steps,
-                                opt.steps, peak));
-      if (cudnn.ok()) {
-        runs.push_back(device_run("(b) one stimulus, " + median_name, **cudnn, {median}, opt.steps,
-                                  opt.steps, peak));
-      }
+    const std::string b_what = "(b) one stimulus, " + median_name;
+    const std::string c_what = "(c) " + std::to_string(compact.size()) + " models x 1 stimulus";
+    const bool all = opt.only.empty();
+    if (all || opt.only == "b") {
+      runs.push_back(device_run(b_what, **cuda, {median}, opt.steps, opt.steps, peak));
+    }
+    if (all && cudnn.ok()) {
+      runs.push_back(device_run(b_what, **cudnn, {median}, opt.steps, opt.steps, peak));
+    }
+    if (all) {
       runs.push_back(synthesis_run(**cuda, median, opt.steps, opt.steps, true));
       runs.push_back(synthesis_run(**cuda, median, opt.host_steps, opt.steps, false));
-      if (!compact.empty()) {
-        const std::string what = "(c) " + std::to_string(compact.size()) + " models x 1 stimulus";
-        runs.push_back(device_run(what, **cuda, compact, opt.steps, opt.steps, peak));
-        if (cudnn.ok()) {
-          runs.push_back(device_run(what, **cudnn, compact, opt.cudnn_steps, opt.steps, peak));
-        }
+    }
+    if (!compact.empty() && (all || opt.only == "c")) {
+      runs.push_back(device_run(c_what, **cuda, compact, opt.steps, opt.steps, peak));
+      if (all && cudnn.ok()) {
+        runs.push_back(device_run(c_what, **cudnn, compact, opt.cudnn_steps, opt.steps, peak));
       }
     }
   } catch (const std::exception& e) {

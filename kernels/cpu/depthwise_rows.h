@@ -81,7 +81,6 @@ void depthwise_backward_rows(const LayerParams& p, int n, const float* d_out, fl
   for (int r = 0; r < rows; ++r) {
     const int b = r / p.in_h, iy = r % p.in_h;
     const float* grad_image = d_out + std::int64_t{b} * p.out_size();
-    float* d_row = d_in + std::int64_t{r} * p.in_w * c;
     int oy_of[kMaxTaps], ox_of[kMaxTaps];
     for (int ky = 0; ky < p.k_h; ++ky) {
       oy_of[ky] = output_of_tap(iy, ky, p.stride_h, p.pad_top, p.out_h);

@@ -20,13 +20,6 @@ namespace {
 
 constexpr int kPlainThreads = 256;
 
-std::int64_t plain_forward_blocks(const OpTask& t) {
-  return (std::int64_t{t.n} * t.p.out_size() + kPlainThreads - 1) / kPlainThreads;
-}
-std::int64_t plain_backward_blocks(const OpTask& t) {
-  return (std::int64_t{t.n} * t.p.in_size() + kPlainThreads - 1) / kPlainThreads;
-}
-
 __global__ void __launch_bounds__(kPlainThreads) conv2d_forward_kernel(TaskList tasks) {
   STIMLOOP_SHARED_TASK(t);
   const std::int64_t block = load_task(tasks, t);
@@ -342,10 +335,10 @@ __global__ void __launch_bounds__(kBwdThreads) conv2d_backward_tiled_kernel(Task
 }  // namespace
 
 const KernelVariant kConv2dForward = {
-    "conv2d_forward_kernel", kPlainThreads, plain_forward_blocks,
+    "conv2d_forward_kernel", kPlainThreads, blocks_per_output<kPlainThreads>,
     STIMLOOP_VARIANT_LAUNCHER(conv2d_forward_kernel, kPlainThreads)};
 const KernelVariant kConv2dBackward = {
-    "conv2d_backward_kernel", kPlainThreads, plain_backward_blocks,
+    "conv2d_backward_kernel", kPlainThreads, blocks_per_input<kPlainThreads>,
     STIMLOOP_VARIANT_LAUNCHER(conv2d_backward_kernel, kPlainThreads)};
 const KernelVariant kConv2dForwardTiled3 = {
     "conv2d_forward_tiled_kernel<3>", kFwdThreads, tiled_forward_blocks,

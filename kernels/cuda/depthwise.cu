@@ -21,13 +21,6 @@ namespace {
 
 constexpr int kThreads = 256;
 
-std::int64_t forward_blocks(const OpTask& t) {
-  return (std::int64_t{t.n} * t.p.out_size() + kThreads - 1) / kThreads;
-}
-std::int64_t backward_blocks(const OpTask& t) {
-  return (std::int64_t{t.n} * t.p.in_size() + kThreads - 1) / kThreads;
-}
-
 __global__ void __launch_bounds__(kThreads) depthwise_forward_kernel(TaskList tasks) {
   STIMLOOP_SHARED_TASK(t);
   const std::int64_t block = load_task(tasks, t);
@@ -51,28 +44,33 @@ __global__ void __launch_bounds__(kThreads) depthwise_forward_kernel(TaskList ta
   t.out[i] = p.relu ? fmaxf(acc, 0.0f) : acc;
 }
 
+// Backward (gather) at one input value, any shape: the taps that read it, in (ky, kx) order.
+__device__ float gather_any(const OpTask& t, const NhwcIndex& at) {
+  const LayerParams& p = t.p;
+  const int c = p.in_c;
+  const std::int64_t image_offset = at.b * p.out_size() + at.c;
+  float acc = 0.0f;
+  for (int ky = 0; ky < p.k_h; ++ky) {
+    const int oy = output_of_tap(at.y, ky, p.stride_h, p.pad_top, p.out_h);
+    if (oy < 0) continue;
+    for (int kx = 0; kx < p.k_w; ++kx) {
+      const int ox = output_of_tap(at.x, kx, p.stride_w, p.pad_left, p.out_w);
+      if (ox < 0) continue;
+      const std::int64_t g = image_offset + (std::int64_t{oy} * p.out_w + ox) * c;
+      if (t.aux != nullptr && t.aux[g] <= 0.0f) continue;
+      acc = fmaf(t.in[g], t.w[(std::int64_t{ky} * p.k_w + kx) * c + at.c], acc);
+    }
+  }
+  return acc;
+}
+
 __global__ void __launch_bounds__(kThreads) depthwise_backward_kernel(TaskList tasks) {
   STIMLOOP_SHARED_TASK(t);
   const std::int64_t block = load_task(tasks, t);
   const LayerParams& p = t.p;
   const std::int64_t i = block * kThreads + threadIdx.x;
   if (i >= std::int64_t{t.n} * p.in_size()) return;
-  const int c = p.in_c;
-  const auto [b, iy, ix, ch] = unravel_nhwc(i, p.in_h, p.in_w, c);
-  const std::int64_t image_offset = b * p.out_size() + ch;
-  float acc = 0.0f;
-  for (int ky = 0; ky < p.k_h; ++ky) {
-    const int oy = output_of_tap(iy, ky, p.stride_h, p.pad_top, p.out_h);
-    if (oy < 0) continue;
-    for (int kx = 0; kx < p.k_w; ++kx) {
-      const int ox = output_of_tap(ix, kx, p.stride_w, p.pad_left, p.out_w);
-      if (ox < 0) continue;
-      const std::int64_t g = image_offset + (std::int64_t{oy} * p.out_w + ox) * c;
-      if (t.aux != nullptr && t.aux[g] <= 0.0f) continue;
-      acc = fmaf(t.in[g], t.w[(std::int64_t{ky} * p.k_w + kx) * c + ch], acc);
-    }
-  }
-  t.out[i] = acc;
+  t.out[i] = gather_any(t, unravel_nhwc(i, p.in_h, p.in_w, p.in_c));
 }
 
 // ---- tiled kernels
@@ -160,33 +158,6 @@ __device__ void forward_tile(const OpTask& t, std::int64_t block,
   if (oy >= p.out_h || ch >= c) return;
   const float bias = t.bias != nullptr ? t.bias[ch] : 0.0f;
   float* out = t.out + ((pos.image * p.out_h + oy) * p.out_w) * c + ch;
-  if constexpr (K > 0 && S > 0) {
-    // Fixed shape: each patch row the tile's 8 outputs read is loaded once into registers
-    // ((kTile - 1) * S + K values) and serves all of its taps, half the shared loads of one load
-    // per tap; the sums keep the (ky, kx) order of the loop below.
-    constexpr int kRow = (kTile - 1) * S + K;
-    float acc[kTile];
-#pragma unroll
-    for (int j = 0; j < kTile; ++j) acc[j] = bias;
-#pragma unroll
-    for (int ky = 0; ky < K; ++ky) {
-      float v[kRow];
-#pragma unroll
-      for (int u = 0; u < kRow; ++u) v[u] = in_s[row * S + ky][u][lane];
-#pragma unroll
-      for (int j = 0; j < kTile; ++j) {
-#pragma unroll
-        for (int kx = 0; kx < K; ++kx) acc[j] = fmaf(v[j * S + kx], taps[ky * kMaxK + kx], acc[j]);
-      }
-    }
-#pragma unroll
-    for (int j = 0; j < kTile; ++j) {
-      const int ox = pos.x0 + j;
-      if (ox >= p.out_w) break;
-      out[std::int64_t{ox} * c] = p.relu ? fmaxf(acc[j], 0.0f) : acc[j];
-    }
-    return;
-  }
 #pragma unroll
   for (int j = 0; j < kTile; ++j) {
     const int ox = pos.x0 + j;
@@ -250,26 +221,6 @@ __device__ float gather_taps(const OpTask& t, const NhwcIndex& at) {
       const int g = (oy * p.out_w + ox) * c;
       if (aux != nullptr && aux[g] <= 0.0f) continue;
       acc = fmaf(d_out[g], t.w[(ky * K + kx) * c + at.c], acc);
-    }
-  }
-  return acc;
-}
-
-// Any shape, the plain kernel's loop.
-__device__ float gather_any(const OpTask& t, const NhwcIndex& at) {
-  const LayerParams& p = t.p;
-  const int c = p.in_c;
-  const std::int64_t image_offset = at.b * p.out_size() + at.c;
-  float acc = 0.0f;
-  for (int ky = 0; ky < p.k_h; ++ky) {
-    const int oy = output_of_tap(at.y, ky, p.stride_h, p.pad_top, p.out_h);
-    if (oy < 0) continue;
-    for (int kx = 0; kx < p.k_w; ++kx) {
-      const int ox = output_of_tap(at.x, kx, p.stride_w, p.pad_left, p.out_w);
-      if (ox < 0) continue;
-      const std::int64_t g = image_offset + (std::int64_t{oy} * p.out_w + ox) * c;
-      if (t.aux != nullptr && t.aux[g] <= 0.0f) continue;
-      acc = fmaf(t.in[g], t.w[(std::int64_t{ky} * p.k_w + kx) * c + at.c], acc);
     }
   }
   return acc;
@@ -407,17 +358,17 @@ const KernelVariant kDepthwiseForwardTiled = {
     "depthwise_forward_tiled_kernel", kTiledThreads, tiled_forward_blocks,
     STIMLOOP_VARIANT_LAUNCHER(depthwise_forward_tiled_kernel, kTiledThreads)};
 const KernelVariant kDepthwiseForward = {
-    "depthwise_forward_kernel", kThreads, forward_blocks,
+    "depthwise_forward_kernel", kThreads, blocks_per_output<kThreads>,
     STIMLOOP_VARIANT_LAUNCHER(depthwise_forward_kernel, kThreads)};
 const KernelVariant kDepthwiseBackwardGather = {
-    "depthwise_backward_gather_kernel", kThreads, backward_blocks,
+    "depthwise_backward_gather_kernel", kThreads, blocks_per_input<kThreads>,
     STIMLOOP_VARIANT_LAUNCHER(depthwise_backward_gather_kernel, kThreads)};
 const KernelVariant kDepthwiseBackwardQuad = {
     "depthwise_backward_quad_kernel", kQuadThreads, quad_blocks,
     STIMLOOP_VARIANT_LAUNCHER(depthwise_backward_quad_kernel, kQuadThreads)};
 bool depthwise_backward_quad_shape(const LayerParams& p) { return quad_shape(p); }
 const KernelVariant kDepthwiseBackward = {
-    "depthwise_backward_kernel", kThreads, backward_blocks,
+    "depthwise_backward_kernel", kThreads, blocks_per_input<kThreads>,
     STIMLOOP_VARIANT_LAUNCHER(depthwise_backward_kernel, kThreads)};
 
 }  // namespace stimloop::cuda

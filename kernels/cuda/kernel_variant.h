@@ -18,6 +18,17 @@ struct KernelVariant {
   void (*launch)(unsigned int grid, cudaStream_t stream, const TaskList& tasks);
 };
 
+// Blocks for one thread per output (per input) element of a task's n images: the
+// straightforward kernels' layout.
+template <int kThreads>
+std::int64_t blocks_per_output(const OpTask& t) {
+  return (std::int64_t{t.n} * t.p.out_size() + kThreads - 1) / kThreads;
+}
+template <int kThreads>
+std::int64_t blocks_per_input(const OpTask& t) {
+  return (std::int64_t{t.n} * t.p.in_size() + kThreads - 1) / kThreads;
+}
+
 // Defines the launcher of a __global__ kernel(TaskList) with THREADS threads per block.
 #define STIMLOOP_VARIANT_LAUNCHER(kernel, threads)                    \
   [](unsigned int grid, cudaStream_t stream, const TaskList& tasks) { \

@@ -19,13 +19,7 @@ constexpr int kWarp = 32;
 __host__ __device__ inline std::int64_t pixels(const OpTask& t) {
   return std::int64_t{t.n} * t.p.out_h * t.p.out_w;
 }
-std::int64_t forward_blocks(const OpTask& t) {
-  return (pixels(t) * t.p.out_c + kThreads - 1) / kThreads;
-}
 std::int64_t forward_block_blocks(const OpTask& t) { return pixels(t) * t.p.out_c; }
-std::int64_t backward_blocks(const OpTask& t) {
-  return (pixels(t) * t.p.in_c + kThreads - 1) / kThreads;
-}
 
 __global__ void __launch_bounds__(kThreads) pointwise_forward_kernel(TaskList tasks) {
   STIMLOOP_SHARED_TASK(t);
@@ -183,13 +177,13 @@ const KernelVariant kPointwiseBackwardGemm = {
     "pointwise_gemm_kernel<backward>", kGemmThreads, gemm_blocks<true>,
     STIMLOOP_VARIANT_LAUNCHER(pointwise_gemm_kernel<true>, kGemmThreads)};
 const KernelVariant kPointwiseForward = {
-    "pointwise_forward_kernel", kThreads, forward_blocks,
+    "pointwise_forward_kernel", kThreads, blocks_per_output<kThreads>,
     STIMLOOP_VARIANT_LAUNCHER(pointwise_forward_kernel, kThreads)};
 const KernelVariant kPointwiseForwardBlock = {
     "pointwise_forward_block_kernel", kThreads, forward_block_blocks,
     STIMLOOP_VARIANT_LAUNCHER(pointwise_forward_block_kernel, kThreads)};
 const KernelVariant kPointwiseBackward = {
-    "pointwise_backward_kernel", kThreads, backward_blocks,
+    "pointwise_backward_kernel", kThreads, blocks_per_input<kThreads>,
     STIMLOOP_VARIANT_LAUNCHER(pointwise_backward_kernel, kThreads)};
 
 }  // namespace stimloop::cuda
