@@ -5,6 +5,8 @@
 // pre-activation output (the caller applies the ReLU mask) and overwrite d_in.
 #pragma once
 
+#include <omp.h>
+
 #include <cstdint>
 
 #include "kernels/layer_params.h"
@@ -24,7 +26,11 @@ namespace stimloop::cpu {
 // serial, the idle thread went to sleep between layer 0 and the pointwise layers and paid a
 // wake-up in every gap (a 1000-step synthesis on 2 threads 3.43 s -> 2.85 s, 2-core VM).
 inline constexpr std::int64_t kParallelMinMacs = 1'000'000;
-inline bool worth_threads(const LayerParams& p, int n) { return p.macs() * n >= kParallelMinMacs; }
+// Inside an active parallel region (the backend giving each thread whole images) a layer runs on
+// the calling thread alone.
+inline bool worth_threads(const LayerParams& p, int n) {
+  return p.macs() * n >= kParallelMinMacs && !omp_in_parallel();
+}
 
 // out[b,oy,ox,co] = bias[co] + sum_{ky,kx,ci} in[b, oy*s+ky-pad, ox*s+kx-pad, ci] * w[ky,kx,ci,co]
 void conv2d_forward(const LayerParams& p, int n, const float* in, const float* w, const float* bias,

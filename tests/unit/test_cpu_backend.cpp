@@ -294,9 +294,11 @@ TEST_CASE("CPU backend is deterministic", "[backend]") {
 
 TEST_CASE("CPU backend results do not depend on the thread count", "[backend]") {
   const int which = GENERATE(0, 1, 2);
-  CAPTURE(which);
+  // 3 images: fewer than two a thread, so each layer is split into row bands; 7 and 13: whole
+  // images to each thread (uneven tails left to row bands), 13 in several rounds of chunks.
+  const int n = GENERATE(3, 7, 13);
+  CAPTURE(which, n);
   Uploaded u = upload(random_network(which));
-  const int n = 3;
   std::mt19937 rng(600 + which);
   const auto images = random_floats(n * u.net->input_size(), -1, 1, rng);
   const auto seed = random_floats(n * u.net->num_outputs(), -1, 1, rng);
@@ -313,6 +315,47 @@ TEST_CASE("CPU backend results do not depend on the thread count", "[backend]") 
     CHECK(test::first_bitwise_difference(forward(*u.resident, images, n).outputs,
                                          one_fwd.outputs) == -1);
   }
+}
+
+TEST_CASE("CPU backend calls the seed function once per group, in order, on the caller's thread",
+          "[backend]") {
+  Uploaded u = upload(random_network(0));
+  const std::int64_t in_size = u.net->input_size(), out_size = u.net->num_outputs();
+  ThreadCountGuard guard;
+  const int threads = GENERATE(1, 2, 3);
+  const int n = GENERATE(1, 5, 11);
+  CAPTURE(threads, n);
+  omp_set_num_threads(threads);
+  std::mt19937 rng(650 + n);
+  const auto images = random_floats(n * in_size, -1, 1, rng);
+  std::vector<float> outputs(n * out_size), d_images(n * in_size);
+  const auto caller = std::this_thread::get_id();
+  int next = 0, calls = 0, off_thread = 0, wrong_outputs = 0;
+  const Status s = u.resident->vector_jacobian(
+      images, n,
+      [&](int first, int count, std::span<const float> out, std::span<float> seed_out) {
+        ++calls;
+        if (std::this_thread::get_id() != caller) ++off_thread;
+        CHECK(first == next);  // contiguous groups, in order, none skipped or repeated
+        CHECK(count >= 1);
+        CHECK(out.size() == std::size_t(count * out_size));
+        CHECK(seed_out.size() == out.size());
+        // The outputs handed over are the group's finished forward pass.
+        if (!std::equal(out.begin(), out.end(), outputs.begin() + first * out_size)) {
+          ++wrong_outputs;
+        }
+        for (std::size_t k = 0; k < seed_out.size(); ++k) seed_out[k] = out[k];  // d(sum y^2/2)
+        next = first + count;
+      },
+      outputs, d_images);
+  REQUIRE(s.ok());
+  CHECK(next == n);
+  CHECK(calls >= 1);
+  CHECK(off_thread == 0);
+  CHECK(wrong_outputs == 0);
+  // The same gradient as with the seed given up front.
+  const Run want = gradient(*u.resident, images, n, outputs);
+  CHECK(test::first_bitwise_difference(d_images, want.d_images) == -1);
 }
 
 TEST_CASE("CPU backend serves concurrent callers of one resident network", "[backend]") {
