@@ -66,6 +66,9 @@ TEST_CASE("AVX-512 convolution agrees with the plain loops to 1e-5", "[ops][fast
       // Layer 0 of the compact models, and its filter counts around the blocks.
       ConvShape{112, 112, 3, 46, 5, 1}, ConvShape{13, 19, 3, 17, 5, 1},
       ConvShape{9, 11, 3, 3, 5, 1}, ConvShape{15, 13, 3, 60, 5, 1}, ConvShape{10, 7, 3, 100, 3, 1},
+      // Sliding tiles of 14 pixels, then the tail; one channel block (the 15-filter model).
+      ConvShape{112, 112, 3, 15, 5, 1}, ConvShape{9, 45, 3, 16, 5, 1},
+      ConvShape{8, 31, 3, 9, 5, 1, false}, ConvShape{6, 14, 3, 1, 5, 1},
       // 1, 2 and 4 input channels (the other gather tiles), 'valid' and a 4x4 kernel.
       ConvShape{17, 23, 1, 17, 3, 1}, ConvShape{17, 23, 2, 60, 5, 1, false},
       ConvShape{11, 9, 4, 100, 5, 1}, ConvShape{17, 23, 3, 17, 4, 1, false},
