@@ -9,8 +9,7 @@ void conv2d_forward(const LayerParams& p, int n, const float* in, const float* w
                     float* out) {
   const int rows = n * p.out_h;
   const int cin = p.in_c, cout = p.out_c;
-#pragma omp parallel for schedule(static) if (worth_threads(p, n))
-  for (int r = 0; r < rows; ++r) {
+  for_each_row(rows, worth_threads(p, n), [&](int r) {
     const int b = r / p.out_h, oy = r % p.out_h;
     const float* image = in + std::int64_t{b} * p.in_size();
     float* out_row = out + std::int64_t{r} * p.out_w * cout;
@@ -33,15 +32,14 @@ void conv2d_forward(const LayerParams& p, int n, const float* in, const float* w
         }
       }
     }
-  }
+  });
 }
 
 void conv2d_backward_input(const LayerParams& p, int n, const float* d_out, const float* w,
                            float* d_in) {
   const int rows = n * p.in_h;
   const int cin = p.in_c, cout = p.out_c;
-#pragma omp parallel for schedule(static) if (worth_threads(p, n))
-  for (int r = 0; r < rows; ++r) {
+  for_each_row(rows, worth_threads(p, n), [&](int r) {
     const int b = r / p.in_h, iy = r % p.in_h;
     const float* grad_image = d_out + std::int64_t{b} * p.out_size();
     float* d_row = d_in + std::int64_t{r} * p.in_w * cin;
@@ -66,7 +64,7 @@ void conv2d_backward_input(const LayerParams& p, int n, const float* d_out, cons
         }
       }
     }
-  }
+  });
 }
 
 }  // namespace stimloop::cpu

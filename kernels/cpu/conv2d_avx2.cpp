@@ -148,8 +148,7 @@ void conv2d_forward_avx2(const LayerParams& p, int n, const float* in, const flo
   const int cp = round_up(p.out_c, kLanes), blocks = cp / kLanes;
   const ForwardGeometry g{&p, packed, bias, zeros, cp};
   const int rows = n * p.out_h;
-#pragma omp parallel for schedule(static) if (worth_threads(p, n))
-  for (int r = 0; r < rows; ++r) {
+  for_each_row(rows, worth_threads(p, n), [&](int r) {
     const int b = r / p.out_h, oy = r % p.out_h;
     const float* image = in + std::int64_t{b} * p.in_size();
     float* out_row = out + std::int64_t{r} * p.out_w * p.out_c;
@@ -169,7 +168,7 @@ void conv2d_forward_avx2(const LayerParams& p, int n, const float* in, const flo
         }
       }
     }
-  }
+  });
 }
 
 namespace {
@@ -245,8 +244,7 @@ void conv2d_backward_input_avx2(const LayerParams& p, int n, const float* d_out,
   const int last_inner = p.out_w - 1 - p.pad_left;  // largest ix with ox < out_w for all kx
   constexpr int kTile = 4;
   const int rows = n * p.in_h;
-#pragma omp parallel for schedule(static) if (worth_threads(p, n))
-  for (int r = 0; r < rows; ++r) {
+  for_each_row(rows, worth_threads(p, n), [&](int r) {
     const int b = r / p.in_h, iy = r % p.in_h;
     const float* grad_image = d_out + std::int64_t{b} * p.out_size();
     float* d_row = d_in + std::int64_t{r} * p.in_w * p.in_c;
@@ -260,7 +258,7 @@ void conv2d_backward_input_avx2(const LayerParams& p, int n, const float* d_out,
         ix += 1;
       }
     }
-  }
+  });
 }
 
 }  // namespace stimloop::cpu

@@ -254,8 +254,7 @@ void conv_forward_packed(const LayerParams& p, int n, const float* in, const flo
   const std::size_t window_floats =
       std::size_t(p.k_h) * ((kMaxTilePixels - 1) * p.stride_w + p.k_w) * p.in_c;
   const int rows = n * p.out_h;
-#pragma omp parallel for schedule(static) if (worth_threads(p, n))
-  for (int r = 0; r < rows; ++r) {
+  for_each_row(rows, worth_threads(p, n), [&](int r) {
     const int b = r / p.out_h, oy = r % p.out_h;
     const float* image = in + std::int64_t{b} * p.in_size();
     float* out_row = out + std::int64_t{r} * p.out_w * p.out_c;
@@ -279,7 +278,7 @@ void conv_forward_packed(const LayerParams& p, int n, const float* in, const flo
       }
       b0 += nb;
     }
-  }
+  });
 }
 
 }  // namespace avx512

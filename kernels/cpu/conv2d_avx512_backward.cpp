@@ -144,8 +144,7 @@ void backward_gather(const LayerParams& p, int n, const float* d_out, const floa
   constexpr int X = kGatherPixels<NC>;
   const std::size_t window_floats = std::size_t(p.k_h) * (X + p.k_w - 1) * p.out_c;
   const int rows = n * p.in_h;
-#pragma omp parallel for schedule(static) if (worth_threads(p, n))
-  for (int r = 0; r < rows; ++r) {
+  for_each_row(rows, worth_threads(p, n), [&](int r) {
     const int b = r / p.in_h, iy = r % p.in_h;
     const float* grad_image = d_out + std::int64_t{b} * p.out_size();
     float* d_row = d_in + std::int64_t{r} * p.in_w * NC;
@@ -159,7 +158,7 @@ void backward_gather(const LayerParams& p, int n, const float* d_out, const floa
       const int pixels = p.in_w - ix0 < X ? p.in_w - ix0 : X;
       gather_tile<X, NC>(in, pixels, d_row + std::int64_t{ix0} * NC);
     }
-  }
+  });
 }
 
 void backward_few_channels(const LayerParams& p, int n, const float* d_out, const float* w,

@@ -9,8 +9,7 @@ void depthwise_forward(const LayerParams& p, int n, const float* in, const float
                        const float* bias, float* out) {
   const int rows = n * p.out_h;
   const int c = p.in_c;
-#pragma omp parallel for schedule(static) if (worth_threads(p, n))
-  for (int r = 0; r < rows; ++r) {
+  for_each_row(rows, worth_threads(p, n), [&](int r) {
     const int b = r / p.out_h, oy = r % p.out_h;
     const float* image = in + std::int64_t{b} * p.in_size();
     float* out_row = out + std::int64_t{r} * p.out_w * c;
@@ -29,15 +28,14 @@ void depthwise_forward(const LayerParams& p, int n, const float* in, const float
         }
       }
     }
-  }
+  });
 }
 
 void depthwise_backward_input(const LayerParams& p, int n, const float* d_out, const float* w,
                               float* d_in, const float* in_relu) {
   const int rows = n * p.in_h;
   const int c = p.in_c;
-#pragma omp parallel for schedule(static) if (worth_threads(p, n))
-  for (int r = 0; r < rows; ++r) {
+  for_each_row(rows, worth_threads(p, n), [&](int r) {
     const int b = r / p.in_h, iy = r % p.in_h;
     const float* grad_image = d_out + std::int64_t{b} * p.out_size();
     float* d_row = d_in + std::int64_t{r} * p.in_w * c;
@@ -60,7 +58,7 @@ void depthwise_backward_input(const LayerParams& p, int n, const float* d_out, c
         for (int ch = 0; ch < c; ++ch) d[ch] = act[ch] <= 0.0f ? 0.0f : d[ch];
       }
     }
-  }
+  });
 }
 
 }  // namespace stimloop::cpu

@@ -212,15 +212,14 @@ bool forward_row_tiles(const LayerParams& p, int n, const float* in, const float
   return with_row_tile_shape(p, [&](auto sw, auto kw) {
     constexpr int SW = decltype(sw)::value, KW = decltype(kw)::value;
     const int rows = n * p.out_h;
-#pragma omp parallel for schedule(static) if (worth_threads(p, n))
-    for (int r = 0; r < rows; ++r) {
+    for_each_row(rows, worth_threads(p, n), [&](int r) {
       const int b = r / p.out_h, oy = r % p.out_h;
       const float* image = in + std::int64_t{b} * p.in_size();
       float* out_row = out + std::int64_t{r} * p.out_w * p.in_c;
       for (int c0 = 0; c0 < p.in_c; c0 += kLanes) {
         forward_row<SW, KW>(p, image, oy, c0, lane_mask(p.in_c - c0), w, bias, out_row);
       }
-    }
+    });
   });
 }
 
@@ -229,8 +228,7 @@ bool backward_row_tiles(const LayerParams& p, int n, const float* d_out, const f
   return with_row_tile_shape(p, [&](auto sw, auto kw) {
     constexpr int SW = decltype(sw)::value, KW = decltype(kw)::value;
     const int rows = n * p.in_h;
-#pragma omp parallel for schedule(static) if (worth_threads(p, n))
-    for (int r = 0; r < rows; ++r) {
+    for_each_row(rows, worth_threads(p, n), [&](int r) {
       const int b = r / p.in_h, iy = r % p.in_h;
       const float* grad_image = d_out + std::int64_t{b} * p.out_size();
       const std::int64_t row_at = std::int64_t{r} * p.in_w * p.in_c;
@@ -239,7 +237,7 @@ bool backward_row_tiles(const LayerParams& p, int n, const float* d_out, const f
         backward_row<SW, KW>(p, grad_image, iy, c0, lane_mask(p.in_c - c0), w, keep_row,
                              d_in + row_at);
       }
-    }
+    });
   });
 }
 

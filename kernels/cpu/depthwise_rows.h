@@ -50,8 +50,7 @@ template <typename Pixel>
 void depthwise_forward_rows(const LayerParams& p, int n, const float* in, float* out, Pixel pixel) {
   const int rows = n * p.out_h;
   const int c = p.in_c;
-#pragma omp parallel for schedule(static) if (worth_threads(p, n))
-  for (int r = 0; r < rows; ++r) {
+  for_each_row(rows, worth_threads(p, n), [&](int r) {
     const int b = r / p.out_h, oy = r % p.out_h;
     const float* image = in + std::int64_t{b} * p.in_size();
     float* out_row = out + std::int64_t{r} * p.out_w * c;
@@ -67,7 +66,7 @@ void depthwise_forward_rows(const LayerParams& p, int n, const float* in, float*
       };
       pixel(source, out_row + std::int64_t{ox} * c);
     }
-  }
+  });
 }
 
 // pixel(source, keep, dst): d_in[b, iy, ix, :] from the output gradients its taps touched;
@@ -77,8 +76,7 @@ void depthwise_backward_rows(const LayerParams& p, int n, const float* d_out, fl
                              const float* in_relu, Pixel pixel) {
   const int rows = n * p.in_h;
   const int c = p.in_c;
-#pragma omp parallel for schedule(static) if (worth_threads(p, n))
-  for (int r = 0; r < rows; ++r) {
+  for_each_row(rows, worth_threads(p, n), [&](int r) {
     const int b = r / p.in_h, iy = r % p.in_h;
     const float* grad_image = d_out + std::int64_t{b} * p.out_size();
     int oy_of[kMaxTaps], ox_of[kMaxTaps];
@@ -96,7 +94,7 @@ void depthwise_backward_rows(const LayerParams& p, int n, const float* d_out, fl
       const std::int64_t at = (std::int64_t{r} * p.in_w + ix) * c;
       pixel(source, in_relu != nullptr ? in_relu + at : nullptr, d_in + at);
     }
-  }
+  });
 }
 
 }  // namespace stimloop::cpu

@@ -32,8 +32,7 @@ void pointwise_forward_few(const LayerParams& p, int n, const float* in, const f
   const std::int64_t pixels = std::int64_t{n} * p.out_h * p.out_w;
   const int cin = p.in_c, cout = p.out_c;
   const float* wt = transposed(w, cin, cout);
-#pragma omp parallel for schedule(static) if (worth_threads(p, n))
-  for (std::int64_t px = 0; px < pixels; ++px) {
+  for_each_row(pixels, worth_threads(p, n), [&](std::int64_t px) {
     const float* __restrict a = in + px * cin;
     for (int co = 0; co < cout; ++co) {
       const float* __restrict w_co = wt + std::int64_t{co} * cin;
@@ -42,7 +41,7 @@ void pointwise_forward_few(const LayerParams& p, int n, const float* in, const f
       for (int ci = 0; ci < cin; ++ci) s += a[ci] * w_co[ci];
       out[px * cout + co] = (bias != nullptr ? bias[co] : 0.0f) + s;
     }
-  }
+  });
 }
 
 void pointwise_backward_input_few(const LayerParams& p, int n, const float* d_out, const float* w,
@@ -50,8 +49,7 @@ void pointwise_backward_input_few(const LayerParams& p, int n, const float* d_ou
   const std::int64_t pixels = std::int64_t{n} * p.out_h * p.out_w;
   const int cin = p.in_c, cout = p.out_c;
   const float* wt = transposed(w, cin, cout);
-#pragma omp parallel for schedule(static) if (worth_threads(p, n))
-  for (std::int64_t px = 0; px < pixels; ++px) {
+  for_each_row(pixels, worth_threads(p, n), [&](std::int64_t px) {
     const float* g = d_out + px * cout;
     float* __restrict d = d_in + px * cin;
     // d[ci] = sum over co of g[co] * w[ci][co], in co order: row co of the transposed weights,
@@ -63,7 +61,7 @@ void pointwise_backward_input_few(const LayerParams& p, int n, const float* d_ou
 #pragma omp simd
       for (int ci = 0; ci < cin; ++ci) d[ci] += gc * w_co[ci];
     }
-  }
+  });
 }
 
 }  // namespace stimloop::cpu
