@@ -18,15 +18,20 @@ int reflect(int i, int n) {
 }  // namespace
 
 std::vector<double> gaussian_kernel(double sigma) {
+  std::vector<double> k;
+  gaussian_kernel_into(sigma, k);
+  return k;
+}
+
+void gaussian_kernel_into(double sigma, std::vector<double>& k) {
   const int radius = static_cast<int>(4.0 * sigma + 0.5);
-  std::vector<double> k(2 * radius + 1);
+  k.resize(2 * radius + 1);
   double total = 0.0;
   for (int i = -radius; i <= radius; ++i) {
     k[i + radius] = std::exp(-0.5 * i * i / (sigma * sigma));
     total += k[i + radius];
   }
   for (double& v : k) v /= total;
-  return k;
 }
 
 // Each output element is the same sum as the direct form -- acc = 0, then acc += k[t] * v(t) for
@@ -40,7 +45,14 @@ constexpr std::int64_t kParallelBlurElements = 16384;
 void gaussian_blur(std::span<double> image, const ImageShape& s, double sigma,
                    std::vector<double>& scratch) {
   if (sigma <= 0.0) return;
-  const std::vector<double> k = gaussian_kernel(sigma);
+  // The kernel and the border table live on as long as the thread, so that a synthesis step
+  // does not allocate (this thread's previous blur had the same sizes).
+  // (References: inside the parallel loops below a thread_local name would be each thread's own.)
+  thread_local std::vector<double> kernel_storage;
+  thread_local std::vector<int> source_storage;
+  std::vector<double>& k = kernel_storage;
+  std::vector<int>& source = source_storage;
+  gaussian_kernel_into(sigma, k);
   const int radius = static_cast<int>(k.size() / 2);
   const std::int64_t row = std::int64_t{s.w} * s.c;
   scratch.resize(image.size());  // every element is written by the first tap below
@@ -63,7 +75,7 @@ void gaussian_blur(std::span<double> image, const ImageShape& s, double sigma,
   }
   // Along columns (x), back into the image: interior columns read x + t directly, the `radius`
   // columns at each border through the reflection table.
-  std::vector<int> source(static_cast<std::size_t>(s.w) * k.size());
+  source.resize(static_cast<std::size_t>(s.w) * k.size());
   for (int x = 0; x < s.w; ++x) {
     for (int t = -radius; t <= radius; ++t)
       source[x * k.size() + (t + radius)] = reflect(x + t, s.w);

@@ -23,6 +23,8 @@ void gaussian_blur(std::span<double> image, const ImageShape& shape, double sigm
 
 // The 1-D kernel above (for tests and for the CUDA path).
 std::vector<double> gaussian_kernel(double sigma);
+// The same into k, reusing its storage.
+void gaussian_kernel_into(double sigma, std::vector<double>& k);
 
 // Clips each channel to the re-centered valid range [-mean_c, 255 - mean_c].
 void clip_to_valid(std::span<double> image, const std::array<float, 3>& means);

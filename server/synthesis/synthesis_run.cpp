@@ -91,6 +91,10 @@ StatusOr<std::unique_ptr<SynthesisRun>> SynthesisRun::create(
   run->has_best_.assign(s.n, false);
   run->best_images_ = s.x;
   run->trajectory_.resize(s.n);
+  // Room for every point the run records (up to a bound: a million steps a point each would
+  // reserve 16 MB a stimulus), so that recording one does not allocate inside a step.
+  const int points = std::min(request.steps / std::max(request.trajectory_every, 1) + 1, 4096);
+  for (auto& trajectory : run->trajectory_) trajectory.reserve(points);
   if (request.method == MethodKind::kCowley2026 && request.objective == ObjectiveKind::kMax) {
     run->best_value_.assign(s.n, 0.0);  // the authors' best-so-far starts at 0 when maximising
   } else if (request.method == MethodKind::kCowley2026 &&
@@ -196,7 +200,8 @@ Status SynthesisRun::step() {
   BatchState& s = state_;
 
   // The gradient for this step: at x, or at jittered copies of it.
-  std::vector<std::pair<int, int>> shifts(s.n);
+  auto& shifts = shifts_;
+  shifts.resize(s.n);
   bool jittered = false;
   for (int i = 0; i < s.n; ++i) {
     shifts[i] = method_->jitter(t, i, s);

@@ -97,6 +97,7 @@ class SynthesisRun {
   // Scratch, reused every step.
   std::vector<float> input_, outputs_, d_input_;
   std::vector<double> values_, gradient_, shifted_, rolled_;
+  std::vector<std::pair<int, int>> shifts_;  // this step's jitter per image
 
   std::vector<double> best_value_, best_response_;
   std::vector<bool> has_best_;
