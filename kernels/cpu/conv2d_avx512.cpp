@@ -114,10 +114,8 @@ void sliding_tile(const RowInputs& in, const float* bias, bool relu, int co0, in
     __m512 wv[kSpan];
 #pragma GCC unroll 32
     for (int t = 0; t < kSpan; ++t) wv[t] = _mm512_loadu_ps(w + std::int64_t{t} * in.cp);
-      // Inputs in turn by residue mod kSpan: consecutive inputs are kSpan apart and feed disjoint
-      // pixels (independent accumulators) rather than the same ones back to back.
 #pragma GCC unroll 32
-    for (int r = 0; r < kSpan; ++r) {
+    for (int r = 0; r < kSpan; ++r) {  // inputs r, r + kSpan, ...: they feed disjoint pixels
 #pragma GCC unroll 32
       for (int i = r; i < kWindow; i += kSpan) {
         const __m512 a = _mm512_set1_ps(src[i]);
