@@ -67,6 +67,9 @@ class Backend {
 inline constexpr int kMaxBatch = 4096;
 
 std::unique_ptr<Backend> make_cpu_backend();
+// The CPU backend keeps a call's activations under this many bytes (all its threads together):
+// larger batches run in chunks of images.
+std::int64_t cpu_workspace_budget_bytes();
 // FAILED_PRECONDITION (with the reason) when this build has no CUDA or no usable GPU is present.
 StatusOr<std::unique_ptr<Backend>> make_cuda_backend();
 // The CUDA backend with cuDNN's convolutions in place of stimloop's kernels (the library

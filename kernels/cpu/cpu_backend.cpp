@@ -239,4 +239,6 @@ class CpuBackend final : public Backend {
 
 std::unique_ptr<Backend> make_cpu_backend() { return std::make_unique<CpuBackend>(); }
 
+std::int64_t cpu_workspace_budget_bytes() { return kWorkspaceBudgetBytes; }
+
 }  // namespace stimloop

@@ -175,11 +175,11 @@ TEST_CASE("CPU backend results do not depend on batch composition", "[backend]")
 
 TEST_CASE("CPU backend splits large batches into chunks transparently", "[backend]") {
   // A chain whose activations are large per image (seven 160x160x8 tensors plus two gradient
-  // buffers, 1.8 M floats), so the 256 MiB workspace budget holds 36 images and a batch of 40
-  // runs as two chunks, the second one short: a 3x3 depthwise with ReLU, five linear 1x1
-  // depthwise layers (cheap, but each keeps a full activation), a pointwise ReLU layer and a
-  // Dense readout. Any batch larger than the budget costs ~256 MiB of activations to compute, so
-  // only a few single-image calls, around the chunk boundary, are compared with the batch.
+  // buffers, 1.8 M floats, 7.2 MB), so the workspace budget holds only a few images and a batch
+  // of 41 runs as many chunks (an odd count: on two threads the last image is left to a chunk of
+  // its own): a 3x3 depthwise with ReLU, five linear 1x1 depthwise layers (cheap, but each keeps a
+  // full activation), a pointwise ReLU layer and a Dense readout. Single-image calls around the
+  // chunk boundaries and at the end are compared with the batch.
   test::RandomNetworkBuilder builder(160, 160, 8, 400);
   builder.depthwise(3, 1, true, true);
   for (int i = 0; i < 5; ++i) builder.depthwise(1, 1, true, false);
@@ -192,9 +192,9 @@ TEST_CASE("CPU backend splits large batches into chunks transparently", "[backen
       layer.weights = random_floats(layer.weights.size(), 0.8, 1.25, rng);
     }
   }
-  const int n = 40;
-  const int chunk = net.images_per_chunk(std::int64_t{256} << 20, kMaxBatch);
-  INFO("images per chunk under a 256 MiB budget: " << chunk);
+  const int n = 41;
+  const int chunk = net.images_per_chunk(cpu_workspace_budget_bytes(), kMaxBatch);
+  INFO("images per chunk under the workspace budget: " << chunk);
   REQUIRE(chunk < n);
   CHECK(n % chunk != 0);  // a short last chunk
 
