@@ -114,8 +114,9 @@ int run(const Options& opt) {
   if (opt.backends == "cpu" || opt.backends == "all") {
     backends.push_back(stimloop::make_cpu_backend());
   }
-  for (const char* gpu : {"cuda", "cudnn"}) {
-    if (opt.backends != gpu && opt.backends != "all") continue;
+  for (const std::string gpu : {"cuda", "cudnn", "cudnn-tf32"}) {
+    // TF32 only when asked for by name: "all" compares float32 implementations.
+    if (opt.backends != gpu && (opt.backends != "all" || gpu == "cudnn-tf32")) continue;
     auto backend = stimloop::make_backend(gpu);
     if (backend.ok()) {
       backends.push_back(std::move(*backend));
@@ -227,8 +228,9 @@ int run(const Options& opt) {
 int main(int argc, char** argv) {
   Options opt;
   CLI::App app{"stimloop-bench: forward and input-gradient throughput of one model per backend"};
-  app.add_option("--backend", opt.backends, "cpu, cuda, cudnn, or all (every backend available)")
-      ->check(CLI::IsMember({"cpu", "cuda", "cudnn", "all"}))
+  app.add_option("--backend", opt.backends,
+                 "cpu, cuda, cudnn, cudnn-tf32, or all (every float32 backend available)")
+      ->check(CLI::IsMember({"cpu", "cuda", "cudnn", "cudnn-tf32", "all"}))
       ->capture_default_str();
   app.add_option("--model", opt.model,
                  "A .keras file, or 'demo' (default: the median-MAC compact model of "

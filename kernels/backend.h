@@ -74,9 +74,11 @@ std::int64_t cpu_workspace_budget_bytes();
 StatusOr<std::unique_ptr<Backend>> make_cuda_backend();
 // The CUDA backend with cuDNN's convolutions in place of stimloop's kernels (the library
 // baseline); FAILED_PRECONDITION where this build has no cuDNN or it does not initialise.
-StatusOr<std::unique_ptr<Backend>> make_cudnn_backend();
-// By name, as --backend gives it: cpu, cuda, cudnn, or auto (the GPU when one is usable, else the
-// CPU).
+// float32 with FMA math only, unless `tf32`: then cuDNN may use TF32 tensor cores (inputs
+// rounded to a 10-bit mantissa; "cudnn-tf32", an option whose error the GPU tests report).
+StatusOr<std::unique_ptr<Backend>> make_cudnn_backend(bool tf32 = false);
+// By name, as --backend gives it: cpu, cuda, cudnn, cudnn-tf32, or auto (the GPU when one is
+// usable, else the CPU).
 StatusOr<std::unique_ptr<Backend>> make_backend(const std::string& name);
 
 }  // namespace stimloop

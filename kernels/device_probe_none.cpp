@@ -14,7 +14,7 @@ StatusOr<std::unique_ptr<Backend>> make_cuda_backend() {
   return failed_precondition("CUDA backend unavailable: " + probe_device().reason);
 }
 
-StatusOr<std::unique_ptr<Backend>> make_cudnn_backend() {
+StatusOr<std::unique_ptr<Backend>> make_cudnn_backend(bool) {
   return failed_precondition("cuDNN backend unavailable: " + probe_device().reason);
 }
 

@@ -30,9 +30,9 @@ CudaResidentNetwork::~CudaResidentNetwork() {
   cudaStreamDestroy(stream_);
 }
 
-Status CudaResidentNetwork::init(bool use_cudnn) {
+Status CudaResidentNetwork::init(bool use_cudnn, bool tf32) {
   if (use_cudnn) {
-    ASSIGN_OR_RETURN(runner_, make_cudnn_runner(*net_, stream_));
+    ASSIGN_OR_RETURN(runner_, make_cudnn_runner(*net_, stream_, tf32));
     return Status::Ok();
   }
   ASSIGN_OR_RETURN(auto custom, CustomLayerRunner::create(*net_, stream_));
@@ -129,15 +129,17 @@ namespace {
 
 class CudaBackend final : public Backend {
  public:
-  explicit CudaBackend(bool use_cudnn) : use_cudnn_(use_cudnn) {}
-  std::string name() const override { return use_cudnn_ ? "cudnn" : "cuda"; }
+  CudaBackend(bool use_cudnn, bool tf32) : use_cudnn_(use_cudnn), tf32_(tf32) {}
+  std::string name() const override {
+    return use_cudnn_ ? (tf32_ ? "cudnn-tf32" : "cudnn") : "cuda";
+  }
   StatusOr<std::unique_ptr<ResidentNetwork>> upload(
       std::shared_ptr<const Network> network) override {
     if (!network || network->layers.empty()) return invalid_argument("empty network");
     cudaStream_t stream = nullptr;
     CUDA_RETURN_IF_ERROR(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
     auto resident = std::make_unique<cuda::CudaResidentNetwork>(std::move(network), stream);
-    RETURN_IF_ERROR(resident->init(use_cudnn_));
+    RETURN_IF_ERROR(resident->init(use_cudnn_, tf32_));
     return std::unique_ptr<ResidentNetwork>(std::move(resident));
   }
   // Device-wide (the driver's view): what this process and any other hold on the GPU.
@@ -152,7 +154,7 @@ class CudaBackend final : public Backend {
   }
 
  private:
-  bool use_cudnn_;
+  bool use_cudnn_, tf32_;
 };
 
 }  // namespace
@@ -160,16 +162,16 @@ class CudaBackend final : public Backend {
 StatusOr<std::unique_ptr<Backend>> make_cuda_backend() {
   const DeviceInfo device = probe_device();
   if (!device.available) return failed_precondition("CUDA backend unavailable: " + device.reason);
-  return std::unique_ptr<Backend>(std::make_unique<CudaBackend>(false));
+  return std::unique_ptr<Backend>(std::make_unique<CudaBackend>(false, false));
 }
 
-StatusOr<std::unique_ptr<Backend>> make_cudnn_backend() {
+StatusOr<std::unique_ptr<Backend>> make_cudnn_backend(bool tf32) {
   const DeviceInfo device = probe_device();
   if (!device.available) return failed_precondition("cuDNN backend unavailable: " + device.reason);
   if (cuda::cudnn_version() == 0) {
     return failed_precondition("cuDNN backend unavailable: this build has no cuDNN");
   }
-  return std::unique_ptr<Backend>(std::make_unique<CudaBackend>(true));
+  return std::unique_ptr<Backend>(std::make_unique<CudaBackend>(true, tf32));
 }
 
 }  // namespace stimloop

@@ -21,7 +21,7 @@ class CudaResidentNetwork final : public ResidentNetwork {
   // Takes ownership of `stream`.
   CudaResidentNetwork(std::shared_ptr<const Network> net, cudaStream_t stream);
   ~CudaResidentNetwork() override;
-  Status init(bool use_cudnn);
+  Status init(bool use_cudnn, bool tf32 = false);
 
   const Network& network() const override { return *net_; }
   Status forward(std::span<const float> images, int n, std::span<float> outputs) override;

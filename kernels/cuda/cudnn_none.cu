@@ -3,7 +3,7 @@
 
 namespace stimloop::cuda {
 
-StatusOr<std::unique_ptr<LayerRunner>> make_cudnn_runner(const Network&, cudaStream_t) {
+StatusOr<std::unique_ptr<LayerRunner>> make_cudnn_runner(const Network&, cudaStream_t, bool) {
   return failed_precondition("this build has no cuDNN");
 }
 

@@ -49,7 +49,9 @@ class CustomLayerRunner final : public LayerRunner {
 };
 
 // cuDNN: FAILED_PRECONDITION when this build has no cuDNN or the library does not initialise.
-StatusOr<std::unique_ptr<LayerRunner>> make_cudnn_runner(const Network& net, cudaStream_t stream);
+// FMA math only (float32), or with `tf32` tensor-core math that rounds inputs to TF32.
+StatusOr<std::unique_ptr<LayerRunner>> make_cudnn_runner(const Network& net, cudaStream_t stream,
+                                                         bool tf32 = false);
 // Whether this build has the cuDNN path, and cuDNN's version when it initialises (0 otherwise).
 std::size_t cudnn_version();
 

@@ -33,7 +33,8 @@ int main(int argc, char** argv) {
   app.add_flag("--with-demo", o.with_demo, "Also serve the demo models next to --models");
   app.add_option("--listen", o.listen, "HOST:PORT for gRPC (port 0: any free port)")
       ->capture_default_str();
-  app.add_option("--backend", o.backend, "cpu, cuda, cudnn or auto")->capture_default_str();
+  app.add_option("--backend", o.backend, "cpu, cuda, cudnn, cudnn-tf32 or auto")
+      ->capture_default_str();
   app.add_option("--threads", o.threads, "CPU threads (0 = all cores)")->capture_default_str();
   app.add_option("--tls-cert", o.tls_cert, "PEM certificate chain: serve TLS");
   app.add_option("--tls-key", o.tls_key, "PEM private key of --tls-cert");
