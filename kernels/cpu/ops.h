@@ -9,6 +9,7 @@
 
 #include <cstdint>
 
+#include "kernels/cpu/row_bands.h"
 #include "kernels/layer_params.h"
 
 namespace stimloop::cpu {
@@ -37,14 +38,32 @@ inline bool worth_threads(const LayerParams& p, int n) {
 // whose if clause is false still builds a team of one at every call, an allocation, and inside
 // another parallel region futex system calls too (a thread running whole images through a compact
 // model's ten layers spent a fifth of its time in the kernel).
+// The bands follow each thread's recent speed (row_bands.h).
 template <typename Index, typename Body>
 inline void for_each_row(Index rows, bool threads, const Body& body) {
-  if (threads) {
-#pragma omp parallel for schedule(static)
+  const int team = threads ? omp_get_max_threads() : 1;
+  if (team < 2 || team > kMaxBandThreads) {
     for (Index r = 0; r < rows; ++r) body(r);
-  } else {
-    for (Index r = 0; r < rows; ++r) body(r);
+    return;
   }
+  const RowBands bands = plan_row_bands(rows, team);
+  double seconds[kMaxBandThreads];
+  bool planned_team = true;
+#pragma omp parallel num_threads(team)
+  {
+    if (omp_get_num_threads() != team) {  // the runtime gave fewer threads: plain static bands
+      planned_team = false;
+#pragma omp for schedule(static)
+      for (Index r = 0; r < rows; ++r) body(r);
+    } else {
+      const int t = omp_get_thread_num();
+      const Index end = static_cast<Index>(bands.end[t]);
+      const double start = omp_get_wtime();
+      for (Index r = t == 0 ? 0 : static_cast<Index>(bands.end[t - 1]); r < end; ++r) body(r);
+      seconds[t] = omp_get_wtime() - start;
+    }
+  }
+  if (planned_team) record_row_band_times(bands, seconds);
 }
 
 // out[b,oy,ox,co] = bias[co] + sum_{ky,kx,ci} in[b, oy*s+ky-pad, ox*s+kx-pad, ci] * w[ky,kx,ci,co]
