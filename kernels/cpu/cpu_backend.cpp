@@ -130,14 +130,7 @@ class CpuResidentNetwork final : public ResidentNetwork {
   Status forward(std::span<const float> images, int n, std::span<float> outputs) override {
     RETURN_IF_ERROR(check_forward_args(images.size(), n, outputs.size()));
     std::lock_guard lock(mutex_);
-    const std::int64_t in_size = net_->input_size(), out_size = net_->num_outputs();
-    for_each_round(n, [&](std::span<const Group> round) {
-      for_each_group(round, [&](const Group& g, Workspace& ws) {
-        run_forward(*net_, ws, images.data() + g.first * in_size, g.count);
-        std::copy_n(ws.activations.back().data(), g.count * out_size,
-                    outputs.data() + g.first * out_size);
-      });
-    });
+    for_each_round(n, [&](std::span<const Group> round) { forward_round(round, images, outputs); });
     return Status::Ok();
   }
 
@@ -151,11 +144,7 @@ class CpuResidentNetwork final : public ResidentNetwork {
     std::lock_guard lock(mutex_);
     const std::int64_t in_size = net_->input_size(), out_size = net_->num_outputs();
     for_each_round(n, [&](std::span<const Group> round) {
-      for_each_group(round, [&](const Group& g, Workspace& ws) {
-        run_forward(*net_, ws, images.data() + g.first * in_size, g.count);
-        std::copy_n(ws.activations.back().data(), g.count * out_size,
-                    outputs.data() + g.first * out_size);
-      });
+      forward_round(round, images, outputs);
       // The seed function is the caller's code: called on this thread, group by group in order,
       // never from two threads at once.
       for (std::size_t t = 0; t < round.size(); ++t) {
@@ -172,6 +161,17 @@ class CpuResidentNetwork final : public ResidentNetwork {
   }
 
  private:
+  // The forward pass of each group of a round, its outputs copied to theirs in `outputs`.
+  void forward_round(std::span<const Group> round, std::span<const float> images,
+                     std::span<float> outputs) {
+    const std::int64_t in_size = net_->input_size(), out_size = net_->num_outputs();
+    for_each_group(round, [&](const Group& g, Workspace& ws) {
+      run_forward(*net_, ws, images.data() + g.first * in_size, g.count);
+      std::copy_n(ws.activations.back().data(), g.count * out_size,
+                  outputs.data() + g.first * out_size);
+    });
+  }
+
   // Spreads a call's n images and runs fn(round) for each round of groups. Batches of at least
   // two images a thread go out as whole images, one group per thread per round: each thread runs
   // every layer on its own images, so there is no barrier between layers and each core keeps its

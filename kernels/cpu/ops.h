@@ -18,8 +18,8 @@ namespace stimloop::cpu {
 // barrier: microseconds on an idle machine, but milliseconds when another process holds a core
 // (the barrier waits for a descheduled thread), and most layers of the compact models are tiny
 // at batch 1 (a synthesis step for one rig stimulus). Rows go to the threads in contiguous bands
-// (static schedule), the same band of every layer to the same thread, so each layer reads mostly
-// what its own core just wrote: handed out dynamically, half of every activation moved between
+// in the same proportions for every layer (for_each_row), so each layer reads mostly what its
+// own core just wrote: handed out dynamically, half of every activation moved between
 // the cores' caches, and two threads gained nothing at batch 1 (forward 1.10 ms against 0.61 ms
 // static, 2-core VM). Every row is computed by one thread in a fixed order, so results do not
 // depend on the thread count or the schedule.
@@ -33,12 +33,11 @@ inline bool worth_threads(const LayerParams& p, int n) {
   return p.macs() * n >= kParallelMinMacs && !omp_in_parallel();
 }
 
-// body(r) for every r in [0, rows): in contiguous bands over the threads (static schedule) when
-// `threads`, else a plain loop on this thread. Not `omp parallel for if (threads)`: a region
-// whose if clause is false still builds a team of one at every call, an allocation, and inside
-// another parallel region futex system calls too (a thread running whole images through a compact
-// model's ten layers spent a fifth of its time in the kernel).
-// The bands follow each thread's recent speed (row_bands.h).
+// body(r) for every r in [0, rows): in contiguous bands over the threads, sized by each thread's
+// recent speed (row_bands.h), when `threads`; else a plain loop on this thread. Not `omp parallel
+// for if (threads)`: a region whose if clause is false still builds a team of one at every call,
+// an allocation, and inside another parallel region futex system calls too (a thread running
+// whole images through a compact model's ten layers spent a fifth of its time in the kernel).
 template <typename Index, typename Body>
 inline void for_each_row(Index rows, bool threads, const Body& body) {
   const int team = threads ? omp_get_max_threads() : 1;

@@ -2,7 +2,6 @@
 #include "kernels/cpu/row_bands.h"
 
 #include <algorithm>
-#include <atomic>
 #include <mutex>
 
 namespace stimloop::cpu {
