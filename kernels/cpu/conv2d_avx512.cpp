@@ -247,6 +247,10 @@ int packed_width(int out_c) { return round_up(out_c, kLanes); }
 
 void conv_forward_packed(const LayerParams& p, int n, const float* in, const float* packed,
                          const float* bias, float* out) {
+  if (winograd_applies(p)) {
+    conv_forward_winograd(p, n, in, packed, bias, out);
+    return;
+  }
   const int cp = packed_width(p.out_c), blocks = cp / kLanes;
   const Geometry g{&p, packed, bias, p.relu, cp, p.stride_w == 1 && p.k_w == 5 && p.in_c == 3};
   const std::size_t window_floats =

@@ -10,7 +10,13 @@
 namespace stimloop::cpu {
 
 // Independent buffers, so a kernel can hold several at once (e.g. packed weights and a window).
-enum class ScratchSlot : int { kWeights = 0, kWindow = 1, kCount = 2 };
+enum class ScratchSlot : int {
+  kWeights = 0,
+  kWindow,
+  kTransformedWeights,  // Winograd layer 0 (conv2d_winograd_avx512.cpp)
+  kTransformedInput,
+  kCount
+};
 
 // At least `count` floats owned by the calling thread, valid until its next call with this slot.
 float* scratch_floats(ScratchSlot slot, std::size_t count);

@@ -4,7 +4,8 @@
 // of every size, tiles at both borders, kernels 1 to 5, strides 1 and 2 (the backward hands
 // stride 2 to the AVX2 kernel, checked all the same), 'valid' windows that leave rows unread,
 // both backward paths (at most 4 input channels: dot products along the gathered run; more: a
-// forward convolution of the gradient with the flipped kernel) and a Dense layer (1x1 image).
+// forward convolution of the gradient with the flipped kernel), a Dense layer (1x1 image), and
+// layer 0's shape (3 channels, 5x5, stride 1), which goes through Winograd F(4, 5).
 // On a processor or build without AVX-512 the cases print SKIPPED and pass.
 #include <algorithm>
 #include <array>
@@ -78,7 +79,14 @@ TEST_CASE("AVX-512 convolution agrees with the plain loops to 1e-5", "[ops][fast
       ConvShape{17, 23, 9, 17, 4, 1, false},
       // Stride 2 (backward through the AVX2 kernel), a kernel larger than the image.
       ConvShape{17, 23, 5, 60, 5, 2}, ConvShape{17, 23, 3, 100, 3, 2, false},
-      ConvShape{4, 3, 9, 3, 5, 2}, ConvShape{112, 112, 3, 17, 5, 2});
+      ConvShape{4, 3, 9, 3, 5, 2}, ConvShape{112, 112, 3, 17, 5, 2},
+      // Layer 0 through Winograd F(4, 5) (conv2d_winograd_avx512.cpp): the largest model's 57
+      // filters, passes of 3 + 2 and 3 + 3 + 3 blocks, rows of 1 to 7 outputs (every tile
+      // group's tail), a row longer than one vector of tiles, images shorter than the kernel.
+      ConvShape{112, 112, 3, 57, 5, 1}, ConvShape{13, 21, 3, 72, 5, 1},
+      ConvShape{9, 30, 3, 130, 5, 1}, ConvShape{5, 1, 3, 20, 5, 1}, ConvShape{6, 2, 3, 33, 5, 1},
+      ConvShape{7, 3, 3, 49, 5, 1}, ConvShape{4, 6, 3, 16, 5, 1}, ConvShape{3, 7, 3, 64, 5, 1},
+      ConvShape{11, 133, 3, 40, 5, 1}, ConvShape{9, 70, 3, 5, 5, 1, false});
   const int n = GENERATE(1, 3);
   const LayerParams p = test::conv_params(shape);
   CAPTURE(shape.h, shape.w, shape.in_c, shape.out_c, shape.k, shape.stride, shape.same, n);

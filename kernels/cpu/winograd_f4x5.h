@@ -1,0 +1,49 @@
+// Winograd's minimal filtering F(4, 5) in one dimension: four outputs of a 5-tap correlation,
+// y[i] = sum_k d[i + k] g[k], from the eight products of transformed inputs and taps,
+//   y = A^T [(G g) .* (B^T d)],
+// with the interpolation points 0, 1, -1, 2, -2, 1/2, -1/2 and infinity (the Toom-Cook
+// construction; the same point set as the common F(6, 3)). Eight multiplications instead of
+// twenty. The tables below are the exact rationals; the AVX-512 layer-0 kernel
+// (conv2d_winograd_avx512.cpp) evaluates B^T and A^T in a factored form of its own, and the unit
+// test holds both to these tables and to the correlation they stand for.
+#pragma once
+
+namespace stimloop::cpu::winograd {
+
+inline constexpr int kOutputs = 4;  // outputs per tile
+inline constexpr int kTaps = 5;     // kernel width
+inline constexpr int kPoints = 8;   // products per tile: kOutputs + kTaps - 1
+
+// B^T: the transformed inputs from the tile's 8 input values.
+inline constexpr double kInputTransform[kPoints][kPoints] = {
+    {1, 0, -21.0 / 4, 0, 21.0 / 4, 0, -1, 0},
+    {0, 1, 1, -17.0 / 4, -17.0 / 4, 1, 1, 0},
+    {0, -1, 1, 17.0 / 4, -17.0 / 4, -1, 1, 0},
+    {0, 1.0 / 2, 1.0 / 4, -5.0 / 2, -5.0 / 4, 2, 1, 0},
+    {0, -1.0 / 2, 1.0 / 4, 5.0 / 2, -5.0 / 4, -2, 1, 0},
+    {0, 2, 4, -5.0 / 2, -5, 1.0 / 2, 1, 0},
+    {0, -2, 4, 5.0 / 2, -5, -1.0 / 2, 1, 0},
+    {0, -1, 0, 21.0 / 4, 0, -21.0 / 4, 0, 1},
+};
+
+// G: the transformed taps from the kernel's 5.
+inline constexpr double kFilterTransform[kPoints][kTaps] = {
+    {1, 0, 0, 0, 0},
+    {-2.0 / 9, -2.0 / 9, -2.0 / 9, -2.0 / 9, -2.0 / 9},
+    {-2.0 / 9, 2.0 / 9, -2.0 / 9, 2.0 / 9, -2.0 / 9},
+    {1.0 / 90, 1.0 / 45, 2.0 / 45, 4.0 / 45, 8.0 / 45},
+    {1.0 / 90, -1.0 / 45, 2.0 / 45, -4.0 / 45, 8.0 / 45},
+    {32.0 / 45, 16.0 / 45, 8.0 / 45, 4.0 / 45, 2.0 / 45},
+    {32.0 / 45, -16.0 / 45, 8.0 / 45, -4.0 / 45, 2.0 / 45},
+    {0, 0, 0, 0, 1},
+};
+
+// A^T: the tile's 4 outputs from the 8 products.
+inline constexpr double kOutputTransform[kOutputs][kPoints] = {
+    {1, 1, 1, 1, 1, 1, 1, 0},
+    {0, 1, -1, 2, -2, 1.0 / 2, -1.0 / 2, 0},
+    {0, 1, 1, 4, 4, 1.0 / 4, 1.0 / 4, 0},
+    {0, 1, -1, 8, -8, 1.0 / 8, -1.0 / 8, 1},
+};
+
+}  // namespace stimloop::cpu::winograd
