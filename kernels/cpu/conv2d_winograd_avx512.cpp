@@ -28,6 +28,7 @@
 #include "kernels/cpu/ops.h"
 #include "kernels/cpu/scratch.h"
 #include "kernels/cpu/winograd_f4x5.h"
+#include "kernels/cpu/winograd_f4x5_avx512.h"
 
 namespace stimloop::cpu::avx512 {
 namespace {
@@ -81,29 +82,6 @@ void transform_weights(const float* packed, int cp, float* u) {
   }
 }
 
-// V[j][0 .. 7] = B^T d for 16 tiles at once, d[l] = the tiles' l-th inputs. B^T factored into the
-// halves its paired rows share: rows 1 and 2 are E + O and E - O with E from d2, d4, d6 and O from
-// d1, d3, d5, and so are rows 3/4 and 5/6 (the points +-p).
-inline void input_transform(const __m512 d[kPoints], __m512 v[kPoints]) {
-  const auto c = [](float x) { return _mm512_set1_ps(x); };
-  v[0] = _mm512_fmadd_ps(c(21.0f / 4), _mm512_sub_ps(d[4], d[2]), _mm512_sub_ps(d[0], d[6]));
-  v[7] = _mm512_fmadd_ps(c(21.0f / 4), _mm512_sub_ps(d[3], d[5]), _mm512_sub_ps(d[7], d[1]));
-  const __m512 e1 = _mm512_fmadd_ps(c(-17.0f / 4), d[4], _mm512_add_ps(d[2], d[6]));
-  const __m512 o1 = _mm512_fmadd_ps(c(-17.0f / 4), d[3], _mm512_add_ps(d[1], d[5]));
-  v[1] = _mm512_add_ps(e1, o1);
-  v[2] = _mm512_sub_ps(e1, o1);
-  const __m512 e3 = _mm512_fmadd_ps(c(1.0f / 4), d[2], _mm512_fmadd_ps(c(-5.0f / 4), d[4], d[6]));
-  const __m512 o3 = _mm512_fmadd_ps(c(1.0f / 2), d[1],
-                                    _mm512_fmadd_ps(c(-5.0f / 2), d[3], _mm512_add_ps(d[5], d[5])));
-  v[3] = _mm512_add_ps(e3, o3);
-  v[4] = _mm512_sub_ps(e3, o3);
-  const __m512 e5 = _mm512_fmadd_ps(c(4.0f), d[2], _mm512_fmadd_ps(c(-5.0f), d[4], d[6]));
-  const __m512 o5 = _mm512_fmadd_ps(
-      c(2.0f), d[1], _mm512_fmadd_ps(c(-5.0f / 2), d[3], _mm512_mul_ps(c(0.5f), d[5])));
-  v[5] = _mm512_add_ps(e5, o5);
-  v[6] = _mm512_sub_ps(e5, o5);
-}
-
 // Transformed input row r (padded coordinates: input row r - pad_top) of one image:
 // V[r][j][ci][t] for every tile t < tpad, zeros for rows in the padding.
 void transform_input_row(const Plan& g, const float* image, int r, float* v_all) {
@@ -139,19 +117,6 @@ void transform_input_row(const Plan& g, const float* image, int r, float* v_all)
   }
 }
 
-// y[0 .. 3] = A^T m, factored as the input transform: with a, b, c, d, e, f the sums and
-// differences of the products at the points +-1, +-2, +-1/2.
-inline void output_transform(const __m512 m[kPoints], __m512 y[kOutputs]) {
-  const auto c = [](float x) { return _mm512_set1_ps(x); };
-  const __m512 a = _mm512_add_ps(m[1], m[2]), b = _mm512_sub_ps(m[1], m[2]);
-  const __m512 s2 = _mm512_add_ps(m[3], m[4]), d2 = _mm512_sub_ps(m[3], m[4]);
-  const __m512 s5 = _mm512_add_ps(m[5], m[6]), d5 = _mm512_sub_ps(m[5], m[6]);
-  y[0] = _mm512_add_ps(_mm512_add_ps(m[0], a), _mm512_add_ps(s2, s5));
-  y[1] = _mm512_fmadd_ps(c(0.5f), d5, _mm512_fmadd_ps(c(2.0f), d2, b));
-  y[2] = _mm512_fmadd_ps(c(0.25f), s5, _mm512_fmadd_ps(c(4.0f), s2, a));
-  y[3] = _mm512_add_ps(_mm512_fmadd_ps(c(0.125f), d5, _mm512_fmadd_ps(c(8.0f), d2, b)), m[7]);
-}
-
 // ---- the per-point GEMM and the outputs
 
 // Tiles t0 .. t0 + P - 1 of output row y, channel blocks b0 .. b0 + NB - 1. Tiles past the row's
@@ -160,12 +125,21 @@ template <int P, int NB>
 void tile_group(const Plan& g, const float* v_all, int y, int t0, int b0, float* out_row) {
   const LayerParams& p = *g.p;
   alignas(64) float parked[kPoints][P][NB][kLanes];
+  // The bias enters through the products at the point 1, whose column of A^T is all ones: each
+  // of the tile's 4 outputs gets it once, with no addition of its own.
+  __m512 bias[NB];
+#pragma GCC unroll 4
+  for (int n = 0; n < NB; ++n) {
+    const int co = (b0 + n) * kLanes;
+    bias[n] = g.bias == nullptr ? _mm512_setzero_ps()
+                                : _mm512_maskz_loadu_ps(lane_mask(p.out_c - co), g.bias + co);
+  }
   for (int j = 0; j < kPoints; ++j) {
     __m512 acc[P][NB];
 #pragma GCC unroll 32
     for (int x = 0; x < P; ++x) {
 #pragma GCC unroll 4
-      for (int n = 0; n < NB; ++n) acc[x][n] = _mm512_setzero_ps();
+      for (int n = 0; n < NB; ++n) acc[x][n] = j == 1 ? bias[n] : _mm512_setzero_ps();
     }
     for (int ky = 0; ky < kTaps; ++ky) {
       const float* v = v_all + (y + ky) * g.v_row + std::int64_t{j} * kChannels * g.tpad + t0;
@@ -199,10 +173,8 @@ void tile_group(const Plan& g, const float* v_all, int y, int t0, int b0, float*
       __m512 m[kPoints], y4[kOutputs];
       for (int j = 0; j < kPoints; ++j) m[j] = _mm512_load_ps(parked[j][x][n]);
       output_transform(m, y4);
-      const __m512 bias =
-          g.bias == nullptr ? _mm512_setzero_ps() : _mm512_maskz_loadu_ps(mask, g.bias + co);
       for (int i = 0; i < count; ++i) {
-        __m512 o = _mm512_add_ps(y4[i], bias);
+        __m512 o = y4[i];
         // max(0, o) in this operand order passes a NaN on, as the direct kernel does.
         if (g.relu) o = _mm512_mask_max_ps(o, 0xFFFF, _mm512_setzero_ps(), o);
         _mm512_mask_storeu_ps(out_row + std::int64_t{ox0 + i} * p.out_c + co, mask, o);
@@ -292,6 +264,7 @@ void conv_forward_winograd(const LayerParams& p, int n, const float* in, const f
   g.u = u;
   float* v_all =
       scratch_floats(ScratchSlot::kTransformedInput, std::size_t(g.v_rows) * g.v_row + 2 * kLanes);
+  std::memset(v_all + std::size_t(g.v_rows) * g.v_row, 0, sizeof(float) * 2 * kLanes);
   const bool threads = worth_threads(p, 1);
   for (int b = 0; b < n; ++b) {
     const float* image = in + std::int64_t{b} * p.in_size();
