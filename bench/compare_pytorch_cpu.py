@@ -17,6 +17,7 @@ and the arithmetic floor: MACs / the peak FMA rate measured by build/bin/peak-fm
 Ratios are stimloop speed / torch speed (> 1: stimloop is faster).
 
   /usr/bin/python3 bench/compare_pytorch_cpu.py [--threads 2] [--reps 3] [--quick] [--json]
+                                                [--isa avx2]
 Needs: apt-get install python3-torch python3-h5py python3-numpy python3-scipy; and a build with
 stimloop, stimloop-bench and peak-fma (ninja -C build stimloop stimloop-bench peak-fma).
 """
@@ -47,6 +48,10 @@ def parse_args():
     p.add_argument("--steps", type=int, default=None, help="synthesis steps (default 1000)")
     p.add_argument("--quick", action="store_true", help="smoke test: 1 round, 100 steps")
     p.add_argument("--json", action="store_true", help="print the results as JSON")
+    p.add_argument("--isa", choices=("native", "avx2"), default="native",
+                   help="avx2: both sides limited to AVX2 + FMA (stimloop's AVX2 kernels, "
+                        "torch's ATen and oneDNN capped likewise), as on a processor without "
+                        "AVX-512; the floor then uses the AVX2 peak")
     a = p.parse_args()
     a.reps = a.reps or (1 if a.quick else 3)
     a.min_time = a.min_time if a.min_time is not None else (0.25 if a.quick else 1.0)
@@ -66,6 +71,11 @@ if any(os.environ.get(k) != v for k, v in ALLOCATOR_ENV.items()):
 # Thread count before torch (and its OpenMP runtime) loads; the same variables reach stimloop.
 for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
     os.environ[var] = str(ARGS.threads)
+# Instruction set, also before torch loads (ATen and oneDNN read these once).
+PEAK_KERNEL = {"native": None, "avx2": "avx2_fma_256"}[ARGS.isa]
+if ARGS.isa == "avx2":
+    os.environ.update({"STIMLOOP_CPU_KERNELS": "avx2", "ATEN_CPU_CAPABILITY": "avx2",
+                       "ONEDNN_MAX_CPU_ISA": "AVX2", "DNNL_MAX_CPU_ISA": "AVX2"})
 try:
     import h5py
     import numpy as np
@@ -201,10 +211,14 @@ def main():
         sys.exit(f"compare_pytorch_cpu: torch disagrees with golden/ beyond {TOLERANCE}")
 
     # 2. The measured peak (before and after the timings: the best is the uncontended machine).
-    def peak():
-        return run_json([binary("peak-fma"), "--threads", str(ARGS.threads), "--json"])
+    def peak(threads=ARGS.threads):
+        j = run_json([binary("peak-fma"), "--threads", str(threads), "--json"])
+        if PEAK_KERNEL:  # the ISA both sides are limited to, not the machine's best
+            j.update(peak_kernel=PEAK_KERNEL,
+                     peak_gmac_per_s=j["kernels"][PEAK_KERNEL]["gmac_per_s"])
+        return j
     peaks = [peak()]
-    single = run_json([binary("peak-fma"), "--threads", "1", "--json"])["peak_gmac_per_s"]
+    single = peak(1)["peak_gmac_per_s"]
 
     # 3. Alternating rounds: stimloop, then torch, per model and per round.
     sl, tc = {}, {}  # case -> list of per-round values (images/s, or seconds for synthesis)
@@ -273,6 +287,7 @@ def main():
                       "floor": floor, "stimloop_pct_peak": 100 * s / floor,
                       "torch_pct_peak": 100 * t / floor})
     result = {"threads": ARGS.threads, "reps": ARGS.reps, "min_time_s": ARGS.min_time,
+              "isa": ARGS.isa,
               "torch": torch.__version__, "models": {r: p[3] for r, p in picks.items()},
               "verification": errors, "peak_fma": best_peak, "peak_fma_runs": peaks,
               "peak_gmac_per_s_1_thread": single, "table": table,
@@ -283,6 +298,9 @@ def main():
         return
     print(f"stimloop vs PyTorch {torch.__version__} (CPU, float32, eager, BatchNorm folded), "
           f"{ARGS.threads} thread(s), median of {ARGS.reps} alternating round(s)")
+    if ARGS.isa == "avx2":
+        print("instruction set: both sides limited to AVX2 + FMA (STIMLOOP_CPU_KERNELS=avx2, "
+              "ATEN_CPU_CAPABILITY=avx2, ONEDNN_MAX_CPU_ISA=AVX2)")
     print(f"peak (peak-fma, {best_peak['peak_kernel']}): {peak_gmac:.1f} GMAC/s on "
           f"{ARGS.threads} thread(s) (1 thread: {single:.1f}); floor = MACs / peak")
     if peak_gmac < 0.8 * ARGS.threads * single:
@@ -298,7 +316,9 @@ def main():
               f"{r['ratio']:>6.2f} {r['floor']:>10.{d}f} {pct:>11}   {r['unit']}")
     print("\nratio = stimloop speed / torch speed (> 1: stimloop faster). (c): seconds, stimloop's "
           "wall_ms (model loaded, no process start);\n  torch: the authors' loop, 2 passes a "
-          "step; floor = steps x (forward + backward) MACs / peak.")
+          "step; floor = steps x (forward + backward) MACs / peak.\n  MACs are the "
+          "direct convolution's; stimloop's layer-0 forward does 30 of every 75 of them "
+          "(Winograd F(4,5)), so its %peak can pass 100.")
     for r in table:
         if "stimloop_response" in r:
             print(f"(c) response of the 8-bit stimulus: stimloop {r['stimloop_response']:.2f}, "

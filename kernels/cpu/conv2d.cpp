@@ -2,6 +2,7 @@
 #include <cstdint>
 
 #include "kernels/cpu/ops.h"
+#include "kernels/cpu/winograd_f4x5.h"
 
 namespace stimloop::cpu {
 
@@ -66,5 +67,14 @@ void conv2d_backward_input(const LayerParams& p, int n, const float* d_out, cons
     }
   });
 }
+
+namespace winograd {
+
+bool forward_applies(const LayerParams& p) {
+  return p.in_c == kChannels && p.k_h == kTaps && p.k_w == kTaps && p.stride_h == 1 &&
+         p.stride_w == 1 && p.out_w <= kMaxTiles * kOutputs;
+}
+
+}  // namespace winograd
 
 }  // namespace stimloop::cpu

@@ -18,8 +18,10 @@
 #include <cstdint>
 
 #include "kernels/cpu/avx2_lanes.h"
+#include "kernels/cpu/conv2d_winograd.h"
 #include "kernels/cpu/ops.h"
 #include "kernels/cpu/scratch.h"
+#include "kernels/cpu/winograd_f4x5.h"
 
 namespace stimloop::cpu {
 namespace {
@@ -142,6 +144,10 @@ void forward_tile(const ForwardGeometry& g, const float* image, int oy, int ox0,
 
 void conv2d_forward_avx2(const LayerParams& p, int n, const float* in, const float* w,
                          const float* bias, float* out) {
+  if (winograd::forward_applies(p)) {  // layer 0
+    avx2::conv_forward_winograd(p, n, in, w, bias, out);
+    return;
+  }
   const float* packed = pack_weights(p, w);
   float* zeros = scratch_floats(ScratchSlot::kWindow, static_cast<std::size_t>(p.in_c));
   std::fill(zeros, zeros + p.in_c, 0.0f);

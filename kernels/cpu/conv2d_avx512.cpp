@@ -21,8 +21,10 @@
 #include <cstring>
 
 #include "kernels/cpu/avx512_lanes.h"
+#include "kernels/cpu/conv2d_winograd.h"
 #include "kernels/cpu/ops.h"
 #include "kernels/cpu/scratch.h"
+#include "kernels/cpu/winograd_f4x5.h"
 
 namespace stimloop::cpu {
 namespace avx512 {
@@ -247,10 +249,6 @@ int packed_width(int out_c) { return round_up(out_c, kLanes); }
 
 void conv_forward_packed(const LayerParams& p, int n, const float* in, const float* packed,
                          const float* bias, float* out) {
-  if (winograd_applies(p)) {
-    conv_forward_winograd(p, n, in, packed, bias, out);
-    return;
-  }
   const int cp = packed_width(p.out_c), blocks = cp / kLanes;
   const Geometry g{&p, packed, bias, p.relu, cp, p.stride_w == 1 && p.k_w == 5 && p.in_c == 3};
   const std::size_t window_floats =
@@ -294,6 +292,10 @@ void conv2d_forward_avx512(const LayerParams& p, int n, const float* in, const f
         out[i] = out[i] > 0.0f ? out[i] : 0.0f;
       }
     }
+    return;
+  }
+  if (winograd::forward_applies(p)) {  // layer 0
+    avx512::conv_forward_winograd(p, n, in, w, bias, out);
     return;
   }
   // w[ky][kx][ci][co] -> packed[ky][kx][ci][co padded to 16 lanes]; the weights of one call,

@@ -19,11 +19,4 @@ int packed_width(int out_c);
 void conv_forward_packed(const LayerParams& p, int n, const float* in, const float* packed,
                          const float* bias, float* out);
 
-// Layer 0's shape: 3 input channels, a 5x5 kernel at stride 1 (any padding), rows of at most
-// 1024 outputs. conv_forward_packed then runs conv_forward_winograd (conv2d_winograd_avx512.cpp):
-// the same arguments and result, up to float rounding.
-bool winograd_applies(const LayerParams& p);
-void conv_forward_winograd(const LayerParams& p, int n, const float* in, const float* packed,
-                           const float* bias, float* out);
-
 }  // namespace stimloop::cpu::avx512

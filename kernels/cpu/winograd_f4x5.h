@@ -8,6 +8,8 @@
 // test holds both to these tables and to the correlation they stand for.
 #pragma once
 
+#include "kernels/layer_params.h"
+
 namespace stimloop::cpu::winograd {
 
 inline constexpr int kOutputs = 4;  // outputs per tile
@@ -45,5 +47,15 @@ inline constexpr double kOutputTransform[kOutputs][kPoints] = {
     {0, 1, 1, 4, 4, 1.0 / 4, 1.0 / 4, 0},
     {0, 1, -1, 8, -8, 1.0 / 8, -1.0 / 8, 1},
 };
+
+inline constexpr int kChannels = 3;  // input channels of the layer-0 kernels (RGB)
+// Tiles a row may hold: bounds the per-row deinterleave buffer on the stack (1024 pixels).
+inline constexpr int kMaxTiles = 256;
+
+// The shape the layer-0 kernels (winograd_forward.h) take: 3 input channels, a 5x5 kernel at
+// stride 1 (any padding), rows of at most 1024 outputs. Defined in conv2d.cpp, compiled without
+// any -m flag: an inline function here would be compiled into every ISA file, and the linker
+// keeps one of those copies for all callers.
+bool forward_applies(const LayerParams& p);
 
 }  // namespace stimloop::cpu::winograd

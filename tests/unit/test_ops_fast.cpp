@@ -28,12 +28,19 @@ TEST_CASE("AVX2 convolution agrees with the plain loops to 1e-5", "[ops][fast]")
     std::puts("SKIPPED (AVX2 kernels): this processor or build has no AVX2 + FMA");
     return;
   }
-  const ConvShape shape = GENERATE(ConvShape{112, 112, 3, 46, 5, 1}, ConvShape{17, 23, 9, 5, 5, 2},
-                                   ConvShape{13, 19, 3, 17, 5, 1}, ConvShape{9, 7, 6, 64, 3, 1},
-                                   ConvShape{4, 3, 5, 9, 5, 2});
+  const ConvShape shape = GENERATE(
+      ConvShape{112, 112, 3, 46, 5, 1}, ConvShape{17, 23, 9, 5, 5, 2},
+      ConvShape{13, 19, 3, 17, 5, 1}, ConvShape{9, 7, 6, 64, 3, 1}, ConvShape{4, 3, 5, 9, 5, 2},
+      // Layer 0 through Winograd F(4, 5) on 8 lanes: 57 and 15 filters (passes of 3 + 3 + 2 and
+      // 2 blocks), one block, rows of 1 to 7 outputs, a long row, 'valid', images shorter than
+      // the kernel.
+      ConvShape{112, 112, 3, 57, 5, 1}, ConvShape{112, 112, 3, 15, 5, 1},
+      ConvShape{9, 70, 3, 5, 5, 1, false}, ConvShape{5, 1, 3, 20, 5, 1},
+      ConvShape{6, 2, 3, 33, 5, 1}, ConvShape{7, 3, 3, 9, 5, 1}, ConvShape{4, 6, 3, 24, 5, 1},
+      ConvShape{3, 7, 3, 64, 5, 1}, ConvShape{11, 133, 3, 40, 5, 1});
   const int n = GENERATE(1, 2);
   const LayerParams p = conv_params(shape);
-  CAPTURE(shape.h, shape.w, shape.in_c, shape.out_c, shape.k, shape.stride, n);
+  CAPTURE(shape.h, shape.w, shape.in_c, shape.out_c, shape.k, shape.stride, shape.same, n);
   std::mt19937 rng(99u + static_cast<unsigned>(shape.out_c * 31 + shape.in_c));
   const auto [in, w, bias, d_out] = test::random_operands(p, n, 100.0, rng);  // pixel-like range
 
@@ -41,6 +48,10 @@ TEST_CASE("AVX2 convolution agrees with the plain loops to 1e-5", "[ops][fast]")
   cpu::conv2d_forward(p, n, in.data(), w.data(), bias.data(), plain.data());
   cpu::conv2d_forward_avx2(p, n, in.data(), w.data(), bias.data(), fast.data());
   CHECK(relative_error(fast, plain) < 1e-5);
+  std::vector<float> plain_nb(n * p.out_size()), fast_nb(n * p.out_size(), NAN);  // no bias
+  cpu::conv2d_forward(p, n, in.data(), w.data(), nullptr, plain_nb.data());
+  cpu::conv2d_forward_avx2(p, n, in.data(), w.data(), nullptr, fast_nb.data());
+  CHECK(relative_error(fast_nb, plain_nb) < 1e-5);
 
   std::vector<float> d_plain(n * p.in_size()), d_fast(n * p.in_size(), NAN);
   cpu::conv2d_backward_input(p, n, d_out.data(), w.data(), d_plain.data());
