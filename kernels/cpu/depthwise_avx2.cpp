@@ -12,6 +12,7 @@
 #include <cstdint>
 
 #include "kernels/cpu/avx2_lanes.h"
+#include "kernels/cpu/depthwise_row_tiles.h"
 #include "kernels/cpu/depthwise_rows.h"
 #include "kernels/cpu/ops.h"
 
@@ -80,6 +81,7 @@ void pixel_all_channels(int k_h, int k_w, const float* w, int c, const float* in
 
 void depthwise_forward_avx2(const LayerParams& p, int n, const float* in, const float* w,
                             const float* bias, float* out) {
+  if (p.k_h <= 5 && depthwise_rows::forward<avx2::Lanes256>(p, n, in, w, bias, out)) return;
   depthwise_forward_rows(p, n, in, out, [&](auto source, float* dst) {
     pixel_all_channels(p.k_h, p.k_w, w, p.in_c, bias, nullptr, source, dst);
   });
@@ -87,6 +89,9 @@ void depthwise_forward_avx2(const LayerParams& p, int n, const float* in, const 
 
 void depthwise_backward_input_avx2(const LayerParams& p, int n, const float* d_out, const float* w,
                                    float* d_in, const float* in_relu) {
+  if (p.k_h <= 5 && depthwise_rows::backward<avx2::Lanes256>(p, n, d_out, w, d_in, in_relu)) {
+    return;
+  }
   depthwise_backward_rows(p, n, d_out, d_in, in_relu,
                           [&](auto source, const float* keep, float* dst) {
                             pixel_all_channels(p.k_h, p.k_w, w, p.in_c, nullptr, keep, source, dst);

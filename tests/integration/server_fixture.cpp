@@ -4,8 +4,10 @@
 #include <spdlog/spdlog.h>
 
 #include <catch2/catch.hpp>
+#include <chrono>
 #include <cmath>
 #include <sstream>
+#include <thread>
 
 namespace stimloop::testing {
 
@@ -60,6 +62,18 @@ std::vector<std::uint8_t> test_pixels(int seed, int height, int width) {
     pixels[i] = static_cast<std::uint8_t>(std::clamp(wave + double(state >> 28) - 8.0, 0.0, 255.0));
   }
   return pixels;
+}
+
+std::string TestServer::scrape_metrics_until(const std::string& name_and_labels, double expected,
+                                             double timeout_s) const {
+  const auto give_up = std::chrono::steady_clock::now() + std::chrono::duration<double>(timeout_s);
+  std::string text = scrape_metrics();
+  while (metric_value(text, name_and_labels) != expected &&
+         std::chrono::steady_clock::now() < give_up) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    text = scrape_metrics();
+  }
+  return text;
 }
 
 double metric_value(const std::string& text, const std::string& name_and_labels) {

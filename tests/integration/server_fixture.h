@@ -26,6 +26,11 @@ class TestServer {
   std::unique_ptr<client::StimloopClient> client_in_thread() const;
   // GET /metrics as text ("" when the endpoint is off or unreachable).
   std::string scrape_metrics() const;
+  // Scrapes until metric `name{labels}` reads `expected` or `timeout_s` passes; returns the last
+  // scrape. Counters the engine adds to after a slice's events went out (its steps) may lag the
+  // client's last message by a moment.
+  std::string scrape_metrics_until(const std::string& name_and_labels, double expected,
+                                   double timeout_s = 5.0) const;
 
  private:
   std::unique_ptr<service::StimloopServer> server_;
