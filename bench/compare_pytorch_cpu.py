@@ -215,7 +215,8 @@ def main():
         j = run_json([binary("peak-fma"), "--threads", str(threads), "--json"])
         if PEAK_KERNEL:  # the ISA both sides are limited to, not the machine's best
             j.update(peak_kernel=PEAK_KERNEL,
-                     peak_gmac_per_s=j["kernels"][PEAK_KERNEL]["gmac_per_s"])
+                     peak_gmac_per_s=j["kernels"][PEAK_KERNEL]["gmac_per_s"],
+                     peak_gflop_per_s=j["kernels"][PEAK_KERNEL]["gflop_per_s"])
         return j
     peaks = [peak()]
     single = peak(1)["peak_gmac_per_s"]

@@ -51,7 +51,7 @@ void forward_row(const LayerParams& p, const float* image, int oy, int c0, typen
   constexpr int kTile = L::kDepthwiseTile;
   constexpr int kWindow = (kTile - 1) * SW + KW;
   const int c = p.in_c;
-  const V init = load_or_zero<L, Full>(bias != nullptr, m, bias + c0);
+  const V init = load_or_zero<L, Full>(bias != nullptr, m, bias != nullptr ? bias + c0 : nullptr);
   for (int ox0 = 0; ox0 < p.out_w; ox0 += kTile) {
     V acc[kTile];
 #pragma GCC unroll 16

@@ -3,9 +3,9 @@
 //   y = A^T [(G g) .* (B^T d)],
 // with the interpolation points 0, 1, -1, 2, -2, 1/2, -1/2 and infinity (the Toom-Cook
 // construction; the same point set as the common F(6, 3)). Eight multiplications instead of
-// twenty. The tables below are the exact rationals; the AVX-512 layer-0 kernel
-// (conv2d_winograd_avx512.cpp) evaluates B^T and A^T in a factored form of its own, and the unit
-// test holds both to these tables and to the correlation they stand for.
+// twenty. The tables below are the exact rationals; the layer-0 kernel (winograd_forward.h)
+// evaluates B^T and A^T in a factored form of its own. test_winograd_tables.cpp holds the tables
+// to the correlation they stand for, and the factored forms to the tables.
 #pragma once
 
 #include "kernels/layer_params.h"

@@ -160,8 +160,9 @@ void transform_input_row(const Plan<L>& g, const float* image, int r, float* v_a
 
 // ---- the per-point GEMM and the outputs
 
-// Tiles t0 .. t0 + P - 1 of output row y, channel blocks b0 .. b0 + NB - 1. Tiles past the row's
-// end read V's padding (finite values) and are not stored.
+// Tiles t0 .. t0 + P - 1 of output row y, channel blocks b0 .. b0 + NB - 1. A group past the
+// row's last tile (at most 3 tiles past it) reads V's padding, the next (point, channel) run or
+// the zeroed slack after the last one, whatever their values: those tiles are never stored.
 template <typename L, int P, int NB>
 void tile_group(const Plan<L>& g, const float* v_all, int y, int t0, int b0, float* out_row) {
   using V = typename L::V;
@@ -284,7 +285,7 @@ void forward(const LayerParams& p, int n, const float* in, const float* w, const
   g.bias = bias;
   g.relu = relu;
   // Both on the calling thread, read by all: the transformed taps, and one image's transformed
-  // rows (a tile group past the row's end reads up to 8 floats beyond the last V run: zeros).
+  // rows (a tile group past the row's end may read a few floats beyond the last V run: zeros).
   float* u = scratch_floats(ScratchSlot::kTransformedWeights,
                             std::size_t(kPoints) * kTaps * kChannels * g.cp);
   transform_weights<L>(p, w, g.cp, u);

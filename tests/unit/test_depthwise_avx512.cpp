@@ -25,7 +25,8 @@ TEST_CASE("AVX-512 depthwise agrees with the plain loops and equals the AVX2 ker
   using Shape = std::array<int, 6>;
   const Shape c =
       GENERATE(Shape{112, 112, 46, 5, 2, 1}, Shape{28, 28, 3, 5, 1, 1}, Shape{15, 13, 150, 5, 2, 1},
-               Shape{28, 28, 50, 28, 1, 0}, Shape{9, 11, 16, 3, 1, 1}, Shape{4, 3, 9, 5, 2, 1});
+               Shape{28, 28, 50, 28, 1, 0}, Shape{9, 11, 16, 3, 1, 1}, Shape{4, 3, 9, 5, 2, 1},
+               Shape{15, 13, 20, 3, 2, 1});
   const LayerParams p = [&] {
     LayerParams q = test::conv_params({c[0], c[1], c[2], c[2], c[3], c[4], c[5] != 0});
     q.kind = LayerKind::kDepthwise;

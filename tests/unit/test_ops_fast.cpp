@@ -37,7 +37,10 @@ TEST_CASE("AVX2 convolution agrees with the plain loops to 1e-5", "[ops][fast]")
       ConvShape{112, 112, 3, 57, 5, 1}, ConvShape{112, 112, 3, 15, 5, 1},
       ConvShape{9, 70, 3, 5, 5, 1, false}, ConvShape{5, 1, 3, 20, 5, 1},
       ConvShape{6, 2, 3, 33, 5, 1}, ConvShape{7, 3, 3, 9, 5, 1}, ConvShape{4, 6, 3, 24, 5, 1},
-      ConvShape{3, 7, 3, 64, 5, 1}, ConvShape{11, 133, 3, 40, 5, 1});
+      ConvShape{3, 7, 3, 64, 5, 1}, ConvShape{11, 133, 3, 40, 5, 1},
+      // A last group that reads past the padded tiles into the slack; a row too long for the
+      // Winograd kernel (the direct one takes it).
+      ConvShape{5, 32, 3, 12, 5, 1}, ConvShape{3, 1030, 3, 17, 5, 1});
   const int n = GENERATE(1, 2);
   const LayerParams p = conv_params(shape);
   CAPTURE(shape.h, shape.w, shape.in_c, shape.out_c, shape.k, shape.stride, shape.same, n);
@@ -103,11 +106,11 @@ TEST_CASE("AVX2 depthwise agrees with the plain loops to 1e-5", "[ops][fast]") {
     return;
   }
   // (h, w, channels, k, stride, same): compact layers 1-4, a 70-channel two-pass case, the shared
-  // models' 28x28 'valid' readout, 3 channels (one masked block).
+  // models' 28x28 'valid' readout, 3 channels (one masked block), the row tiles' 3x3 shapes.
   const std::array<int, 6> c =
       GENERATE(std::array<int, 6>{112, 112, 46, 5, 2, 1}, std::array<int, 6>{28, 28, 3, 5, 1, 1},
                std::array<int, 6>{15, 13, 70, 5, 2, 1}, std::array<int, 6>{28, 28, 50, 28, 1, 0},
-               std::array<int, 6>{9, 11, 8, 3, 1, 1});
+               std::array<int, 6>{9, 11, 8, 3, 1, 1}, std::array<int, 6>{15, 13, 20, 3, 2, 1});
   LayerParams p;
   p.kind = LayerKind::kDepthwise;
   p.in_h = c[0], p.in_w = c[1], p.in_c = p.out_c = c[2];
@@ -127,10 +130,14 @@ TEST_CASE("AVX2 depthwise agrees with the plain loops to 1e-5", "[ops][fast]") {
   cpu::depthwise_forward(p, n, in.data(), w.data(), bias.data(), plain.data());
   cpu::depthwise_forward_avx2(p, n, in.data(), w.data(), bias.data(), fast.data());
   CHECK(relative_error(fast, plain) < 1e-5);
-  std::vector<float> d_plain(n * p.in_size()), d_fast(n * p.in_size(), NAN);
-  cpu::depthwise_backward_input(p, n, d_out.data(), w.data(), d_plain.data());
-  cpu::depthwise_backward_input_avx2(p, n, d_out.data(), w.data(), d_fast.data());
-  CHECK(relative_error(d_fast, d_plain) < 1e-5);
+  // Backward, without and with the fused ReLU mask of the layer below (its output `act`).
+  const auto act = test::random_floats(n * p.in_size(), -1, 1, rng);
+  for (const float* mask : {static_cast<const float*>(nullptr), act.data()}) {
+    std::vector<float> d_plain(n * p.in_size()), d_fast(n * p.in_size(), NAN);
+    cpu::depthwise_backward_input(p, n, d_out.data(), w.data(), d_plain.data(), mask);
+    cpu::depthwise_backward_input_avx2(p, n, d_out.data(), w.data(), d_fast.data(), mask);
+    CHECK(relative_error(d_fast, d_plain) < 1e-5);
+  }
 }
 
 }  // namespace stimloop
