@@ -34,6 +34,17 @@ struct Lanes256 {
   // 3, 4, 6 and 8 (46 channels, layer 1, one thread, interleaved: forward 0.20-0.23 ms against
   // 0.23-0.24 at 4 and 6, backward 0.23 against 0.31 and 0.26; the per-pixel kernel 0.27/0.50).
   static constexpr int kDepthwiseTile = 8;
+  // Layer-0 backward (conv_gather_backward.h): X pixels x NC channels = at most 12 partial sums,
+  // beside NC weight vectors and one gradient.
+  static constexpr int gather_pixels(int nc) { return nc == 1 ? 8 : nc == 2 ? 6 : nc == 3 ? 4 : 3; }
+  static void pin(V& v) { asm("" : "+x"(v)); }
+  static float sum_lanes(V v) {
+    const __m128 lo = _mm256_castps256_ps128(v), hi = _mm256_extractf128_ps(v, 1);
+    __m128 s = _mm_add_ps(lo, hi);
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 0x55));
+    return _mm_cvtss_f32(s);
+  }
   static V zero() { return _mm256_setzero_ps(); }
   static V set1(float x) { return _mm256_set1_ps(x); }
   static V load(const float* at) { return _mm256_loadu_ps(at); }

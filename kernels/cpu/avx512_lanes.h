@@ -64,6 +64,13 @@ struct Lanes512 {
   static constexpr int group_tiles(int nb) { return nb == 1 ? 14 : nb == 2 ? 12 : nb == 3 ? 8 : 6; }
   // Depthwise row tiles: 8 pixels, 8 sums and a window of up to 19 vectors (stride 2, 5 wide).
   static constexpr int kDepthwiseTile = 8;
+  // Layer-0 backward (conv_gather_backward.h): X pixels x NC channels = 24 partial sums (16 for
+  // one channel, where more pixels would only add loads).
+  static constexpr int gather_pixels(int nc) {
+    return nc == 1 ? 16 : nc == 2 ? 12 : nc == 3 ? 8 : 6;
+  }
+  static float sum_lanes(V v) { return avx512::sum_lanes(v); }
+  static void pin(V& v) { asm("" : "+v"(v)); }
   static V zero() { return _mm512_setzero_ps(); }
   static V set1(float x) { return _mm512_set1_ps(x); }
   static V load(const float* at) { return _mm512_loadu_ps(at); }

@@ -19,6 +19,7 @@
 
 #include "kernels/cpu/avx2_lanes.h"
 #include "kernels/cpu/conv2d_winograd.h"
+#include "kernels/cpu/conv_gather_backward.h"
 #include "kernels/cpu/ops.h"
 #include "kernels/cpu/scratch.h"
 #include "kernels/cpu/winograd_f4x5.h"
@@ -240,6 +241,10 @@ void backward_channels(const BackwardGeometry& g, const float* grad_image, int i
 
 void conv2d_backward_input_avx2(const LayerParams& p, int n, const float* d_out, const float* w,
                                 float* d_in) {
+  if (p.stride_h == 1 && p.stride_w == 1 && p.k_h <= kMaxTaps && p.in_c <= gather::kMaxChannels) {
+    gather::backward<avx2::Lanes256>(p, n, d_out, w, d_in);  // layer 0: lanes along the run
+    return;
+  }
   const float* packed = pack_weights(p, w);
   const int cp = round_up(p.out_c, kLanes), blocks = cp / kLanes;
   const BackwardGeometry g{&p, packed, cp, blocks, lane_mask(p.out_c - (blocks - 1) * kLanes)};
