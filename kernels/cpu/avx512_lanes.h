@@ -5,7 +5,6 @@
 #include <immintrin.h>
 
 #include <cstddef>
-#include <cstring>
 
 namespace stimloop::cpu::avx512 {
 
@@ -27,22 +26,6 @@ inline float sum_lanes(__m512 v) {
   q = _mm_add_ps(q, _mm_movehl_ps(q, q));
   q = _mm_add_ss(q, _mm_shuffle_ps(q, q, 0x55));
   return _mm_cvtss_f32(q);
-}
-
-// Pixels first .. first + cols - 1 of a row of `width` pixels of `c` floats, zeros where they fall
-// outside it: the window a tile at a border reads. One copy and at most two fills (per-pixel
-// calls cost as much as a tile's arithmetic).
-inline void copy_padded(const float* row, int width, int first, int cols, int c, float* dst) {
-  const int lo = first < 0 ? 0 : first;
-  const int hi = first + cols > width ? width : first + cols;
-  const std::size_t px = sizeof(float) * std::size_t(c);
-  if (hi <= lo) {
-    std::memset(dst, 0, px * cols);
-    return;
-  }
-  std::memset(dst, 0, px * (lo - first));
-  std::memcpy(dst + std::size_t(lo - first) * c, row + std::size_t(lo) * c, px * (hi - lo));
-  std::memset(dst + std::size_t(hi - first) * c, 0, px * (first + cols - hi));
 }
 
 inline int round_up(int v, int m) { return (v + m - 1) / m * m; }

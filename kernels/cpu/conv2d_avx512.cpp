@@ -23,6 +23,7 @@
 #include "kernels/cpu/avx512_lanes.h"
 #include "kernels/cpu/conv2d_winograd.h"
 #include "kernels/cpu/ops.h"
+#include "kernels/cpu/padded_window.h"
 #include "kernels/cpu/scratch.h"
 #include "kernels/cpu/winograd_f4x5.h"
 
@@ -170,7 +171,7 @@ void point_rows(const Geometry& g, const float* image, int oy, int ox0, int P, f
       continue;
     }
     float* dst = window + std::int64_t{ky} * cols * cin;
-    copy_padded(image_row, p.in_w, first_ix, cols, cin, dst);
+    copy_padded<Lanes512>(image_row, p.in_w, first_ix, cols, cin, dst);
     in.rows[ky] = dst;
   }
 }

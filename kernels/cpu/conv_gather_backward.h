@@ -22,6 +22,7 @@
 #include <cstring>
 
 #include "kernels/cpu/ops.h"
+#include "kernels/cpu/padded_window.h"
 #include "kernels/cpu/scratch.h"
 #include "kernels/layer_params.h"
 
@@ -34,22 +35,6 @@ struct GatherRow {
   const float* weights;         // [ky][ci][run padded to whole vectors], kx reversed
   int k_h, run, run_padded, pixel_step, cin;
 };
-
-// Pixels first .. first + cols - 1 of a row of `width` pixels of `c` floats, zeros where they fall
-// outside it: the window a tile at a border reads. (A template, as everything here, so that each
-// instruction set's file keeps its own copy.)
-template <typename L>
-void copy_padded(const float* row, int width, int first, int cols, int c, float* dst) {
-  const int lo = std::max(first, 0), hi = std::min(first + cols, width);
-  const std::size_t px = sizeof(float) * std::size_t(c);
-  if (hi <= lo) {
-    std::memset(dst, 0, px * cols);
-    return;
-  }
-  std::memset(dst, 0, px * (lo - first));
-  std::memcpy(dst + std::size_t(lo - first) * c, row + std::size_t(lo) * c, px * (hi - lo));
-  std::memset(dst + std::size_t(hi - first) * c, 0, px * (first + cols - hi));
-}
 
 // One chunk of kLanes run elements for every pixel and channel of a tile: plain loads, or the
 // gradients through `tail` for the run's last partial chunk. Always inlined, so that acc stays
@@ -126,7 +111,7 @@ void point_gather_rows(const LayerParams& p, const float* grad_image, int iy, in
       continue;
     }
     float* dst = window + std::int64_t{ky} * cols * cout;
-    copy_padded<L>(grad_row, p.out_w, first_ox, cols, cout, dst);
+    cpu::copy_padded<L>(grad_row, p.out_w, first_ox, cols, cout, dst);
     in.rows[ky] = dst;
   }
 }
