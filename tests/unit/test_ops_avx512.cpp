@@ -98,12 +98,13 @@ TEST_CASE("AVX-512 convolution agrees with the plain loops to 1e-5", "[ops][fast
 TEST_CASE("AVX-512 pointwise and Dense layers agree with the plain loops to 1e-5",
           "[ops][fast][avx512]") {
   if (skip_without_avx512()) return;
-  // (h, w, in_c, out_c): a compact layer-1 pointwise, odd sizes, a layer-2 62 -> 3, a shared
-  // model's Dense (1x1 image: its backward goes to the AVX2 kernel below 64 pixels a call).
+  // (h, w, in_c, out_c): compact layer-1 pointwise layers (the largest model's 57 -> 72 in one
+  // pass of 5 blocks), odd sizes, a layer-2 62 -> 3, a shared model's Dense (1x1 image: its
+  // backward goes to the AVX2 kernel below 64 pixels a call).
   const std::array<int, 4> shape =
       GENERATE(std::array<int, 4>{56, 56, 46, 62}, std::array<int, 4>{7, 9, 50, 17},
                std::array<int, 4>{5, 3, 13, 100}, std::array<int, 4>{28, 28, 62, 3},
-               std::array<int, 4>{1, 1, 2352, 219});
+               std::array<int, 4>{1, 1, 2352, 219}, std::array<int, 4>{9, 13, 57, 72});
   const int n = GENERATE(1, 3);
   LayerParams p;  // a 1x1 convolution: the view dispatch.cpp hands the kernels
   p.kind = LayerKind::kConv2D;
