@@ -17,6 +17,15 @@ inline __m256i lane_mask(int count) {
   return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(kMasks + 8 - count));
 }
 
+// The sum of the 8 lanes.
+inline float sum_lanes(__m256 v) {
+  const __m128 lo = _mm256_castps256_ps128(v), hi = _mm256_extractf128_ps(v, 1);
+  __m128 s = _mm_add_ps(lo, hi);
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 0x55));
+  return _mm_cvtss_f32(s);
+}
+
 // The lane type of the kernels written once for any vector width (see avx512_lanes.h for why it
 // lives in an anonymous namespace).
 namespace {  // NOLINT(cert-dcl59-cpp,google-build-namespaces)
@@ -38,13 +47,7 @@ struct Lanes256 {
   // beside NC weight vectors and one gradient.
   static constexpr int gather_pixels(int nc) { return nc == 1 ? 8 : nc == 2 ? 6 : nc == 3 ? 4 : 3; }
   static void pin(V& v) { asm("" : "+x"(v)); }
-  static float sum_lanes(V v) {
-    const __m128 lo = _mm256_castps256_ps128(v), hi = _mm256_extractf128_ps(v, 1);
-    __m128 s = _mm_add_ps(lo, hi);
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 0x55));
-    return _mm_cvtss_f32(s);
-  }
+  static float sum_lanes(V v) { return avx2::sum_lanes(v); }
   static V zero() { return _mm256_setzero_ps(); }
   static V set1(float x) { return _mm256_set1_ps(x); }
   static V load(const float* at) { return _mm256_loadu_ps(at); }

@@ -1,6 +1,7 @@
 #include <algorithm>
 #include <cstdint>
 
+#include "kernels/cpu/conv_gather_backward.h"
 #include "kernels/cpu/ops.h"
 #include "kernels/cpu/winograd_f4x5.h"
 
@@ -76,5 +77,13 @@ bool forward_applies(const LayerParams& p) {
 }
 
 }  // namespace winograd
+
+namespace gather {
+
+bool applies(const LayerParams& p) {
+  return p.stride_h == 1 && p.stride_w == 1 && p.k_h <= kMaxTaps && p.in_c <= kMaxChannels;
+}
+
+}  // namespace gather
 
 }  // namespace stimloop::cpu

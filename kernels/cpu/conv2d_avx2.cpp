@@ -50,14 +50,6 @@ const float* pack_weights(const LayerParams& p, const float* w) {
   return packed;
 }
 
-float hsum(__m256 v) {
-  const __m128 lo = _mm256_castps256_ps128(v), hi = _mm256_extractf128_ps(v, 1);
-  __m128 s = _mm_add_ps(lo, hi);
-  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-  s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 0x55));
-  return _mm_cvtss_f32(s);
-}
-
 }  // namespace
 
 namespace {
@@ -223,7 +215,7 @@ void backward_tile(const BackwardGeometry& g, const float* grad_image, int iy, i
   }
   for (int x = 0; x < X; ++x) {
     float* d = d_row + std::int64_t{ix0 + x} * cin + ci0;
-    for (int c = 0; c < NC; ++c) d[c] = hsum(acc[x][c]);
+    for (int c = 0; c < NC; ++c) d[c] = avx2::sum_lanes(acc[x][c]);
   }
 }
 
@@ -241,7 +233,7 @@ void backward_channels(const BackwardGeometry& g, const float* grad_image, int i
 
 void conv2d_backward_input_avx2(const LayerParams& p, int n, const float* d_out, const float* w,
                                 float* d_in) {
-  if (p.stride_h == 1 && p.stride_w == 1 && p.k_h <= kMaxTaps && p.in_c <= gather::kMaxChannels) {
+  if (gather::applies(p)) {
     gather::backward<avx2::Lanes256>(p, n, d_out, w, d_in);  // layer 0: lanes along the run
     return;
   }

@@ -92,7 +92,9 @@ void micro_tile(const RowInputs& in, const float* bias, bool relu, int co0, int 
   }
 }
 
-// Layer 0's case (stride 1, a kernel row of KW * CIN = 15 taps), one channel block at a time:
+// Layer 0's shape (stride 1, a kernel row of KW * CIN = 15 taps) in rows too long for the
+// Winograd kernel (over 1024 outputs; winograd_forward.h takes every published model), one
+// channel block at a time:
 // a kernel row's 15 weight vectors stay in registers beside P = 14 accumulators, and each input
 // of the row window is broadcast once for every pixel of the tile whose kernel row covers it (5
 // of them). micro_tile loads a broadcast input for every NB FMAs, which with one block (the
@@ -244,7 +246,7 @@ void row_pass(const Geometry& g, const float* image, int oy, int b0, float* wind
 // 57 -> 72 pointwise layer) rather than 3 + 2, which read the inputs twice: 0.244 -> 0.229 ms.
 int pass_blocks(int left) {
   if (left <= 5) return left;
-  return left == 5 || left % 3 == 0 ? 3 : 4;
+  return left % 3 == 0 ? 3 : 4;
 }
 
 }  // namespace

@@ -24,7 +24,6 @@
 namespace stimloop::cpu {
 namespace {
 
-
 // Below this many input pixels per call the flipped weights are not worth repacking.
 constexpr std::int64_t kMinPixelsForFlip = 64;
 
@@ -61,7 +60,7 @@ void backward_as_forward(const LayerParams& p, int n, const float* d_out, const 
 void conv2d_backward_input_avx512(const LayerParams& p, int n, const float* d_out, const float* w,
                                   float* d_in) {
   const bool unit_stride = p.stride_h == 1 && p.stride_w == 1;
-  if (unit_stride && p.k_h <= kMaxTaps && p.in_c <= gather::kMaxChannels) {
+  if (gather::applies(p)) {
     gather::backward<avx512::Lanes512>(p, n, d_out, w, d_in);
   } else if (unit_stride && p.k_h <= kMaxTaps &&
              std::int64_t{n} * p.in_h * p.in_w >= kMinPixelsForFlip) {

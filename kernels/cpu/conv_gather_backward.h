@@ -30,6 +30,10 @@ namespace stimloop::cpu::gather {
 
 inline constexpr int kMaxChannels = 4;  // input channels this kernel takes
 
+// The shapes it takes: stride 1, at most kMaxChannels input channels, kernels of at most kMaxTaps
+// rows. Defined in conv2d.cpp, compiled without -m flags (why: winograd_f4x5.h).
+bool applies(const LayerParams& p);
+
 struct GatherRow {
   const float* rows[kMaxTaps];  // per kernel row: the run of input pixel 0 (null: no output row)
   const float* weights;         // [ky][ci][run padded to whole vectors], kx reversed
@@ -139,7 +143,7 @@ void backward_rows(const LayerParams& p, int n, const float* d_out, const float*
   });
 }
 
-// d_in for stride 1, at most kMaxChannels input channels and kernels of at most kMaxTaps rows.
+// d_in for the shapes applies() takes.
 template <typename L>
 void backward(const LayerParams& p, int n, const float* d_out, const float* w, float* d_in) {
   // packed[ky][ci][j * out_c + co] = w[ky][k_w-1-j][ci][co]: the run of pixel ix starts at

@@ -1,6 +1,8 @@
-// Depthwise k x k convolution with AVX2 + FMA, forward and backward to the input. Channels-last:
-// a pixel's channels are contiguous, as are a tap's weights, so one pixel's channels are held in
-// up to eight 8-lane accumulators (64 channels a pass) while the taps stream through. The last
+// Depthwise k x k convolution with AVX2 + FMA, forward and backward to the input. The shapes of
+// the compact models' separable layers go through the row tiles (depthwise_row_tiles.h); the
+// others (the shared models' 28x28 readout) per pixel: a pixel's channels are contiguous, as are
+// a tap's weights, so one pixel's channels are held in up to eight 8-lane accumulators (64
+// channels a pass) while the taps stream through. The last
 // block of a channel count that is not a multiple of 8 is read and written with masks. Compiled
 // with -mavx2 -mfma, called only when use_avx2(); the plain loops in depthwise.cpp stay the
 // reference. Each output element's sum keeps the taps' order, one FMA per tap. The backward pass
@@ -81,7 +83,7 @@ void pixel_all_channels(int k_h, int k_w, const float* w, int c, const float* in
 
 void depthwise_forward_avx2(const LayerParams& p, int n, const float* in, const float* w,
                             const float* bias, float* out) {
-  if (p.k_h <= 5 && depthwise_rows::forward<avx2::Lanes256>(p, n, in, w, bias, out)) return;
+  if (depthwise_rows::forward<avx2::Lanes256>(p, n, in, w, bias, out)) return;
   depthwise_forward_rows(p, n, in, out, [&](auto source, float* dst) {
     pixel_all_channels(p.k_h, p.k_w, w, p.in_c, bias, nullptr, source, dst);
   });
@@ -89,7 +91,7 @@ void depthwise_forward_avx2(const LayerParams& p, int n, const float* in, const 
 
 void depthwise_backward_input_avx2(const LayerParams& p, int n, const float* d_out, const float* w,
                                    float* d_in, const float* in_relu) {
-  if (p.k_h <= 5 && depthwise_rows::backward<avx2::Lanes256>(p, n, d_out, w, d_in, in_relu)) {
+  if (depthwise_rows::backward<avx2::Lanes256>(p, n, d_out, w, d_in, in_relu)) {
     return;
   }
   depthwise_backward_rows(p, n, d_out, d_in, in_relu,

@@ -1,14 +1,8 @@
 // Depthwise k x k convolution with AVX-512F, forward and backward to the input. Compiled with
 // -mavx512f, called only when use_avx512(); the plain loops in depthwise.cpp stay the reference.
 //
-// Row tiles (3x3 and 5x5 kernels at column strides 1 and 2: every separable layer): a 16-channel
-// block of 8 pixels along a row at a time. Forward: for each kernel row, the input window the 8
-// outputs read ((8 - 1) * stride + k vectors) is loaded once into registers and serves all their
-// taps, where a pixel at a time loaded every tap's input (layer 1 ran at 9 GMAC/s, bound by the
-// loads). Backward (gathering, deterministic): the inputs of one column parity class (ix = t0,
-// t0 + s, ...) meet the same kernel columns, at consecutive output columns, so the same window
-// trick applies. Taps that fall outside the image read zeros from the window, which leaves every
-// sum exactly as the per-pixel loop forms it (taps in (ky, kx) order, one FMA each).
+// Every separable layer of the compact models goes through the row tiles shared with the AVX2
+// kernels (depthwise_row_tiles.h).
 //
 // Other shapes (the shared models' 28x28 readout): per pixel, as depthwise_avx2.cpp with 16-lane
 // blocks. Both give results identical to the AVX2 kernels.
@@ -82,7 +76,7 @@ void pixel_all_channels(int k_h, int k_w, const float* w, int c, const float* in
 
 void depthwise_forward_avx512(const LayerParams& p, int n, const float* in, const float* w,
                               const float* bias, float* out) {
-  if (p.k_h <= 5 && depthwise_rows::forward<avx512::Lanes512>(p, n, in, w, bias, out)) return;
+  if (depthwise_rows::forward<avx512::Lanes512>(p, n, in, w, bias, out)) return;
   depthwise_forward_rows(p, n, in, out, [&](auto source, float* dst) {
     pixel_all_channels(p.k_h, p.k_w, w, p.in_c, bias, nullptr, source, dst);
   });
@@ -90,8 +84,7 @@ void depthwise_forward_avx512(const LayerParams& p, int n, const float* in, cons
 
 void depthwise_backward_input_avx512(const LayerParams& p, int n, const float* d_out,
                                      const float* w, float* d_in, const float* in_relu) {
-  if (p.k_h <= 5 && depthwise_rows::backward<avx512::Lanes512>(p, n, d_out, w, d_in, in_relu))
-    return;
+  if (depthwise_rows::backward<avx512::Lanes512>(p, n, d_out, w, d_in, in_relu)) return;
   depthwise_backward_rows(p, n, d_out, d_in, in_relu,
                           [&](auto source, const float* keep, float* dst) {
                             pixel_all_channels(p.k_h, p.k_w, w, p.in_c, nullptr, keep, source, dst);

@@ -149,10 +149,11 @@ void backward_row(const LayerParams& p, const float* grad_image, int iy, int c0,
 }
 
 // Calls f(integral_constant<SW>, integral_constant<KW>) for the shapes the row tiles take
-// (square 3 or 5 wide, column stride 1 or 2); false for the others.
+// (3 or 5 wide, at most 5 rows, column stride 1 or 2); false for the others.
 template <typename F>
 bool with_row_tile_shape(const LayerParams& p, F f) {
   using std::integral_constant;
+  if (p.k_h > 5) return false;
   if (p.k_w == 5 && p.stride_w == 1)
     return f(integral_constant<int, 1>{}, integral_constant<int, 5>{}), true;
   if (p.k_w == 5 && p.stride_w == 2)
