@@ -8,13 +8,16 @@
 // of the bytes each step moves over the measured bandwidth. Forward throughput (a) is
 // stimloop-bench --backend all. Times include setup and reading the 8-bit results back; "run"
 // is the steps alone. cuDNN's (c) runs --cudnn-steps steps (one launch per model and layer: slow)
-// and is scaled to --steps, which the table says.
+// and is scaled to --steps, which the table says. --step picks the custom kernels' step: the
+// CUDA graph of layered launches, the persistent kernel (STIMLOOP_CUDA_STEP=persistent: one
+// cooperative launch per run, a grid barrier between phases; backend "cuda-persistent"), or both.
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <fstream>
 #include <iostream>
 #include <string>
@@ -43,7 +46,8 @@ struct Options {
   int cudnn_steps = 20;
   int host_steps = 100;
   int models = 219;
-  std::string only;  // "b" or "c": that custom-kernel run alone (for a profiler), else all
+  std::string only;           // "b" or "c": that custom-kernel run alone (for a profiler), else all
+  std::string step = "both";  // graph, persistent or both (the custom kernels' step)
   std::string json_path;
 };
 
@@ -82,12 +86,25 @@ struct Run {
 
 constexpr int kProfileSteps = 20;
 
+// STIMLOOP_CUDA_STEP for one run (kernels/cuda/device_synthesis.cu reads it at start).
+class ScopedStepMode {
+ public:
+  explicit ScopedStepMode(const std::string& mode) {
+    setenv("STIMLOOP_CUDA_STEP", mode.c_str(), 1);
+  }
+  ~ScopedStepMode() { unsetenv("STIMLOOP_CUDA_STEP"); }
+  ScopedStepMode(const ScopedStepMode&) = delete;
+  ScopedStepMode& operator=(const ScopedStepMode&) = delete;
+};
+
 Run device_run(const std::string& what, stimloop::Backend& backend,
                const std::vector<std::shared_ptr<const Network>>& nets, int steps,
-               int reported_steps, const stimloop::bench::GpuPeak& peak) {
+               int reported_steps, const stimloop::bench::GpuPeak& peak,
+               const std::string& step_mode = "graph") {
+  const ScopedStepMode mode(step_mode);
   Run r;
   r.what = what;
-  r.backend = backend.name();
+  r.backend = backend.name() + (step_mode == "persistent" ? "-persistent" : "");
   r.steps_timed = steps;
   r.steps_reported = reported_steps;
   std::vector<std::unique_ptr<stimloop::ResidentNetwork>> resident;
@@ -131,7 +148,7 @@ Run device_run(const std::string& what, stimloop::Backend& backend,
   }
   std::sort(responses.begin(), responses.end());
   r.median_response = responses[responses.size() / 2];
-  if (r.backend == "cuda") {  // where a step's time goes (cuDNN's launches are its own)
+  if (backend.name() == "cuda") {  // where a step's time goes (cuDNN's launches are its own)
     auto profile = (*run)->profile(kProfileSteps);
     if (!profile.ok()) throw std::runtime_error(profile.status().to_string());
     for (auto& [label, ms] : *profile) r.profile.emplace_back(label, ms / kProfileSteps);
@@ -185,8 +202,15 @@ int main(int argc, char** argv) {
   app.add_option("--only", opt.only,
                  "Run just (b) or (c) on the custom kernels, e.g. under a profiler")
       ->check(CLI::IsMember({"b", "c"}));
+  app.add_option("--step", opt.step,
+                 "The custom kernels' step: graph (layered launches), persistent (one kernel), "
+                 "or both")
+      ->check(CLI::IsMember({"graph", "persistent", "both"}));
   app.add_option("--json", opt.json_path, "Also write the results as JSON to this file");
   CLI11_PARSE(app, argc, argv);
+  std::vector<std::string> step_modes;
+  if (opt.step != "persistent") step_modes.push_back("graph");
+  if (opt.step != "graph") step_modes.push_back("persistent");
 
   auto cuda = stimloop::make_cuda_backend();
   if (!cuda.ok()) {
@@ -231,7 +255,9 @@ int main(int argc, char** argv) {
     const std::string c_what = "(c) " + std::to_string(compact.size()) + " models x 1 stimulus";
     const bool all = opt.only.empty();
     if (all || opt.only == "b") {
-      runs.push_back(device_run(b_what, **cuda, {median}, opt.steps, opt.steps, peak));
+      for (const std::string& mode : step_modes) {
+        runs.push_back(device_run(b_what, **cuda, {median}, opt.steps, opt.steps, peak, mode));
+      }
     }
     if (all && cudnn.ok()) {
       runs.push_back(device_run(b_what, **cudnn, {median}, opt.steps, opt.steps, peak));
@@ -241,7 +267,9 @@ int main(int argc, char** argv) {
       runs.push_back(synthesis_run(**cuda, median, opt.host_steps, opt.steps, false));
     }
     if (!compact.empty() && (all || opt.only == "c")) {
-      runs.push_back(device_run(c_what, **cuda, compact, opt.steps, opt.steps, peak));
+      for (const std::string& mode : step_modes) {
+        runs.push_back(device_run(c_what, **cuda, compact, opt.steps, opt.steps, peak, mode));
+      }
       if (all && cudnn.ok()) {
         runs.push_back(device_run(c_what, **cudnn, compact, opt.cudnn_steps, opt.steps, peak));
       }
@@ -286,8 +314,10 @@ int main(int argc, char** argv) {
   for (const Run& r : runs) {
     std::printf("\n%s [%s]: %s\n", r.what.c_str(), r.backend.c_str(), r.description.c_str());
     if (r.profile.empty()) continue;
-    std::printf("  launch by launch, ms per step (mean of %d steps run without a graph):\n",
-                kProfileSteps);
+    std::printf(
+        "  launch by launch, ms per step (mean of %d steps run without a graph; the "
+        "persistent kernel: whole steps):\n",
+        kProfileSteps);
     double total = 0;
     for (const auto& [label, ms] : r.profile) {
       std::printf("  %9.4f  %s\n", ms, label.c_str());

@@ -37,6 +37,8 @@ def parse_args():
     p.add_argument("--torch-steps", type=int, default=200, help="torch (b) steps, scaled")
     p.add_argument("--torch-models", type=int, default=4, help="torch (c) models, scaled to 219")
     p.add_argument("--min-time", type=float, default=1.0)
+    p.add_argument("--step", default="both", choices=("graph", "persistent", "both"),
+                   help="stimloop's custom-kernel step (stimloop-bench-gpu --step)")
     p.add_argument("--json", help="write everything measured here")
     return p.parse_args()
 
@@ -95,7 +97,7 @@ def main():
     bench = json.loads(p.stdout)
     gpu_json = os.path.join(tmp, "bench_gpu.json")
     synth = run_json([os.path.join(ARGS.bin, "stimloop-bench-gpu"), "--steps", str(ARGS.steps),
-                      "--json", gpu_json], gpu_json)
+                      "--step", ARGS.step, "--json", gpu_json], gpu_json)
     out["stimloop_bench"], out["stimloop_bench_gpu"] = bench, synth
 
     # 2. torch: verify, then time.
@@ -146,6 +148,11 @@ def main():
         cs, ds = c["total_s_scaled"], (d["total_s_scaled"] if d else float("nan"))
         print(f"| {case} {ARGS.steps} steps, s | {cs:.3f} | {ds:.3f} | {tval:.2f} (scaled) | "
               f"{tval / cs:.1f}x faster |")
+        p = runs.get((case, "cuda-persistent"))
+        if p is not None:
+            ps = p["total_s_scaled"]
+            print(f"| {case} {ARGS.steps} steps, s, persistent kernel | {ps:.3f} | | "
+                  f"{tval:.2f} (scaled) | {tval / ps:.1f}x faster |")
     if ARGS.json:
         with open(ARGS.json, "w") as f:
             json.dump(out, f, indent=2, default=str)

@@ -5,7 +5,10 @@
 # the benchmark against PyTorch on the same card (bench/compare_pytorch_gpu.py: forward
 # throughput, one 1000-step stimulus, all 219 models), then compute-sanitizer memcheck and
 # racecheck on the op tests. Logs go to $OUT (default out/gpu-check), at most 8 files.
-# Worst case about 7.5 minutes (every step at its limit); SKIP_BENCH=1 skips the benchmark,
+# The persistent step (STIMLOOP_CUDA_STEP=persistent, one cooperative kernel per run) is tested
+# on its own after the rest, under compute-sanitizer memcheck and synccheck too; when its tests
+# fail (or hang: a grid barrier that never opens), the benchmark leaves it out.
+# Worst case 8 minutes (every step at its limit); SKIP_BENCH=1 skips the benchmark,
 # SKIP_SANITIZERS=1 compute-sanitizer,
 # QUALITY=1 adds the synthesis quality bars (issue 3, up to 5 more minutes), NCU=1 an Nsight
 # Compute pass over one step of (b) and of (c) (throughput and occupancy per kernel, 2 minutes).
@@ -44,16 +47,28 @@ step() {
   [ $rc -eq 0 ] || status=1
 }
 LOG=gpu-tests step device 20 nvidia-smi
-step gpu-tests 180 "$BUNDLE/bin/stimloop_gpu_tests" --durations yes
+step gpu-tests 120 "$BUNDLE/bin/stimloop_gpu_tests" --durations yes "~[persistent]"
+before=$status
+LOG=gpu-tests step persistent-tests 35 "$BUNDLE/bin/stimloop_gpu_tests" --durations yes "[persistent]"
+BENCH_STEP=both
+if [ $status -ne $before ]; then
+  BENCH_STEP=graph
+  echo "persistent step failed its tests: the benchmark runs the graph step only"
+fi
 if [ -z "${SKIP_BENCH:-}" ]; then
-  step bench 170 python3 bench/compare_pytorch_gpu.py --bin "$BUNDLE/bin" --json "$OUT/compare.json"
+  step bench 180 python3 bench/compare_pytorch_gpu.py --bin "$BUNDLE/bin" --step "$BENCH_STEP" \
+    --json "$OUT/compare.json"
 fi
 SAN=$(command -v compute-sanitizer || ls /usr/local/cuda/bin/compute-sanitizer 2>/dev/null)
 if [ -n "${SKIP_SANITIZERS:-}" ]; then
   echo "compute-sanitizer skipped (SKIP_SANITIZERS)"
 elif [ -n "$SAN" ]; then
-  LOG=sanitizers step memcheck 60 "$SAN" --tool memcheck --error-exitcode 9 "$BUNDLE/bin/stimloop_gpu_tests" "[ops]"
-  LOG=sanitizers step racecheck 60 "$SAN" --tool racecheck --error-exitcode 9 "$BUNDLE/bin/stimloop_gpu_tests" "[ops]"
+  LOG=sanitizers step memcheck 40 "$SAN" --tool memcheck --error-exitcode 9 "$BUNDLE/bin/stimloop_gpu_tests" "[ops]"
+  LOG=sanitizers step racecheck 40 "$SAN" --tool racecheck --error-exitcode 9 "$BUNDLE/bin/stimloop_gpu_tests" "[ops]"
+  # The persistent kernel: out-of-bounds accesses, and barriers or warp shuffles some threads miss.
+  SLICES="Persistent device step: one long run equals the same steps in slices"
+  LOG=sanitizers step memcheck-persistent 15 "$SAN" --tool memcheck --error-exitcode 9 "$BUNDLE/bin/stimloop_gpu_tests" "$SLICES"
+  LOG=sanitizers step synccheck-persistent 15 "$SAN" --tool synccheck --error-exitcode 9 "$BUNDLE/bin/stimloop_gpu_tests" "$SLICES"
 else
   echo "compute-sanitizer not found"; status=1
 fi

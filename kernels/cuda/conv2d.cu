@@ -20,53 +20,24 @@ namespace {
 
 constexpr int kPlainThreads = 256;
 
+// The straightforward kernels' arithmetic is kernels/element_ops.h (checked against the CPU
+// reference in tests/unit/test_element_ops.cpp).
 __global__ void __launch_bounds__(kPlainThreads) conv2d_forward_kernel(TaskList tasks) {
   STIMLOOP_SHARED_TASK(t);
   const std::int64_t block = load_task(tasks, t);
   const LayerParams& p = t.p;
   const std::int64_t i = block * kPlainThreads + threadIdx.x;
   if (i >= std::int64_t{t.n} * p.out_size()) return;
-  const auto [b, oy, ox, co] = unravel_nhwc(i, p.out_h, p.out_w, p.out_c);
-  const float* image = t.in + b * p.in_size();
-  float acc = t.bias != nullptr ? t.bias[co] : 0.0f;
-  for (int ky = 0; ky < p.k_h; ++ky) {
-    const int iy = input_of_tap(oy, ky, p.stride_h, p.pad_top, p.in_h);
-    if (iy < 0) continue;
-    for (int kx = 0; kx < p.k_w; ++kx) {
-      const int ix = input_of_tap(ox, kx, p.stride_w, p.pad_left, p.in_w);
-      if (ix < 0) continue;
-      const float* pixel = image + (std::int64_t{iy} * p.in_w + ix) * p.in_c;
-      const float* w_tap = t.w + (std::int64_t{ky} * p.k_w + kx) * p.in_c * p.out_c + co;
-      for (int ci = 0; ci < p.in_c; ++ci) acc = fmaf(pixel[ci], w_tap[ci * p.out_c], acc);
-    }
-  }
-  t.out[i] = p.relu ? fmaxf(acc, 0.0f) : acc;
+  const float sum = element_ops::forward_sum(p, t.in, t.w, i, element_ops::bias_of(p, t.bias, i));
+  t.out[i] = element_ops::activate(p, sum);
 }
 
 __global__ void __launch_bounds__(kPlainThreads) conv2d_backward_kernel(TaskList tasks) {
   STIMLOOP_SHARED_TASK(t);
   const std::int64_t block = load_task(tasks, t);
-  const LayerParams& p = t.p;
   const std::int64_t i = block * kPlainThreads + threadIdx.x;
-  if (i >= std::int64_t{t.n} * p.in_size()) return;
-  const auto [b, iy, ix, ci] = unravel_nhwc(i, p.in_h, p.in_w, p.in_c);
-  const std::int64_t image_offset = b * p.out_size();
-  float acc = 0.0f;
-  for (int ky = 0; ky < p.k_h; ++ky) {
-    const int oy = output_of_tap(iy, ky, p.stride_h, p.pad_top, p.out_h);
-    if (oy < 0) continue;
-    for (int kx = 0; kx < p.k_w; ++kx) {
-      const int ox = output_of_tap(ix, kx, p.stride_w, p.pad_left, p.out_w);
-      if (ox < 0) continue;
-      const std::int64_t g = image_offset + (std::int64_t{oy} * p.out_w + ox) * p.out_c;
-      const float* w_row = t.w + ((std::int64_t{ky} * p.k_w + kx) * p.in_c + ci) * p.out_c;
-      for (int co = 0; co < p.out_c; ++co) {
-        if (t.aux != nullptr && t.aux[g + co] <= 0.0f) continue;
-        acc = fmaf(t.in[g + co], w_row[co], acc);
-      }
-    }
-  }
-  t.out[i] = acc;
+  if (i >= std::int64_t{t.n} * t.p.in_size()) return;
+  t.out[i] = element_ops::backward_sum(t.p, t.in, t.aux, t.w, i);
 }
 
 // ---- tiled kernels

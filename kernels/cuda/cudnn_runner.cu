@@ -160,8 +160,8 @@ class CudnnLayerRunner final : public LayerRunner {
       CUDNN_RETURN_IF_ERROR(cudnnSetConvolutionGroupCount(dst.conv, depthwise ? p.in_c : 1));
       // Tensor-op math is what allows TF32 for float32 data (Ampere and later); FMA math
       // restricts cuDNN to kernels that compute in float32.
-      CUDNN_RETURN_IF_ERROR(cudnnSetConvolutionMathType(
-          dst.conv, tf32_ ? CUDNN_TENSOR_OP_MATH : CUDNN_FMA_MATH));
+      CUDNN_RETURN_IF_ERROR(
+          cudnnSetConvolutionMathType(dst.conv, tf32_ ? CUDNN_TENSOR_OP_MATH : CUDNN_FMA_MATH));
     }
     CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream));
     return Status::Ok();

@@ -21,56 +21,29 @@ namespace {
 
 constexpr int kThreads = 256;
 
+// The straightforward kernels' arithmetic is kernels/element_ops.h (checked against the CPU
+// reference in tests/unit/test_element_ops.cpp).
 __global__ void __launch_bounds__(kThreads) depthwise_forward_kernel(TaskList tasks) {
   STIMLOOP_SHARED_TASK(t);
   const std::int64_t block = load_task(tasks, t);
   const LayerParams& p = t.p;
   const std::int64_t i = block * kThreads + threadIdx.x;
   if (i >= std::int64_t{t.n} * p.out_size()) return;
-  const int c = p.in_c;
-  const auto [b, oy, ox, ch] = unravel_nhwc(i, p.out_h, p.out_w, c);
-  const float* image = t.in + b * p.in_size() + ch;
-  float acc = t.bias != nullptr ? t.bias[ch] : 0.0f;
-  for (int ky = 0; ky < p.k_h; ++ky) {
-    const int iy = input_of_tap(oy, ky, p.stride_h, p.pad_top, p.in_h);
-    if (iy < 0) continue;
-    for (int kx = 0; kx < p.k_w; ++kx) {
-      const int ix = input_of_tap(ox, kx, p.stride_w, p.pad_left, p.in_w);
-      if (ix < 0) continue;
-      acc = fmaf(image[(std::int64_t{iy} * p.in_w + ix) * c],
-                 t.w[(std::int64_t{ky} * p.k_w + kx) * c + ch], acc);
-    }
-  }
-  t.out[i] = p.relu ? fmaxf(acc, 0.0f) : acc;
+  const float sum = element_ops::forward_sum(p, t.in, t.w, i, element_ops::bias_of(p, t.bias, i));
+  t.out[i] = element_ops::activate(p, sum);
 }
 
 // Backward (gather) at one input value, any shape: the taps that read it, in (ky, kx) order.
-__device__ float gather_any(const OpTask& t, const NhwcIndex& at) {
-  const LayerParams& p = t.p;
-  const int c = p.in_c;
-  const std::int64_t image_offset = at.b * p.out_size() + at.c;
-  float acc = 0.0f;
-  for (int ky = 0; ky < p.k_h; ++ky) {
-    const int oy = output_of_tap(at.y, ky, p.stride_h, p.pad_top, p.out_h);
-    if (oy < 0) continue;
-    for (int kx = 0; kx < p.k_w; ++kx) {
-      const int ox = output_of_tap(at.x, kx, p.stride_w, p.pad_left, p.out_w);
-      if (ox < 0) continue;
-      const std::int64_t g = image_offset + (std::int64_t{oy} * p.out_w + ox) * c;
-      if (t.aux != nullptr && t.aux[g] <= 0.0f) continue;
-      acc = fmaf(t.in[g], t.w[(std::int64_t{ky} * p.k_w + kx) * c + at.c], acc);
-    }
-  }
-  return acc;
+__device__ float gather_any(const OpTask& t, std::int64_t i) {
+  return element_ops::backward_sum(t.p, t.in, t.aux, t.w, i);
 }
 
 __global__ void __launch_bounds__(kThreads) depthwise_backward_kernel(TaskList tasks) {
   STIMLOOP_SHARED_TASK(t);
   const std::int64_t block = load_task(tasks, t);
-  const LayerParams& p = t.p;
   const std::int64_t i = block * kThreads + threadIdx.x;
-  if (i >= std::int64_t{t.n} * p.in_size()) return;
-  t.out[i] = gather_any(t, unravel_nhwc(i, p.in_h, p.in_w, p.in_c));
+  if (i >= std::int64_t{t.n} * t.p.in_size()) return;
+  t.out[i] = gather_any(t, i);
 }
 
 // ---- tiled kernels
@@ -233,7 +206,7 @@ __global__ void __launch_bounds__(kThreads) depthwise_backward_gather_kernel(Tas
   const std::int64_t i = block * kThreads + threadIdx.x;
   const std::int64_t total = std::int64_t{t.n} * p.in_size();
   if (i >= total) return;
-  const NhwcIndex at = unravel_nhwc_fast(i, total, p.in_h, p.in_w, p.in_c);
+  const NhwcIndex at = unravel_nhwc(i, p.in_h, p.in_w, p.in_c);
   float acc;
   if (is_square(p, 5, 2)) {
     acc = gather_taps<5, 2>(t, at);
@@ -244,7 +217,7 @@ __global__ void __launch_bounds__(kThreads) depthwise_backward_gather_kernel(Tas
   } else if (is_square(p, 3, 1)) {
     acc = gather_taps<3, 1>(t, at);
   } else {
-    acc = gather_any(t, at);
+    acc = gather_any(t, i);
   }
   t.out[i] = acc;
 }
@@ -344,7 +317,7 @@ __global__ void __launch_bounds__(kQuadThreads) depthwise_backward_quad_kernel(T
   const std::int64_t i = block * kQuadThreads + threadIdx.x;
   const std::int64_t total = quads(t);
   if (i >= total) return;
-  const NhwcIndex q = unravel_nhwc_fast(i, total, (p.in_h + 1) / 2, (p.in_w + 1) / 2, p.in_c);
+  const NhwcIndex q = unravel_nhwc(i, (p.in_h + 1) / 2, (p.in_w + 1) / 2, p.in_c);
   if (p.k_h == 5) {
     quad_backward_k<5>(t, q);
   } else {

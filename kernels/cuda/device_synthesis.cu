@@ -13,15 +13,22 @@
 // one after another. Both step shapes are captured once as CUDA graphs, so a step costs one
 // graph launch; cuDNN targets (and any failed capture) run the same launches directly, and
 // description() says so.
+//
+// STIMLOOP_CUDA_STEP=persistent runs the steps instead in one cooperative kernel per run() call
+// (persistent_synthesis.h: no kernel boundary inside a step, a grid barrier between phases), on
+// the same buffers, for custom-kernel targets of one depth; anything else falls back to the
+// graphs and description() says why. STIMLOOP_CUDA_STEP=graph (or unset) keeps the graphs.
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <map>
 #include <string>
 
 #include "kernels/cuda/cuda_resident.h"
 #include "kernels/cuda/device_synthesis_cuda.h"
 #include "kernels/cuda/ops.h"
+#include "kernels/cuda/persistent_synthesis.h"
 #include "kernels/cuda/synthesis_kernels.h"
 
 namespace stimloop::cuda {
@@ -62,14 +69,33 @@ class CudaSynthesis final : public DeviceSynthesis {
     RETURN_IF_ERROR(allocate_targets(targets));
     RETURN_IF_ERROR(build_groups());
     RETURN_IF_ERROR(upload_state(targets));
+    RETURN_IF_ERROR(choose_step());
     // The gradient at the initial images (the host loop's first evaluation; not a candidate).
-    RETURN_IF_ERROR(enqueue_evaluation(false));
+    if (persistent_) {
+      // A cooperative launch can still be refused (e.g. the grid does not fit beside another
+      // process's kernels): the graph step then runs, and description() says why.
+      const Status launched =
+          launch_persistent_steps(plan_, persistent_blocks_, 0, 0, blur_every(), true, stream_);
+      if (!launched.ok()) {
+        persistent_ = false;
+        persistent_note_ = launched.message();
+        cudaGetLastError();  // clears the launch error
+      }
+    }
+    if (!persistent_) RETURN_IF_ERROR(enqueue_evaluation(false));
     CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream_));
-    capture_graphs();
+    if (!persistent_) capture_graphs();
     return Status::Ok();
   }
 
   Status run(int steps) override {
+    if (persistent_ && steps > 0) {
+      RETURN_IF_ERROR(launch_persistent_steps(plan_, persistent_blocks_, steps_done_, steps,
+                                              blur_every(), false, stream_));
+      CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream_));
+      steps_done_ += steps;
+      return Status::Ok();
+    }
     for (int k = 0; k < steps; ++k) {
       const bool blur = is_blur_step(steps_done_);
       if (graphs_) {
@@ -118,6 +144,7 @@ class CudaSynthesis final : public DeviceSynthesis {
   }
 
   StatusOr<std::vector<std::pair<std::string, double>>> profile(int steps) override {
+    if (persistent_) return profile_persistent(steps);
     std::vector<std::pair<std::string, double>> totals;
     for (int k = 0; k < steps; ++k) {
       const bool blur = is_blur_step(steps_done_);
@@ -154,15 +181,126 @@ class CudaSynthesis final : public DeviceSynthesis {
     } else {
       d += "cuDNN, one launch per target and layer";
     }
-    d += graphs_ ? ", CUDA graph per step" : ", direct launches (graph " + capture_error_ + ")";
+    if (persistent_) {
+      d += "; persistent kernel, " + std::to_string(persistent_blocks_) +
+           " blocks, one launch per run";
+    } else {
+      d += graphs_ ? ", CUDA graph per step" : ", direct launches (graph " + capture_error_ + ")";
+      if (!persistent_note_.empty()) d += "; persistent step not used: " + persistent_note_;
+    }
     return d;
   }
 
  private:
   // The authors' image blur follows the evaluation of steps t > 0 with t % every == 0.
-  bool is_blur_step(int t) const {
-    return settings_.image_blur_every > 0 && t > 0 && t % settings_.image_blur_every == 0 &&
-           settings_.image_sigma > 0;
+  bool is_blur_step(int t) const { return persistent::is_blur_step(t, blur_every()); }
+  int blur_every() const {
+    return settings_.image_sigma > 0 ? std::max(settings_.image_blur_every, 0) : 0;
+  }
+
+  // STIMLOOP_CUDA_STEP: graph (default) or persistent; the persistent step falls back to the
+  // graphs where it cannot run, with the reason kept for description().
+  Status choose_step() {
+    const char* env = std::getenv("STIMLOOP_CUDA_STEP");
+    const std::string mode = env != nullptr ? env : "graph";
+    if (mode == "graph" || mode.empty()) return Status::Ok();
+    if (mode != "persistent") {
+      return invalid_argument("STIMLOOP_CUDA_STEP must be graph or persistent, not '" + mode + "'");
+    }
+    const Status built = build_plan();
+    if (!built.ok()) {
+      persistent_note_ = built.message();
+      return Status::Ok();
+    }
+    auto blocks = persistent_grid_blocks();
+    if (!blocks.ok()) {
+      persistent_note_ = blocks.status().message();
+      return Status::Ok();
+    }
+    persistent_blocks_ = *blocks;
+    persistent_ = true;
+    return Status::Ok();
+  }
+
+  // The persistent program's tables: every target's layers with their buffers, the items of
+  // each phase numbered target after target (persistent_step.h).
+  Status build_plan() {
+    if (!solo_.empty()) return failed_precondition("cuDNN targets run layer by layer");
+    const int T = static_cast<int>(targets_.size());
+    const int L = static_cast<int>(targets_[0].activations.size());
+    if (L > persistent::kMaxLayers) return failed_precondition("too many layers");
+    for (const TargetBuffers& b : targets_) {
+      if (static_cast<int>(b.activations.size()) != L) {
+        return failed_precondition("the targets' models differ in depth");
+      }
+    }
+    std::vector<persistent::PlanLayer> table(std::size_t(L) * T);
+    persistent::Plan plan;
+    plan.targets = T;
+    plan.layers = L;
+    for (int l = 0; l < L; ++l) {
+      for (int t = 0; t < T; ++t) {
+        TargetBuffers& b = targets_[t];
+        const OpTask f = forward_task(b, l), g = backward_task(b, l);
+        persistent::PlanLayer& e = table[std::size_t(l) * T + t];
+        e.p = f.p;
+        e.count = b.count;
+        e.first_image = b.first_image;
+        e.w = f.w;
+        e.bias = f.bias;
+        e.in = f.in;
+        e.out = f.out;
+        e.d_out = g.in;
+        e.relu_out = g.aux;
+        e.d_in = g.out;
+      }
+    }
+    persistent::number_items(table.data(), plan);
+    RETURN_IF_ERROR(plan_table_.allocate(table.size()));
+    RETURN_IF_ERROR(plan_table_.upload(table.data(), table.size(), stream_));
+    RETURN_IF_ERROR(row_sums_.allocate(std::size_t(state_.n) * h_));
+    CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream_));  // `table` is freed next
+    plan.table = plan_table_.data();
+    plan.images = state_;
+    plan.row_sums = row_sums_.data();
+    plan.step = step_;
+    plan.image_blur = image_blur_;
+    plan_ = plan;
+    return Status::Ok();
+  }
+
+  // Whole steps, timed one by one (the persistent kernel has no launches inside a step).
+  StatusOr<std::vector<std::pair<std::string, double>>> profile_persistent(int steps) {
+    cudaEvent_t start = nullptr, stop = nullptr;
+    CUDA_RETURN_IF_ERROR(cudaEventCreate(&start));
+    const cudaError_t made = cudaEventCreate(&stop);
+    if (made != cudaSuccess) cudaEventDestroy(start);
+    CUDA_RETURN_IF_ERROR(made);
+    double total = 0.0;
+    for (int k = 0; k < steps; ++k) {
+      const Status timed = time_persistent_step(start, stop, total);
+      if (!timed.ok()) {
+        cudaEventDestroy(start);
+        cudaEventDestroy(stop);
+        return timed;
+      }
+    }
+    cudaEventDestroy(start);
+    cudaEventDestroy(stop);
+    return std::vector<std::pair<std::string, double>>{
+        {"persistent step (update, forward, record, backward: one kernel)", total}};
+  }
+  Status time_persistent_step(cudaEvent_t start, cudaEvent_t stop, double& total_ms) {
+    CUDA_RETURN_IF_ERROR(cudaEventRecord(start, stream_));
+    RETURN_IF_ERROR(launch_persistent_steps(plan_, persistent_blocks_, steps_done_, 1, blur_every(),
+                                            false, stream_));
+    CUDA_RETURN_IF_ERROR(cudaEventRecord(stop, stream_));
+    CUDA_RETURN_IF_ERROR(cudaEventSynchronize(stop));
+    float ms = 0;
+    CUDA_RETURN_IF_ERROR(cudaEventElapsedTime(&ms, start, stop));
+    total_ms += ms;
+    ++steps_done_;
+    return Status::Ok();
   }
 
   Status allocate_targets(const std::vector<SynthesisTarget>& targets) {
@@ -467,6 +605,12 @@ class CudaSynthesis final : public DeviceSynthesis {
   bool graphs_ = false;
   std::string capture_error_;
   cudaGraphExec_t step_graph_ = nullptr, blur_graph_ = nullptr;
+  bool persistent_ = false;
+  int persistent_blocks_ = 0;
+  std::string persistent_note_;  // why the persistent step was requested but not used
+  persistent::Plan plan_;
+  DeviceBuffer<persistent::PlanLayer> plan_table_;
+  DeviceBuffer<double> row_sums_;
   std::vector<std::pair<std::string, cudaEvent_t>>* marks_ = nullptr;  // set while profiling
 };
 

@@ -12,6 +12,7 @@
 #include <cstdint>
 
 #include "kernels/cuda/op_task.h"
+#include "kernels/element_ops.h"
 
 namespace stimloop::cuda {
 
@@ -46,36 +47,12 @@ __device__ inline std::int64_t load_task(const TaskList& list, OpTask& task) {
   return block_in_task;
 }
 
-// Position of flat index i in an (n, h, w, c) channels-last tensor.
-struct NhwcIndex {
-  std::int64_t b;
-  int y, x, c;
-};
+// Position of flat index i in an (n, h, w, c) channels-last tensor (32-bit index math whenever
+// i fits: a 64-bit division is a long instruction sequence, and index math dominated the cheap
+// kernels).
+using NhwcIndex = element_ops::NhwcPos;
 __device__ inline NhwcIndex unravel_nhwc(std::int64_t i, int h, int w, int c) {
-  NhwcIndex idx;
-  idx.c = static_cast<int>(i % c);
-  i /= c;
-  idx.x = static_cast<int>(i % w);
-  i /= w;
-  idx.y = static_cast<int>(i % h);
-  idx.b = i / h;
-  return idx;
-}
-
-// The same, in 32-bit arithmetic whenever the tensor's `total` elements allow it: a 64-bit
-// division is a long instruction sequence, and index math dominated the cheap kernels.
-__device__ inline NhwcIndex unravel_nhwc_fast(std::int64_t i, std::int64_t total, int h, int w,
-                                              int c) {
-  if (total > 0x7fffffff) return unravel_nhwc(i, h, w, c);
-  int j = static_cast<int>(i);
-  NhwcIndex idx;
-  idx.c = j % c;
-  j /= c;
-  idx.x = j % w;
-  j /= w;
-  idx.y = j % h;
-  idx.b = j / h;
-  return idx;
+  return element_ops::unravel(i, h, w, c);
 }
 
 }  // namespace stimloop::cuda

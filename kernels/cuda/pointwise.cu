@@ -21,17 +21,16 @@ __host__ __device__ inline std::int64_t pixels(const OpTask& t) {
 }
 std::int64_t forward_block_blocks(const OpTask& t) { return pixels(t) * t.p.out_c; }
 
+// The straightforward kernels' arithmetic is kernels/element_ops.h (checked against the CPU
+// reference in tests/unit/test_element_ops.cpp).
 __global__ void __launch_bounds__(kThreads) pointwise_forward_kernel(TaskList tasks) {
   STIMLOOP_SHARED_TASK(t);
   const std::int64_t block = load_task(tasks, t);
   const LayerParams& p = t.p;
   const std::int64_t i = block * kThreads + threadIdx.x;
   if (i >= pixels(t) * p.out_c) return;
-  const int co = static_cast<int>(i % p.out_c);
-  const float* a = t.in + (i / p.out_c) * p.in_c;
-  float acc = t.bias != nullptr ? t.bias[co] : 0.0f;
-  for (int ci = 0; ci < p.in_c; ++ci) acc = fmaf(a[ci], t.w[std::int64_t{ci} * p.out_c + co], acc);
-  t.out[i] = p.relu ? fmaxf(acc, 0.0f) : acc;
+  const float sum = element_ops::forward_sum(p, t.in, t.w, i, element_ops::bias_of(p, t.bias, i));
+  t.out[i] = element_ops::activate(p, sum);
 }
 
 // One block per output value: each thread a strided partial sum, then a fixed tree (warp
@@ -64,18 +63,9 @@ __global__ void __launch_bounds__(kThreads) pointwise_forward_block_kernel(TaskL
 __global__ void __launch_bounds__(kThreads) pointwise_backward_kernel(TaskList tasks) {
   STIMLOOP_SHARED_TASK(t);
   const std::int64_t block = load_task(tasks, t);
-  const LayerParams& p = t.p;
   const std::int64_t i = block * kThreads + threadIdx.x;
-  if (i >= pixels(t) * p.in_c) return;
-  const int ci = static_cast<int>(i % p.in_c);
-  const std::int64_t g = (i / p.in_c) * p.out_c;
-  const float* w_row = t.w + std::int64_t{ci} * p.out_c;
-  float acc = 0.0f;
-  for (int co = 0; co < p.out_c; ++co) {
-    if (t.aux != nullptr && t.aux[g + co] <= 0.0f) continue;
-    acc = fmaf(t.in[g + co], w_row[co], acc);
-  }
-  t.out[i] = acc;
+  if (i >= pixels(t) * t.p.in_c) return;
+  t.out[i] = element_ops::backward_sum(t.p, t.in, t.aux, t.w, i);
 }
 
 // ---- register-tiled GEMM

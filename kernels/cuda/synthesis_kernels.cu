@@ -20,18 +20,6 @@ constexpr int kElementThreads = 256;
 constexpr int kBandThreads = 256;
 constexpr int kWarp = 32;
 
-// scipy's 'reflect' index (d c b a | a b c d | d c b a), as image_ops.cpp; the first branch is
-// the common case of a tap within one image width of the border.
-__device__ inline int reflect(int i, int n) {
-  if (i >= 0 && i < n) return i;
-  if (i >= -n && i < 2 * n) return i < 0 ? -i - 1 : 2 * n - 1 - i;
-  if (n == 1) return 0;
-  const int period = 2 * n;
-  i %= period;
-  if (i < 0) i += period;
-  return i < n ? i : period - 1 - i;
-}
-
 // Deterministic block sum (fixed tree): every thread gets the total.
 __device__ double block_sum(double v) {
   __shared__ double warp_sums[kBandThreads / kWarp];
@@ -79,7 +67,7 @@ __device__ void blur_band_rows(const ImageState& s, const Band& b, const BlurTap
     const int c = within % 3, x = (within / 3) % s.w, y = within / (3 * s.w);
     double acc = 0.0;
     for (int t = -k.radius; t <= k.radius; ++t) {
-      acc += k.w[t + k.radius] * value((std::int64_t{reflect(y + t, s.h)} * s.w + x) * 3 + c);
+      acc += k.w[t + k.radius] * value((std::int64_t{reflect_index(y + t, s.h)} * s.w + x) * 3 + c);
     }
     out[j] = acc;
   }
@@ -91,7 +79,7 @@ __device__ void blur_columns_at(const ImageState& s, const BlurTaps& k, const do
   for (int c = 0; c < 3; ++c) {
     double acc = 0.0;
     for (int t = -k.radius; t <= k.radius; ++t) {
-      acc += k.w[t + k.radius] * in[(std::int64_t{y} * s.w + reflect(x + t, s.w)) * 3 + c];
+      acc += k.w[t + k.radius] * in[(std::int64_t{y} * s.w + reflect_index(x + t, s.w)) * 3 + c];
     }
     out[c] = acc;
   }
@@ -150,15 +138,8 @@ __global__ void __launch_bounds__(kBandThreads) update_kernel(ImageState s, Step
 __global__ void record_kernel(ImageState s) {
   const int i = blockIdx.x * blockDim.x + threadIdx.x;
   if (i >= s.n) return;
-  const ImageSlot slot = s.slots[i];
-  const double response = slot.outputs[slot.output];
-  const double value = slot.sign * response;
-  if (value > s.best_value[i]) {
-    s.best_value[i] = value;
-    s.best_response[i] = response;
-    s.improved[i] = 1;
-    s.has_best[i] = 1;
-  }
+  const ImageSlot& slot = s.slots[i];
+  record_response(s, i, slot.outputs[slot.output]);
 }
 
 // The periodic image blur, pass 1: pending best copy, blur along y into scratch.
@@ -217,28 +198,6 @@ __global__ void quantize_kernel(ImageState s, float m0, float m1, float m2, std:
 }
 
 }  // namespace
-
-StatusOr<BlurTaps> make_blur_taps(double sigma) {
-  BlurTaps taps;
-  if (sigma <= 0.0) {
-    taps.w[0] = 1.0;
-    return taps;
-  }
-  const int radius = static_cast<int>(4.0 * sigma + 0.5);
-  if (radius > kMaxBlurRadius) {
-    return invalid_argument("blur sigma " + std::to_string(sigma) +
-                            " is too wide for the device step (at most " +
-                            std::to_string(kMaxBlurRadius) + " pixels of radius)");
-  }
-  taps.radius = radius;
-  double total = 0.0;
-  for (int i = -radius; i <= radius; ++i) {
-    taps.w[i + radius] = std::exp(-0.5 * i * i / (sigma * sigma));
-    total += taps.w[i + radius];
-  }
-  for (int i = 0; i <= 2 * radius; ++i) taps.w[i] /= total;
-  return taps;
-}
 
 static dim3 band_grid(const ImageState& s) {
   return dim3(static_cast<unsigned int>(bands(s.h)), static_cast<unsigned int>(s.n));

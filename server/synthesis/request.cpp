@@ -277,4 +277,16 @@ StatusOr<SynthesisRequest> request_from_json(const nlohmann::json& j) {
   return r;
 }
 
+Cowley2026Settings cowley2026_settings(const SynthesisRequest& r,
+                                       const std::array<float, 3>& means) {
+  Cowley2026Settings settings;
+  settings.step_size = r.step_size;
+  settings.gradient_sigma = r.gradient_blur_sigma;
+  settings.image_blur_every = r.image_blur_every;
+  settings.image_sigma = r.image_blur_sigma;
+  settings.grayscale = r.grayscale;
+  settings.means = means;
+  return settings;
+}
+
 }  // namespace stimloop::synthesis

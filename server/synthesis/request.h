@@ -3,12 +3,14 @@
 // record alone. Serialised to and from JSON here, validated in one place.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
 #include "common/status.h"
+#include "kernels/device_synthesis.h"
 
 namespace stimloop::synthesis {
 
@@ -99,5 +101,9 @@ StatusOr<SynthesisRequest> request_from_json(const nlohmann::json& j);
 // Hard limits on what one request may ask for.
 inline constexpr int kMaxSteps = 1'000'000;
 inline constexpr int kMaxCount = 1024;
+
+// The device loop's settings (kernels/device_synthesis.h) of a cowley2026 request.
+Cowley2026Settings cowley2026_settings(const SynthesisRequest& request,
+                                       const std::array<float, 3>& means);
 
 }  // namespace stimloop::synthesis

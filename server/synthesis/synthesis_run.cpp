@@ -111,13 +111,7 @@ void SynthesisRun::try_device_loop(Backend& backend) {
   const bool single_output =
       r.objective == ObjectiveKind::kMax || r.objective == ObjectiveKind::kMin;
   if (r.method != MethodKind::kCowley2026 || !single_output || has_penalties(r)) return;
-  Cowley2026Settings settings;
-  settings.step_size = r.step_size;
-  settings.gradient_sigma = r.gradient_blur_sigma;
-  settings.image_blur_every = r.image_blur_every;
-  settings.image_sigma = r.image_blur_sigma;
-  settings.grayscale = r.grayscale;
-  settings.means = state_.means;
+  const Cowley2026Settings settings = cowley2026_settings(r, state_.means);
   SynthesisTarget target;
   target.network = net_;
   target.output = r.output_index;

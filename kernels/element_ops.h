@@ -1,0 +1,208 @@
+// One output value of an op, forward or backward to the input, as a sum over its terms: the
+// arithmetic of the straightforward CUDA kernels and of the persistent synthesis step
+// (kernels/persistent_step.h), compiled by nvcc for the device and by g++ for the unit tests that
+// compare it with the CPU reference (tests/unit/test_element_ops.cpp).
+//
+// Every sum can be split over `lanes` workers: worker `lane` adds the terms k with
+// k % lanes == lane, in the order of the flat term index k, and the workers' sums are added
+// afterwards (a warp's shuffle tree on the GPU). lanes == 1 gives the plain loop, whose order of
+// terms is the one the straightforward kernels have always used. Long sums -- the Dense readout's
+// 2352 terms, layer 0's backward with 25 x F -- run split so that one value is not a chain of
+// thousands of dependent FMAs.
+//
+// Indices are per op call: element i of `n` images, channels-last. The backward sums mask the
+// output gradient by the op's own ReLU output when `relu_out` is given (d_pre = d_out where
+// relu_out > 0).
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+
+#include "kernels/layer_params.h"
+
+namespace stimloop::element_ops {
+
+// Position of flat index i in an (n, h, w, c) channels-last tensor; 32-bit math where it fits
+// (64-bit division is a long instruction sequence on the GPU).
+struct NhwcPos {
+  std::int64_t b;
+  int y, x, c;
+};
+STIMLOOP_HOST_DEVICE inline NhwcPos unravel(std::int64_t i, int h, int w, int c) {
+  NhwcPos pos;
+  if (i <= 0x7fffffff) {
+    int j = static_cast<int>(i);
+    pos.c = j % c;
+    j /= c;
+    pos.x = j % w;
+    j /= w;
+    pos.y = j % h;
+    pos.b = j / h;
+    return pos;
+  }
+  pos.c = static_cast<int>(i % c);
+  i /= c;
+  pos.x = static_cast<int>(i % w);
+  i /= w;
+  pos.y = static_cast<int>(i % h);
+  pos.b = i / h;
+  return pos;
+}
+
+// Terms in one forward value (the length of the chain a single worker would run).
+STIMLOOP_HOST_DEVICE inline int forward_terms(const LayerParams& p) {
+  switch (p.kind) {
+    case LayerKind::kConv2D:
+      return p.k_h * p.k_w * p.in_c;
+    case LayerKind::kDepthwise:
+      return p.k_h * p.k_w;
+    case LayerKind::kPointwise:
+      return p.in_c;
+  }
+  return 0;
+}
+STIMLOOP_HOST_DEVICE inline int backward_terms(const LayerParams& p) {
+  switch (p.kind) {
+    case LayerKind::kConv2D:
+      return p.k_h * p.k_w * p.out_c;
+    case LayerKind::kDepthwise:
+      return p.k_h * p.k_w;
+    case LayerKind::kPointwise:
+      return p.out_c;
+  }
+  return 0;
+}
+
+// Carry of a term cursor: `inner` ran past `n` (once or several times when lanes > n).
+STIMLOOP_HOST_DEVICE inline void carry_taps(int& inner, int n, int& kx, int& ky, int k_w) {
+  while (inner >= n) {
+    inner -= n;
+    if (++kx == k_w) {
+      kx = 0;
+      ++ky;
+    }
+  }
+}
+
+// Forward, output value i (of p.out_size() per image): acc plus this lane's terms in * w.
+// Term order: conv (ky, kx, ci); depthwise (ky, kx); pointwise ci. The flat term index
+// advances by `lanes` with carries, not a division per term.
+STIMLOOP_HOST_DEVICE inline float forward_sum(const LayerParams& p, const float* in, const float* w,
+                                              std::int64_t i, float acc, int lane = 0,
+                                              int lanes = 1) {
+  const NhwcPos o = unravel(i, p.out_h, p.out_w, p.out_c);
+  const float* image = in + o.b * p.in_size();
+  switch (p.kind) {
+    case LayerKind::kConv2D: {
+      int ci = lane, kx = 0, ky = 0;
+      carry_taps(ci, p.in_c, kx, ky, p.k_w);
+      while (ky < p.k_h) {
+        const int iy = input_of_tap(o.y, ky, p.stride_h, p.pad_top, p.in_h);
+        const int ix = input_of_tap(o.x, kx, p.stride_w, p.pad_left, p.in_w);
+        if (iy >= 0 && ix >= 0) {
+          acc = fmaf(image[(std::int64_t{iy} * p.in_w + ix) * p.in_c + ci],
+                     w[((std::int64_t{ky} * p.k_w + kx) * p.in_c + ci) * p.out_c + o.c], acc);
+        }
+        ci += lanes;
+        carry_taps(ci, p.in_c, kx, ky, p.k_w);
+      }
+      return acc;
+    }
+    case LayerKind::kDepthwise: {
+      int kx = lane, ky = 0;
+      while (kx >= p.k_w) kx -= p.k_w, ++ky;
+      while (ky < p.k_h) {
+        const int iy = input_of_tap(o.y, ky, p.stride_h, p.pad_top, p.in_h);
+        const int ix = input_of_tap(o.x, kx, p.stride_w, p.pad_left, p.in_w);
+        if (iy >= 0 && ix >= 0) {
+          acc = fmaf(image[(std::int64_t{iy} * p.in_w + ix) * p.in_c + o.c],
+                     w[(std::int64_t{ky} * p.k_w + kx) * p.in_c + o.c], acc);
+        }
+        kx += lanes;
+        while (kx >= p.k_w) kx -= p.k_w, ++ky;
+      }
+      return acc;
+    }
+    case LayerKind::kPointwise: {
+      const float* pixel = image + (std::int64_t{o.y} * p.in_w + o.x) * p.in_c;
+      for (int k = lane; k < p.in_c; k += lanes) {
+        acc = fmaf(pixel[k], w[std::int64_t{k} * p.out_c + o.c], acc);
+      }
+      return acc;
+    }
+  }
+  return acc;
+}
+
+// The output value from its full sum (bias added before the terms by the plain kernels, after
+// them by split sums): ReLU when the op has one.
+STIMLOOP_HOST_DEVICE inline float activate(const LayerParams& p, float sum) {
+  return p.relu ? fmaxf(sum, 0.0f) : sum;
+}
+STIMLOOP_HOST_DEVICE inline float bias_of(const LayerParams& p, const float* bias, std::int64_t i) {
+  return bias != nullptr ? bias[i % p.out_c] : 0.0f;
+}
+
+// Backward to the input, input value i (of p.in_size() per image): this lane's terms
+// d_pre * w, where d_pre is d_out masked by the op's ReLU output.
+// Term order: conv (ky, kx, co); depthwise (ky, kx); pointwise co. A conv tap that read no
+// output of this input (padding, or the wrong parity at stride 2) is skipped whole.
+STIMLOOP_HOST_DEVICE inline float backward_sum(const LayerParams& p, const float* d_out,
+                                               const float* relu_out, const float* w,
+                                               std::int64_t i, int lane = 0, int lanes = 1) {
+  const NhwcPos at = unravel(i, p.in_h, p.in_w, p.in_c);
+  const std::int64_t image = at.b * p.out_size();
+  float acc = 0.0f;
+  switch (p.kind) {
+    case LayerKind::kConv2D: {
+      int co = lane, kx = 0, ky = 0;
+      carry_taps(co, p.out_c, kx, ky, p.k_w);
+      while (ky < p.k_h) {
+        const int oy = output_of_tap(at.y, ky, p.stride_h, p.pad_top, p.out_h);
+        const int ox = output_of_tap(at.x, kx, p.stride_w, p.pad_left, p.out_w);
+        if (oy < 0 || ox < 0) {  // this lane's first term of the next tap
+          co += (p.out_c - co + lanes - 1) / lanes * lanes;
+          carry_taps(co, p.out_c, kx, ky, p.k_w);
+          continue;
+        }
+        const std::int64_t g = image + (std::int64_t{oy} * p.out_w + ox) * p.out_c + co;
+        if (relu_out == nullptr || relu_out[g] > 0.0f) {
+          acc = fmaf(d_out[g],
+                     w[(((std::int64_t{ky} * p.k_w + kx) * p.in_c) + at.c) * p.out_c + co], acc);
+        }
+        co += lanes;
+        carry_taps(co, p.out_c, kx, ky, p.k_w);
+      }
+      return acc;
+    }
+    case LayerKind::kDepthwise: {
+      int kx = lane, ky = 0;
+      while (kx >= p.k_w) kx -= p.k_w, ++ky;
+      while (ky < p.k_h) {
+        const int oy = output_of_tap(at.y, ky, p.stride_h, p.pad_top, p.out_h);
+        const int ox = output_of_tap(at.x, kx, p.stride_w, p.pad_left, p.out_w);
+        if (oy >= 0 && ox >= 0) {
+          const std::int64_t g = image + (std::int64_t{oy} * p.out_w + ox) * p.in_c + at.c;
+          if (relu_out == nullptr || relu_out[g] > 0.0f) {
+            acc = fmaf(d_out[g], w[(std::int64_t{ky} * p.k_w + kx) * p.in_c + at.c], acc);
+          }
+        }
+        kx += lanes;
+        while (kx >= p.k_w) kx -= p.k_w, ++ky;
+      }
+      return acc;
+    }
+    case LayerKind::kPointwise: {
+      const std::int64_t g = image + (std::int64_t{at.y} * p.out_w + at.x) * p.out_c;
+      const float* w_row = w + std::int64_t{at.c} * p.out_c;
+      for (int k = lane; k < p.out_c; k += lanes) {
+        if (relu_out != nullptr && relu_out[g + k] <= 0.0f) continue;
+        acc = fmaf(d_out[g + k], w_row[k], acc);
+      }
+      return acc;
+    }
+  }
+  return acc;
+}
+
+}  // namespace stimloop::element_ops

@@ -1,0 +1,356 @@
+// The whole cowley2026 step (docs/domain.md) as one program of phases separated by barriers, for
+// a persistent GPU kernel (kernels/cuda/persistent_synthesis.cu): one launch runs any number of
+// steps for many (model, seed) images, with no kernel boundary inside a step. A rig's single
+// stimulus is latency-bound: the layered path pays a launch and a dependent-load chain for each
+// of ~23 small kernels a step, and this design pays a grid barrier instead.
+//
+// The program is written once against an executor (`Exec`), which supplies
+//   for_each(n, f)                   f(i) for every i in [0, n), spread over all workers;
+//   warp_reduce(n, partial, consume) for every item i: total = sum over lanes of
+//                                    partial(i, lane, kLanes), then consume(i, lane, total) on
+//                                    every lane (a warp and its shuffle tree on the GPU);
+//   sync()                           a barrier over all workers (grid.sync() on the GPU).
+// Within a phase every item writes only its own outputs and reads only what earlier phases
+// wrote, so any order of items gives the same result: SerialExecutor below runs the program on
+// the CPU, and the unit tests compare that run with the CPU reference ops and the host loop, and
+// with a run whose phases go last item first (tests/support/persistent_host_run.h). Each phase's
+// loops and the sync() that ends it sit in one function, so a deferring executor may hold the
+// loops' closures until that sync().
+//
+// Per step (t counts from 0; `blur` = the authors' image-blur step):
+//   update: [copy improved images to best; y-blur of g; per-row sums of g^2] | [per row:
+//           rms scale, x-blur, x += step * scale * blur(g), clip, gray, network input]
+//   forward, layer by layer (the last layer records the best-so-far)
+//   blur:   [copy improved; y-blur of x] | [x-blur into x and the input] | forward again
+//   backward, layer by layer, to d objective / d image
+// Each [..] is one phase. The RMS scale multiplies the blurred gradient rather than the gradient
+// (blur is linear; the host loop scales first): the two differ by float64 rounding only.
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+
+#include "kernels/element_ops.h"
+#include "kernels/synthesis_state.h"
+
+namespace stimloop::persistent {
+
+constexpr int kLanes = 32;        // workers sharing one warp-reduced item
+constexpr int kMaxLayers = 16;    // per model
+constexpr int kSplitTerms = 128;  // sums at least this long run split over a warp
+
+// One layer of one target (a model and its `count` seeds), with the buffers of both passes.
+struct PlanLayer {
+  LayerParams p;
+  int count = 0;        // images
+  int first_image = 0;  // the target's first image in ImageState
+  const float* w = nullptr;
+  const float* bias = nullptr;
+  const float* in = nullptr;  // forward input
+  float* out = nullptr;       // forward output (count x out_size)
+  const float* d_out = nullptr;
+  const float* relu_out = nullptr;  // out when the layer has a ReLU, else nullptr
+  float* d_in = nullptr;
+  // The target's first item in this layer's phases: items of the plain form (one worker per
+  // value) and of the split form (one warp per value) are numbered separately.
+  std::int64_t forward_first[2] = {0, 0}, backward_first[2] = {0, 0};
+};
+
+// Which form a sum of `terms` terms runs in: 0 plain, 1 split over a warp.
+STIMLOOP_HOST_DEVICE inline int form_of(int terms) { return terms >= kSplitTerms ? 1 : 0; }
+
+struct Plan {
+  int targets = 0, layers = 0;
+  const PlanLayer* table = nullptr;  // [layer * targets + target]: one phase's targets adjacent
+  // Items per layer and form, over all targets.
+  std::int64_t forward_items[kMaxLayers][2] = {}, backward_items[kMaxLayers][2] = {};
+  ImageState images;
+  double* row_sums = nullptr;  // n x h: sums of g^2 per image row
+  StepSettings step;
+  BlurTaps image_blur;
+};
+
+// Numbers every phase's items, target after target, from the layers' shapes and counts:
+// fills the table's first items and the plan's totals (table as in Plan, layers x targets).
+inline void number_items(PlanLayer* table, Plan& plan) {
+  for (int l = 0; l < plan.layers; ++l) {
+    std::int64_t forward_next[2] = {0, 0}, backward_next[2] = {0, 0};
+    for (int t = 0; t < plan.targets; ++t) {
+      PlanLayer& e = table[std::int64_t{l} * plan.targets + t];
+      for (int form = 0; form < 2; ++form) {
+        e.forward_first[form] = forward_next[form];
+        e.backward_first[form] = backward_next[form];
+      }
+      forward_next[form_of(element_ops::forward_terms(e.p))] +=
+          std::int64_t{e.count} * e.p.out_size();
+      backward_next[form_of(element_ops::backward_terms(e.p))] +=
+          std::int64_t{e.count} * e.p.in_size();
+    }
+    for (int form = 0; form < 2; ++form) {
+      plan.forward_items[l][form] = forward_next[form];
+      plan.backward_items[l][form] = backward_next[form];
+    }
+  }
+}
+
+// The target whose items [first, first + items) hold item i of a phase: the last target whose
+// first item is <= i (targets without items in this form share their successor's first).
+template <bool kForward>
+STIMLOOP_HOST_DEVICE inline const PlanLayer& find_target(const Plan& plan, int l, int form,
+                                                         std::int64_t i) {
+  const PlanLayer* row = plan.table + std::int64_t{l} * plan.targets;
+  int lo = 0, hi = plan.targets - 1;
+  while (lo < hi) {
+    const int mid = (lo + hi + 1) / 2;
+    const std::int64_t first =
+        kForward ? row[mid].forward_first[form] : row[mid].backward_first[form];
+    if (first <= i) {
+      lo = mid;
+    } else {
+      hi = mid - 1;
+    }
+  }
+  return row[lo];
+}
+
+// Forward value j of layer t (target-local); on the last layer, the best-so-far record.
+STIMLOOP_HOST_DEVICE inline void finish_forward_value(const Plan& plan, const PlanLayer& t,
+                                                      bool last, bool record, std::int64_t j,
+                                                      float sum) {
+  const float v = element_ops::activate(t.p, sum);
+  t.out[j] = v;
+  if (!last || !record) return;
+  const std::int64_t per_image = t.p.out_size();
+  const int image = t.first_image + static_cast<int>(j / per_image);
+  if (j % per_image == plan.images.slots[image].output) record_response(plan.images, image, v);
+}
+
+#if defined(__CUDACC__)
+#pragma nv_exec_check_disable
+#endif
+template <class Exec>
+STIMLOOP_HOST_DEVICE void forward_layer(Exec& ex, const Plan& plan, int l, bool record) {
+  const bool last = l == plan.layers - 1;
+  ex.for_each(plan.forward_items[l][0], [&](std::int64_t i) {
+    const PlanLayer& t = find_target<true>(plan, l, 0, i);
+    const std::int64_t j = i - t.forward_first[0];
+    const float sum =
+        element_ops::forward_sum(t.p, t.in, t.w, j, element_ops::bias_of(t.p, t.bias, j));
+    finish_forward_value(plan, t, last, record, j, sum);
+  });
+  ex.warp_reduce(
+      plan.forward_items[l][1],
+      [&](std::int64_t i, int lane, int lanes) {
+        const PlanLayer& t = find_target<true>(plan, l, 1, i);
+        return element_ops::forward_sum(t.p, t.in, t.w, i - t.forward_first[1], 0.0f, lane, lanes);
+      },
+      [&](std::int64_t i, int lane, float total) {
+        if (lane != 0) return;
+        const PlanLayer& t = find_target<true>(plan, l, 1, i);
+        const std::int64_t j = i - t.forward_first[1];
+        finish_forward_value(plan, t, last, record, j,
+                             total + element_ops::bias_of(t.p, t.bias, j));
+      });
+  ex.sync();
+}
+
+#if defined(__CUDACC__)
+#pragma nv_exec_check_disable
+#endif
+template <class Exec>
+STIMLOOP_HOST_DEVICE void backward_layer(Exec& ex, const Plan& plan, int l) {
+  ex.for_each(plan.backward_items[l][0], [&](std::int64_t i) {
+    const PlanLayer& t = find_target<false>(plan, l, 0, i);
+    const std::int64_t j = i - t.backward_first[0];
+    t.d_in[j] = element_ops::backward_sum(t.p, t.d_out, t.relu_out, t.w, j);
+  });
+  ex.warp_reduce(
+      plan.backward_items[l][1],
+      [&](std::int64_t i, int lane, int lanes) {
+        const PlanLayer& t = find_target<false>(plan, l, 1, i);
+        return element_ops::backward_sum(t.p, t.d_out, t.relu_out, t.w, i - t.backward_first[1],
+                                         lane, lanes);
+      },
+      [&](std::int64_t i, int lane, float total) {
+        if (lane != 0) return;
+        const PlanLayer& t = find_target<false>(plan, l, 1, i);
+        t.d_in[i - t.backward_first[1]] = total;
+      });
+  ex.sync();
+}
+
+#if defined(__CUDACC__)
+#pragma nv_exec_check_disable
+#endif
+template <class Exec>
+STIMLOOP_HOST_DEVICE void forward(Exec& ex, const Plan& plan, bool record) {
+  for (int l = 0; l < plan.layers; ++l) forward_layer(ex, plan, l, record);
+}
+
+#if defined(__CUDACC__)
+#pragma nv_exec_check_disable
+#endif
+template <class Exec>
+STIMLOOP_HOST_DEVICE void backward(Exec& ex, const Plan& plan) {
+  for (int l = plan.layers; l-- > 0;) backward_layer(ex, plan, l);
+}
+
+// Blur along y of value(image, element) at element e of an h x w x 3 image.
+template <class Value>
+STIMLOOP_HOST_DEVICE inline double blur_y(const ImageState& s, const BlurTaps& k, int image, int e,
+                                          Value value) {
+  const int c = e % 3, x = (e / 3) % s.w, y = e / (3 * s.w);
+  double acc = 0.0;
+  for (int t = -k.radius; t <= k.radius; ++t) {
+    acc += k.w[t + k.radius] * value(image, (reflect_index(y + t, s.h) * s.w + x) * 3 + c);
+  }
+  return acc;
+}
+// Blur along x of channel c at (y, x) of one image's values `in`.
+STIMLOOP_HOST_DEVICE inline double blur_x(const ImageState& s, const BlurTaps& k, const double* in,
+                                          int y, int x, int c) {
+  double acc = 0.0;
+  for (int t = -k.radius; t <= k.radius; ++t) {
+    acc += k.w[t + k.radius] * in[(y * s.w + reflect_index(x + t, s.w)) * 3 + c];
+  }
+  return acc;
+}
+
+// Where the last evaluation improved on an image's best, element e of x goes into best (before
+// x changes; the flag is cleared by the phase that changes x).
+STIMLOOP_HOST_DEVICE inline void copy_if_improved(const ImageState& s, int image, int e,
+                                                  std::int64_t size) {
+  if (s.improved[image] != 0) s.best[image * size + e] = s.x[image * size + e];
+}
+
+// x += step * blur(g / (rms(g) + 1e-5)), clipped, optionally grayed; writes the network input.
+#if defined(__CUDACC__)
+#pragma nv_exec_check_disable
+#endif
+template <class Exec>
+STIMLOOP_HOST_DEVICE void update(Exec& ex, const Plan& plan) {
+  const ImageState& s = plan.images;
+  const StepSettings& st = plan.step;
+  const std::int64_t size = std::int64_t{s.h} * s.w * 3;
+  const int row = s.w * 3;
+  ex.for_each(s.n * size, [&](std::int64_t i) {
+    const int image = static_cast<int>(i / size), e = static_cast<int>(i % size);
+    copy_if_improved(s, image, e, size);
+    s.scratch[i] = blur_y(s, st.gradient_blur, image, e,
+                          [&](int im, int f) { return double(s.slots[im].gradient[f]); });
+  });
+  ex.warp_reduce(
+      std::int64_t{s.n} * s.h,
+      [&](std::int64_t r, int lane, int lanes) {
+        const float* g = s.slots[r / s.h].gradient + (r % s.h) * row;
+        double sum = 0.0;
+        for (int k = lane; k < row; k += lanes) sum += double(g[k]) * double(g[k]);
+        return sum;
+      },
+      [&](std::int64_t r, int lane, double total) {
+        if (lane == 0) plan.row_sums[r] = total;
+      });
+  ex.sync();
+  ex.warp_reduce(
+      std::int64_t{s.n} * s.h,
+      [&](std::int64_t r, int lane, int lanes) {
+        const double* sums = plan.row_sums + (r / s.h) * s.h;
+        double sum = 0.0;
+        for (int k = lane; k < s.h; k += lanes) sum += sums[k];
+        return sum;
+      },
+      [&](std::int64_t r, int lane, double sum_sq) {
+        const int image = static_cast<int>(r / s.h), y = static_cast<int>(r % s.h);
+        const double scale = 1.0 / (sqrt(sum_sq / double(size)) + 1e-5);
+        const double* tmp = s.scratch + image * size;
+        double* x = s.x + image * size;
+        float* input = s.slots[image].input;
+        for (int px = lane; px < s.w; px += kLanes) {
+          double v[3];
+          const int p = (y * s.w + px) * 3;
+          for (int c = 0; c < 3; ++c) {
+            const double g = scale * blur_x(s, st.gradient_blur, tmp, y, px, c);
+            const double mean = st.means[c];
+            v[c] = fmin(fmax(x[p + c] + st.step_size * g, -mean), 255.0 - mean);
+          }
+          if (st.grayscale) {
+            const double gray = (v[0] + double(st.means[0]) + v[1] + double(st.means[1]) + v[2] +
+                                 double(st.means[2])) /
+                                3.0;
+            for (int c = 0; c < 3; ++c) v[c] = gray - double(st.means[c]);
+          }
+          for (int c = 0; c < 3; ++c) {
+            x[p + c] = v[c];
+            input[p + c] = static_cast<float>(v[c]);
+          }
+        }
+        if (y == 0 && lane == 0) s.improved[image] = 0;  // the last phase copied every element
+      });
+  ex.sync();
+}
+
+// The authors' periodic blur of the image itself (after the step's evaluation).
+#if defined(__CUDACC__)
+#pragma nv_exec_check_disable
+#endif
+template <class Exec>
+STIMLOOP_HOST_DEVICE void blur_images(Exec& ex, const Plan& plan) {
+  const ImageState& s = plan.images;
+  const std::int64_t size = std::int64_t{s.h} * s.w * 3;
+  ex.for_each(s.n * size, [&](std::int64_t i) {
+    const int image = static_cast<int>(i / size), e = static_cast<int>(i % size);
+    copy_if_improved(s, image, e, size);
+    s.scratch[i] =
+        blur_y(s, plan.image_blur, image, e, [&](int im, int f) { return s.x[im * size + f]; });
+  });
+  ex.sync();
+  ex.for_each(s.n * size, [&](std::int64_t i) {
+    const int image = static_cast<int>(i / size), e = static_cast<int>(i % size);
+    const int c = e % 3, px = (e / 3) % s.w, y = e / (3 * s.w);
+    const double v = blur_x(s, plan.image_blur, s.scratch + image * size, y, px, c);
+    s.x[i] = v;
+    s.slots[image].input[e] = static_cast<float>(v);
+    if (e == 0) s.improved[image] = 0;
+  });
+  ex.sync();
+}
+
+// One step; `blur` when the authors' image blur follows this step's evaluation.
+#if defined(__CUDACC__)
+#pragma nv_exec_check_disable
+#endif
+template <class Exec>
+STIMLOOP_HOST_DEVICE void step(Exec& ex, const Plan& plan, bool blur) {
+  update(ex, plan);
+  forward(ex, plan, true);
+  if (blur) {
+    // The gradient of the evaluated image would be replaced at once: blur, then evaluate.
+    blur_images(ex, plan);
+    forward(ex, plan, false);
+  }
+  backward(ex, plan);
+}
+
+// The authors' image blur follows the evaluation of steps t > 0 with t % every == 0.
+STIMLOOP_HOST_DEVICE inline bool is_blur_step(int t, int every) {
+  return every > 0 && t > 0 && t % every == 0;
+}
+
+// The executor of the CPU run: every item in order, one lane after another.
+struct SerialExecutor {
+  template <class F>
+  void for_each(std::int64_t n, F&& f) {
+    for (std::int64_t i = 0; i < n; ++i) f(i);
+  }
+  template <class Partial, class Consume>
+  void warp_reduce(std::int64_t n, Partial&& partial, Consume&& consume) {
+    for (std::int64_t i = 0; i < n; ++i) {
+      auto total = partial(i, 0, kLanes);
+      for (int lane = 1; lane < kLanes; ++lane) total += partial(i, lane, kLanes);
+      for (int lane = 0; lane < kLanes; ++lane) consume(i, lane, total);
+    }
+  }
+  void sync() {}
+};
+
+}  // namespace stimloop::persistent

@@ -1,0 +1,104 @@
+// The per-value arithmetic of the CUDA kernels (kernels/element_ops.h: the straightforward
+// kernels and the persistent synthesis step) against the double-precision reference, on the odd
+// shapes of the CPU op tests, whole (one worker) and split over 3 and 32 lanes as a warp splits
+// it. Compiled for the CPU here, so the GPU's indexing is checked on machines without one.
+#include <catch2/catch.hpp>
+
+#include <cmath>
+#include <limits>
+#include <random>
+#include <vector>
+
+#include "kernels/element_ops.h"
+#include "tests/support/reference_network.h"
+#include "tests/unit/op_cases.h"
+
+namespace stimloop {
+namespace {
+
+using test::compare_close;
+using test::random_floats;
+using test::to_double;
+
+// Output value i as a worker split over `lanes` computes it: the lanes' sums added in lane order,
+// then the bias (lanes == 1: the plain kernels' order, bias first).
+float forward_value(const LayerParams& p, const float* in, const float* w, const float* bias,
+                    std::int64_t i, int lanes) {
+  if (lanes == 1) {
+    return element_ops::activate(
+        p, element_ops::forward_sum(p, in, w, i, element_ops::bias_of(p, bias, i)));
+  }
+  float total = 0.0f;
+  for (int lane = 0; lane < lanes; ++lane) {
+    total += element_ops::forward_sum(p, in, w, i, 0.0f, lane, lanes);
+  }
+  return element_ops::activate(p, total + element_ops::bias_of(p, bias, i));
+}
+
+float backward_value(const LayerParams& p, const float* d_out, const float* relu_out,
+                     const float* w, std::int64_t i, int lanes) {
+  float total = 0.0f;
+  for (int lane = 0; lane < lanes; ++lane) {
+    total += element_ops::backward_sum(p, d_out, relu_out, w, i, lane, lanes);
+  }
+  return total;
+}
+
+}  // namespace
+
+TEST_CASE("Element ops forward matches the double reference", "[ops][cuda-arithmetic]") {
+  const test::OpCase& c = GENERATE(from_range(std::begin(test::kCases), std::end(test::kCases)));
+  const int n = GENERATE(1, 3);
+  const int lanes = GENERATE(1, 3, 32);
+  const bool bias = GENERATE(true, false);
+  const LayerParams p = test::make_params(c, bias, !bias);
+  CAPTURE(c.label, n, lanes, bias);
+  std::mt19937 rng(77u + static_cast<unsigned>(p.in_size() * 5 + p.out_size()));
+  const double a = std::sqrt(3.0 / test::forward_terms(p));
+  const auto in = random_floats(n * p.in_size(), -1, 1, rng);
+  const auto w = random_floats(p.weight_count(), -a, a, rng);
+  const auto b = bias ? random_floats(p.out_c, -0.5, 0.5, rng) : std::vector<float>{};
+  std::vector<float> out(n * p.out_size(), std::numeric_limits<float>::quiet_NaN());
+  for (std::int64_t i = 0; i < std::int64_t(out.size()); ++i) {
+    out[i] = forward_value(p, in.data(), w.data(), bias ? b.data() : nullptr, i, lanes);
+  }
+  const auto ref = test::ref_layer_forward(p, n, to_double(in), to_double(w), to_double(b));
+  const auto report = compare_close(out, ref, test::atol_for(test::forward_terms(p)), test::kRtol);
+  INFO(report.describe());
+  CHECK(report.non_finite == 0);
+  CHECK(report.ok());
+}
+
+TEST_CASE("Element ops backward matches the double reference, with and without the ReLU mask",
+          "[ops][cuda-arithmetic]") {
+  const test::OpCase& c = GENERATE(from_range(std::begin(test::kCases), std::end(test::kCases)));
+  const int n = GENERATE(1, 3);
+  const int lanes = GENERATE(1, 3, 32);
+  const bool masked = GENERATE(false, true);
+  const LayerParams p = test::make_params(c, true, masked);
+  CAPTURE(c.label, n, lanes, masked);
+  std::mt19937 rng(91u + static_cast<unsigned>(p.in_size() * 5 + p.out_size()));
+  const double a = std::sqrt(3.0 / test::forward_terms(p));
+  const auto w = random_floats(p.weight_count(), -a, a, rng);
+  const auto d_out = random_floats(n * p.out_size(), -1, 1, rng);
+  // A ReLU output: zero (masked) at about a third of the values.
+  auto relu_out = random_floats(n * p.out_size(), -0.5, 1, rng);
+  for (float& v : relu_out) v = std::max(v, 0.0f);
+  std::vector<float> d_pre = d_out;
+  if (masked) {
+    for (std::size_t j = 0; j < d_pre.size(); ++j) d_pre[j] = relu_out[j] > 0 ? d_out[j] : 0.0f;
+  }
+  std::vector<float> d_in(n * p.in_size(), std::numeric_limits<float>::quiet_NaN());
+  for (std::int64_t i = 0; i < std::int64_t(d_in.size()); ++i) {
+    d_in[i] =
+        backward_value(p, d_out.data(), masked ? relu_out.data() : nullptr, w.data(), i, lanes);
+  }
+  const auto ref = test::ref_layer_backward_input(p, n, to_double(d_pre), to_double(w));
+  const auto report =
+      compare_close(d_in, ref, test::atol_for(test::backward_terms(p)), test::kRtol);
+  INFO(report.describe());
+  CHECK(report.non_finite == 0);
+  CHECK(report.ok());
+}
+
+}  // namespace stimloop

@@ -1,0 +1,195 @@
+// The persistent synthesis program (kernels/persistent_step.h), run on the CPU with its serial
+// executor (tests/support/persistent_host_run.h), against the host cowley2026 loop on the CPU
+// backend (server/synthesis/, the reference): the same phases, item numbering and buffer roles
+// the GPU kernel runs, checked here where there is no GPU. Both sides start from the host loop's
+// seeded noise and cross the authors' image blur at step 50.
+//
+// The network is a small compact-model-shaped one built here (24 x 24 input, every layer kind,
+// plain and warp-split sums, strides 1 and 2): the serial run costs about a term a nanosecond,
+// and the 112 x 112 demo model took minutes. The float32 sums differ from the CPU backend's in
+// order only, so best values agree to 1e-5 and 99 % of 8-bit pixels are identical; a wrong index,
+// phase order or missing step moves results by O(1).
+#include <catch2/catch.hpp>
+
+#include <algorithm>
+#include <cmath>
+#include <iostream>
+#include <memory>
+#include <random>
+#include <vector>
+
+#include "kernels/backend.h"
+#include "models/model.h"
+#include "server/synthesis/image_ops.h"
+#include "server/synthesis/synthesis_run.h"
+#include "tests/support/persistent_host_run.h"
+#include "tests/support/synthesis_fixtures.h"
+
+namespace {
+
+using stimloop::Network;
+using stimloop::test::HostTarget;
+using stimloop::test::PersistentHostRun;
+namespace synthesis = stimloop::synthesis;
+
+// A compact-model-shaped network on 24 x 24 images: conv 5x5 3->8 (its backward sum of 200 terms
+// runs warp-split), separable 5x5 stride 2 (8 -> 6), separable 3x3 stride 2 (6 -> 5), Dense
+// 180 -> `outputs` (warp-split forward). Weights uniform(+-sqrt(3 / fan_in)), seeded.
+std::shared_ptr<const Network> small_network(int outputs, unsigned seed) {
+  auto net = std::make_shared<Network>();
+  net->in_h = net->in_w = 24;
+  net->in_c = 3;
+  std::mt19937 rng(seed);
+  int side = 24, channels = 3;
+  auto add = [&](stimloop::LayerKind kind, int k, int stride, int out_c, bool bias, bool relu) {
+    stimloop::LayerParams p;
+    p.kind = kind;
+    p.in_h = p.in_w = side;
+    p.in_c = channels;
+    p.out_c = kind == stimloop::LayerKind::kDepthwise ? channels : out_c;
+    p.k_h = p.k_w = k;
+    p.stride_h = p.stride_w = stride;
+    const stimloop::AxisGeometry g = stimloop::same_padding(side, k, stride);
+    p.out_h = p.out_w = g.out;
+    p.pad_top = p.pad_left = g.pad_before;
+    p.has_bias = bias;
+    p.relu = relu;
+    const double fan_in =
+        kind == stimloop::LayerKind::kDepthwise ? k * k : double(k) * k * channels;
+    std::uniform_real_distribution<float> weight(-std::sqrt(3.0 / fan_in), std::sqrt(3.0 / fan_in));
+    std::uniform_real_distribution<float> offset(-0.1f, 0.3f);
+    stimloop::NetworkLayer layer;
+    layer.params = p;
+    for (std::int64_t i = 0; i < p.weight_count(); ++i) layer.weights.push_back(weight(rng));
+    for (std::int64_t i = 0; i < p.bias_count(); ++i) layer.bias.push_back(offset(rng));
+    net->layers.push_back(std::move(layer));
+    side = p.out_h;
+    channels = p.out_c;
+  };
+  using stimloop::LayerKind;
+  add(LayerKind::kConv2D, 5, 1, 8, true, true);
+  add(LayerKind::kDepthwise, 5, 2, 0, false, false);
+  add(LayerKind::kPointwise, 1, 1, 6, true, true);
+  add(LayerKind::kDepthwise, 3, 2, 0, false, false);
+  add(LayerKind::kPointwise, 1, 1, 5, true, true);
+  // Flatten + Dense as a 1x1 convolution over a 1x1 image (kernels/layer_params.h).
+  channels = side * side * channels;
+  side = 1;
+  add(LayerKind::kPointwise, 1, 1, outputs, true, false);
+  return net;
+}
+
+using stimloop::test::initial_images;
+using stimloop::test::settings_of;
+
+synthesis::SynthesisRequest request(bool maximise, int output, int count, std::uint64_t seed,
+                                    int steps) {
+  return stimloop::test::cowley2026_request(maximise, output, count, seed, steps);
+}
+
+HostTarget target_of(std::shared_ptr<const Network> net, int output, bool maximise, int count,
+                     std::uint64_t seed, bool grayscale = false) {
+  HostTarget t;
+  t.images = initial_images(*net, seed, count);
+  if (grayscale) synthesis::to_grayscale(t.images, stimloop::kV4ChannelMeans);  // as SynthesisRun
+  t.network = std::move(net);
+  t.output = output;
+  t.sign = maximise ? 1.0 : -1.0;
+  t.initial_best = maximise ? 0.0 : -1e5;
+  t.count = count;
+  return t;
+}
+
+void compare_with_host_loop(bool maximise, bool grayscale) {
+  const auto net = small_network(2, 5);
+  const int count = 2, steps = 60;
+  const std::uint64_t seed = 11;
+  auto r = request(maximise, 0, count, seed, steps);
+  r.grayscale = grayscale;
+  auto run = PersistentHostRun::create(settings_of(r),
+                                       {target_of(net, 0, maximise, count, seed, grayscale)});
+  REQUIRE(run.ok());
+  (*run)->run(steps);
+  const auto pixels = (*run)->best_rgb8();
+
+  auto cpu = stimloop::make_cpu_backend();
+  auto host_run = synthesis::SynthesisRun::create(r, stimloop::kV4ChannelMeans, *cpu, net, nullptr,
+                                                  /*allow_device_loop=*/false);
+  REQUIRE(host_run.ok());
+  auto host = synthesis::run_synthesis(**host_run, {});
+  REQUIRE(host.ok());
+  const std::size_t size = net->input_size();
+  double worst_value = 0;
+  std::size_t differing = 0;
+  for (int i = 0; i < count; ++i) {
+    const auto& st = host->stimuli[i];
+    CHECK((*run)->has_best()[i] == 1);
+    worst_value =
+        std::max(worst_value, std::abs((*run)->best_values()[i] - st.best_objective_float) /
+                                  std::max(1.0, std::abs(st.best_objective_float)));
+    for (std::size_t j = 0; j < size; ++j) differing += pixels[i * size + j] != st.pixels[j];
+  }
+  const double identical = 1.0 - double(differing) / double(count * size);
+  std::cout << "persistent program (CPU) vs host loop, " << (maximise ? "max" : "min")
+            << (grayscale ? " gray" : "") << ": best values differ by " << worst_value
+            << " (relative), " << 100 * identical << " % of 8-bit pixels identical\n";
+  CHECK(worst_value <= 1e-5);
+  CHECK(identical >= 0.99);
+}
+
+}  // namespace
+
+TEST_CASE("Persistent step program tracks the host loop", "[synthesis][persistent]") {
+  compare_with_host_loop(true, false);
+  compare_with_host_loop(false, false);
+  compare_with_host_loop(true, true);
+}
+
+TEST_CASE("Persistent step program: targets run together equal each target alone",
+          "[synthesis][persistent]") {
+  // Items of several models with different shapes share each phase (found by binary search over
+  // the targets' first items); a wrong mapping mixes models up.
+  const auto single = small_network(1, 21);
+  const auto population = small_network(4, 22);
+  REQUIRE(single->layers.size() == population->layers.size());
+  const auto r = request(true, 0, 1, 3, 55);
+  const std::vector<HostTarget> targets = {target_of(single, 0, true, 2, 3),
+                                           target_of(population, 2, true, 1, 5),
+                                           target_of(population, 3, false, 2, 7)};
+  auto together = PersistentHostRun::create(settings_of(r), targets);
+  REQUIRE(together.ok());
+  (*together)->run(55);
+  const auto all_pixels = (*together)->best_rgb8();
+  std::size_t image = 0;
+  for (const HostTarget& t : targets) {
+    auto alone = PersistentHostRun::create(settings_of(r), {t});
+    REQUIRE(alone.ok());
+    (*alone)->run(55);
+    const auto pixels = (*alone)->best_rgb8();
+    for (int i = 0; i < t.count; ++i, ++image) {
+      CHECK((*alone)->best_values()[i] == (*together)->best_values()[image]);
+      CHECK((*alone)->best_responses()[i] == (*together)->best_responses()[image]);
+    }
+    CHECK(std::equal(pixels.begin(), pixels.end(),
+                     all_pixels.begin() + (image - t.count) * (pixels.size() / t.count)));
+  }
+}
+
+TEST_CASE("Persistent step program: no item reads what its own phase writes",
+          "[synthesis][persistent]") {
+  // The GPU runs a phase's items in any order at once; the same bits with every phase's items
+  // reversed show that no item depends on another of its phase.
+  const auto net = small_network(3, 8);
+  const auto r = request(true, 1, 2, 4, 55);
+  const std::vector<HostTarget> targets = {target_of(net, 1, true, 2, 4),
+                                           target_of(net, 2, false, 1, 6)};
+  auto forward_order = PersistentHostRun::create(settings_of(r), targets);
+  auto reverse_order = PersistentHostRun::create(settings_of(r), targets, /*reverse_items=*/true);
+  REQUIRE(forward_order.ok());
+  REQUIRE(reverse_order.ok());
+  (*forward_order)->run(55);
+  (*reverse_order)->run(55);
+  CHECK((*forward_order)->best_values() == (*reverse_order)->best_values());
+  CHECK((*forward_order)->best_responses() == (*reverse_order)->best_responses());
+  CHECK((*forward_order)->best_rgb8() == (*reverse_order)->best_rgb8());
+}
