@@ -205,4 +205,74 @@ STIMLOOP_HOST_DEVICE inline float backward_sum(const LayerParams& p, const float
   return acc;
 }
 
+// ---- several values per worker: one load of an input serves a block of channels.
+
+// Forward of a dense conv or pointwise op, kB consecutive output channels [co0, co0 + kB) (those
+// below out_c) at one output pixel (flat over n x out_h x out_w): acc[j] plus the terms, in the
+// order of forward_sum with one lane, so each value has forward_sum's bits. One load of an input
+// value serves kB FMAs, where forward_sum spends two loads on each.
+template <int kB>
+STIMLOOP_HOST_DEVICE inline void forward_block(const LayerParams& p, const float* in,
+                                               const float* w, std::int64_t pixel, int co0,
+                                               float (&acc)[kB]) {
+  const int ox = static_cast<int>(pixel % p.out_w);
+  const std::int64_t rest = pixel / p.out_w;
+  const int oy = static_cast<int>(rest % p.out_h);
+  const float* image = in + (rest / p.out_h) * p.in_size();
+  const int valid = p.out_c - co0 < kB ? p.out_c - co0 : kB;
+  for (int ky = 0; ky < p.k_h; ++ky) {
+    const int iy = input_of_tap(oy, ky, p.stride_h, p.pad_top, p.in_h);
+    if (iy < 0) continue;
+    for (int kx = 0; kx < p.k_w; ++kx) {
+      const int ix = input_of_tap(ox, kx, p.stride_w, p.pad_left, p.in_w);
+      if (ix < 0) continue;
+      const float* pixel_in = image + (std::int64_t{iy} * p.in_w + ix) * p.in_c;
+      const float* w_tap = w + (std::int64_t{ky} * p.k_w + kx) * p.in_c * p.out_c + co0;
+      for (int ci = 0; ci < p.in_c; ++ci) {
+        const float v = pixel_in[ci];
+        const float* w_row = w_tap + std::int64_t{ci} * p.out_c;
+        for (int j = 0; j < kB; ++j) {
+          if (j < valid) acc[j] = fmaf(v, w_row[j], acc[j]);
+        }
+      }
+    }
+  }
+}
+
+// Backward of a dense conv with at most kC input channels, all channels of one input pixel (flat
+// over n x in_h x in_w): this lane's terms, in the order of backward_sum, so each channel's
+// partial sum has backward_sum's bits. One load of an output gradient (and its ReLU mask) serves
+// every input channel.
+template <int kC>
+STIMLOOP_HOST_DEVICE inline void backward_pixel(const LayerParams& p, const float* d_out,
+                                                const float* relu_out, const float* w,
+                                                std::int64_t pixel, int lane, int lanes,
+                                                float (&acc)[kC]) {
+  const int ix = static_cast<int>(pixel % p.in_w);
+  const std::int64_t rest = pixel / p.in_w;
+  const int iy = static_cast<int>(rest % p.in_h);
+  const std::int64_t image = (rest / p.in_h) * p.out_size();
+  int co = lane, kx = 0, ky = 0;
+  carry_taps(co, p.out_c, kx, ky, p.k_w);
+  while (ky < p.k_h) {
+    const int oy = output_of_tap(iy, ky, p.stride_h, p.pad_top, p.out_h);
+    const int ox = output_of_tap(ix, kx, p.stride_w, p.pad_left, p.out_w);
+    if (oy < 0 || ox < 0) {
+      co += (p.out_c - co + lanes - 1) / lanes * lanes;
+      carry_taps(co, p.out_c, kx, ky, p.k_w);
+      continue;
+    }
+    const std::int64_t g = image + (std::int64_t{oy} * p.out_w + ox) * p.out_c + co;
+    if (relu_out == nullptr || relu_out[g] > 0.0f) {
+      const float d = d_out[g];
+      const float* w_tap = w + (std::int64_t{ky} * p.k_w + kx) * p.in_c * p.out_c + co;
+      for (int c = 0; c < kC; ++c) {
+        if (c < p.in_c) acc[c] = fmaf(d, w_tap[std::int64_t{c} * p.out_c], acc[c]);
+      }
+    }
+    co += lanes;
+    carry_taps(co, p.out_c, kx, ky, p.k_w);
+  }
+}
+
 }  // namespace stimloop::element_ops

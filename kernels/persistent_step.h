@@ -35,9 +35,47 @@
 
 namespace stimloop::persistent {
 
-constexpr int kLanes = 32;        // workers sharing one warp-reduced item
-constexpr int kMaxLayers = 16;    // per model
-constexpr int kSplitTerms = 128;  // sums at least this long run split over a warp
+constexpr int kLanes = 32;         // workers sharing one warp-reduced item
+constexpr int kMaxLayers = 16;     // per model
+constexpr int kSplitTerms = 128;   // sums at least this long run split over a warp
+constexpr int kChannelBlock = 8;   // output channels of a blocked forward item
+constexpr int kPixelChannels = 4;  // at most this many input channels in a pixel backward item
+
+// How a layer's values are spread over workers, per pass. Forward: kPlain one worker per value;
+// kSplit one warp per value (long sums: the Dense readout, a 28 x 28 readout); kBlocked one
+// worker per output pixel and kChannelBlock channels (dense convs and pointwise ops: an input
+// load serves 8 FMAs). Backward: kPlain; kSplit; kBlocked one warp per input pixel of a dense
+// conv with few input channels (layer 0: 3), all its channels at once.
+enum Form : int { kPlain = 0, kSplit = 1, kBlocked = 2 };
+constexpr int kForms = 3;
+
+STIMLOOP_HOST_DEVICE inline int forward_form(const LayerParams& p) {
+  if (element_ops::forward_terms(p) >= kSplitTerms) return kSplit;
+  const bool dense = p.kind == LayerKind::kConv2D || p.kind == LayerKind::kPointwise;
+  return dense && p.out_c > 1 ? kBlocked : kPlain;
+}
+STIMLOOP_HOST_DEVICE inline int backward_form(const LayerParams& p) {
+  if (element_ops::backward_terms(p) < kSplitTerms) return kPlain;
+  return p.kind == LayerKind::kConv2D && p.in_c <= kPixelChannels ? kBlocked : kSplit;
+}
+// Items of one image in a form.
+STIMLOOP_HOST_DEVICE inline std::int64_t forward_items(const LayerParams& p, int form) {
+  if (form != kBlocked) return p.out_size();
+  return std::int64_t{p.out_h} * p.out_w * ((p.out_c + kChannelBlock - 1) / kChannelBlock);
+}
+STIMLOOP_HOST_DEVICE inline std::int64_t backward_items(const LayerParams& p, int form) {
+  return form == kBlocked ? std::int64_t{p.in_h} * p.in_w : p.in_size();
+}
+
+// Per-lane sums of several values, reduced together (a warp shuffles each).
+template <int N>
+struct Sums {
+  float v[N];
+  STIMLOOP_HOST_DEVICE Sums& operator+=(const Sums& o) {
+    for (int k = 0; k < N; ++k) v[k] += o.v[k];
+    return *this;
+  }
+};
 
 // One layer of one target (a model and its `count` seeds), with the buffers of both passes.
 struct PlanLayer {
@@ -51,19 +89,15 @@ struct PlanLayer {
   const float* d_out = nullptr;
   const float* relu_out = nullptr;  // out when the layer has a ReLU, else nullptr
   float* d_in = nullptr;
-  // The target's first item in this layer's phases: items of the plain form (one worker per
-  // value) and of the split form (one warp per value) are numbered separately.
-  std::int64_t forward_first[2] = {0, 0}, backward_first[2] = {0, 0};
+  // The target's first item in this layer's phases, numbered separately per Form.
+  std::int64_t forward_first[kForms] = {}, backward_first[kForms] = {};
 };
-
-// Which form a sum of `terms` terms runs in: 0 plain, 1 split over a warp.
-STIMLOOP_HOST_DEVICE inline int form_of(int terms) { return terms >= kSplitTerms ? 1 : 0; }
 
 struct Plan {
   int targets = 0, layers = 0;
   const PlanLayer* table = nullptr;  // [layer * targets + target]: one phase's targets adjacent
   // Items per layer and form, over all targets.
-  std::int64_t forward_items[kMaxLayers][2] = {}, backward_items[kMaxLayers][2] = {};
+  std::int64_t forward_items[kMaxLayers][kForms] = {}, backward_items[kMaxLayers][kForms] = {};
   ImageState images;
   double* row_sums = nullptr;  // n x h: sums of g^2 per image row
   StepSettings step;
@@ -74,19 +108,18 @@ struct Plan {
 // fills the table's first items and the plan's totals (table as in Plan, layers x targets).
 inline void number_items(PlanLayer* table, Plan& plan) {
   for (int l = 0; l < plan.layers; ++l) {
-    std::int64_t forward_next[2] = {0, 0}, backward_next[2] = {0, 0};
+    std::int64_t forward_next[kForms] = {}, backward_next[kForms] = {};
     for (int t = 0; t < plan.targets; ++t) {
       PlanLayer& e = table[std::int64_t{l} * plan.targets + t];
-      for (int form = 0; form < 2; ++form) {
+      for (int form = 0; form < kForms; ++form) {
         e.forward_first[form] = forward_next[form];
         e.backward_first[form] = backward_next[form];
       }
-      forward_next[form_of(element_ops::forward_terms(e.p))] +=
-          std::int64_t{e.count} * e.p.out_size();
-      backward_next[form_of(element_ops::backward_terms(e.p))] +=
-          std::int64_t{e.count} * e.p.in_size();
+      const int f = forward_form(e.p), b = backward_form(e.p);
+      forward_next[f] += std::int64_t{e.count} * forward_items(e.p, f);
+      backward_next[b] += std::int64_t{e.count} * backward_items(e.p, b);
     }
-    for (int form = 0; form < 2; ++form) {
+    for (int form = 0; form < kForms; ++form) {
       plan.forward_items[l][form] = forward_next[form];
       plan.backward_items[l][form] = backward_next[form];
     }
@@ -131,26 +164,42 @@ STIMLOOP_HOST_DEVICE inline void finish_forward_value(const Plan& plan, const Pl
 template <class Exec>
 STIMLOOP_HOST_DEVICE void forward_layer(Exec& ex, const Plan& plan, int l, bool record) {
   const bool last = l == plan.layers - 1;
-  ex.for_each(plan.forward_items[l][0], [&](std::int64_t i) {
-    const PlanLayer& t = find_target<true>(plan, l, 0, i);
-    const std::int64_t j = i - t.forward_first[0];
+  ex.for_each(plan.forward_items[l][kPlain], [&](std::int64_t i) {
+    const PlanLayer& t = find_target<true>(plan, l, kPlain, i);
+    const std::int64_t j = i - t.forward_first[kPlain];
     const float sum =
         element_ops::forward_sum(t.p, t.in, t.w, j, element_ops::bias_of(t.p, t.bias, j));
     finish_forward_value(plan, t, last, record, j, sum);
   });
   ex.warp_reduce(
-      plan.forward_items[l][1],
+      plan.forward_items[l][kSplit],
       [&](std::int64_t i, int lane, int lanes) {
-        const PlanLayer& t = find_target<true>(plan, l, 1, i);
-        return element_ops::forward_sum(t.p, t.in, t.w, i - t.forward_first[1], 0.0f, lane, lanes);
+        const PlanLayer& t = find_target<true>(plan, l, kSplit, i);
+        return element_ops::forward_sum(t.p, t.in, t.w, i - t.forward_first[kSplit], 0.0f, lane,
+                                        lanes);
       },
       [&](std::int64_t i, int lane, float total) {
         if (lane != 0) return;
-        const PlanLayer& t = find_target<true>(plan, l, 1, i);
-        const std::int64_t j = i - t.forward_first[1];
+        const PlanLayer& t = find_target<true>(plan, l, kSplit, i);
+        const std::int64_t j = i - t.forward_first[kSplit];
         finish_forward_value(plan, t, last, record, j,
                              total + element_ops::bias_of(t.p, t.bias, j));
       });
+  ex.for_each(plan.forward_items[l][kBlocked], [&](std::int64_t i) {
+    const PlanLayer& t = find_target<true>(plan, l, kBlocked, i);
+    const std::int64_t j = i - t.forward_first[kBlocked];
+    const int blocks = (t.p.out_c + kChannelBlock - 1) / kChannelBlock;
+    const std::int64_t pixel = j / blocks;
+    const int co0 = static_cast<int>(j % blocks) * kChannelBlock;
+    float acc[kChannelBlock];
+    for (int c = 0; c < kChannelBlock; ++c) {
+      acc[c] = co0 + c < t.p.out_c && t.bias != nullptr ? t.bias[co0 + c] : 0.0f;
+    }
+    element_ops::forward_block(t.p, t.in, t.w, pixel, co0, acc);
+    for (int c = 0; c < kChannelBlock && co0 + c < t.p.out_c; ++c) {
+      finish_forward_value(plan, t, last, record, pixel * t.p.out_c + co0 + c, acc[c]);
+    }
+  });
   ex.sync();
 }
 
@@ -159,22 +208,37 @@ STIMLOOP_HOST_DEVICE void forward_layer(Exec& ex, const Plan& plan, int l, bool 
 #endif
 template <class Exec>
 STIMLOOP_HOST_DEVICE void backward_layer(Exec& ex, const Plan& plan, int l) {
-  ex.for_each(plan.backward_items[l][0], [&](std::int64_t i) {
-    const PlanLayer& t = find_target<false>(plan, l, 0, i);
-    const std::int64_t j = i - t.backward_first[0];
+  ex.for_each(plan.backward_items[l][kPlain], [&](std::int64_t i) {
+    const PlanLayer& t = find_target<false>(plan, l, kPlain, i);
+    const std::int64_t j = i - t.backward_first[kPlain];
     t.d_in[j] = element_ops::backward_sum(t.p, t.d_out, t.relu_out, t.w, j);
   });
   ex.warp_reduce(
-      plan.backward_items[l][1],
+      plan.backward_items[l][kSplit],
       [&](std::int64_t i, int lane, int lanes) {
-        const PlanLayer& t = find_target<false>(plan, l, 1, i);
-        return element_ops::backward_sum(t.p, t.d_out, t.relu_out, t.w, i - t.backward_first[1],
-                                         lane, lanes);
+        const PlanLayer& t = find_target<false>(plan, l, kSplit, i);
+        return element_ops::backward_sum(t.p, t.d_out, t.relu_out, t.w,
+                                         i - t.backward_first[kSplit], lane, lanes);
       },
       [&](std::int64_t i, int lane, float total) {
         if (lane != 0) return;
-        const PlanLayer& t = find_target<false>(plan, l, 1, i);
-        t.d_in[i - t.backward_first[1]] = total;
+        const PlanLayer& t = find_target<false>(plan, l, kSplit, i);
+        t.d_in[i - t.backward_first[kSplit]] = total;
+      });
+  ex.warp_reduce(
+      plan.backward_items[l][kBlocked],
+      [&](std::int64_t i, int lane, int lanes) {
+        const PlanLayer& t = find_target<false>(plan, l, kBlocked, i);
+        Sums<kPixelChannels> sums = {};
+        element_ops::backward_pixel(t.p, t.d_out, t.relu_out, t.w, i - t.backward_first[kBlocked],
+                                    lane, lanes, sums.v);
+        return sums;
+      },
+      [&](std::int64_t i, int lane, const Sums<kPixelChannels>& total) {
+        const PlanLayer& t = find_target<false>(plan, l, kBlocked, i);
+        // Lane c writes channel c: one store each, not one lane's serial stores.
+        if (lane < t.p.in_c)
+          t.d_in[(i - t.backward_first[kBlocked]) * t.p.in_c + lane] = total.v[lane];
       });
   ex.sync();
 }

@@ -22,6 +22,26 @@ namespace cg = cooperative_groups;
 constexpr int kThreads = 256;
 constexpr unsigned int kFullMask = 0xffffffffu;
 
+// Warp shuffles of a lane's partial sum: one value, or each of a Sums' values.
+template <class T>
+__device__ T shuffle_down(T v, int offset) {
+  return __shfl_down_sync(kFullMask, v, offset);
+}
+template <int N>
+__device__ persistent::Sums<N> shuffle_down(persistent::Sums<N> v, int offset) {
+  for (int k = 0; k < N; ++k) v.v[k] = __shfl_down_sync(kFullMask, v.v[k], offset);
+  return v;
+}
+template <class T>
+__device__ T from_lane0(T v) {
+  return __shfl_sync(kFullMask, v, 0);
+}
+template <int N>
+__device__ persistent::Sums<N> from_lane0(persistent::Sums<N> v) {
+  for (int k = 0; k < N; ++k) v.v[k] = __shfl_sync(kFullMask, v.v[k], 0);
+  return v;
+}
+
 struct GridExecutor {
   cg::grid_group grid = cg::this_grid();
 
@@ -41,9 +61,9 @@ struct GridExecutor {
     for (std::int64_t i = warp; i < n; i += warps) {
       auto v = partial(i, lane, persistent::kLanes);
       for (int offset = persistent::kLanes / 2; offset > 0; offset /= 2) {
-        v += __shfl_down_sync(kFullMask, v, offset);
+        v += shuffle_down(v, offset);
       }
-      v = __shfl_sync(kFullMask, v, 0);  // lane 0's tree sum, the same bits on every lane
+      v = from_lane0(v);  // lane 0's tree sum, the same bits on every lane
       consume(i, lane, v);
     }
   }
@@ -51,7 +71,9 @@ struct GridExecutor {
   __device__ void sync() { grid.sync(); }
 };
 
-__global__ void __launch_bounds__(kThreads)
+// At least two blocks an SM (at most 128 registers a thread): the blocked items keep eight
+// accumulators, and fewer resident warps would leave their loads' latency exposed.
+__global__ void __launch_bounds__(kThreads, 2)
     persistent_steps_kernel(const __grid_constant__ persistent::Plan plan, int first_step,
                             int steps, int blur_every, int evaluate_first) {
   GridExecutor ex;

@@ -102,3 +102,57 @@ TEST_CASE("Element ops backward matches the double reference, with and without t
 }
 
 }  // namespace stimloop
+
+namespace stimloop {
+
+TEST_CASE("Blocked element ops give the bits of the per-value sums", "[ops][cuda-arithmetic]") {
+  // forward_block (8 output channels a worker) against forward_sum with one lane, and
+  // backward_pixel (every input channel of a pixel) against backward_sum lane by lane: the same
+  // terms in the same order, so the same bits; forward_sum and backward_sum are checked against
+  // the double reference above.
+  const test::OpCase& c = GENERATE(from_range(std::begin(test::kCases), std::end(test::kCases)));
+  const LayerParams p = test::make_params(c, true, true);
+  const bool dense = p.kind != LayerKind::kDepthwise;
+  const bool few_inputs = p.kind == LayerKind::kConv2D && p.in_c <= 4;
+  if (!dense) return;
+  CAPTURE(c.label);
+  const int n = 2;
+  std::mt19937 rng(5u + static_cast<unsigned>(p.in_size()));
+  const auto in = random_floats(n * p.in_size(), -1, 1, rng);
+  const auto w = random_floats(p.weight_count(), -0.3, 0.3, rng);
+  const auto d_out = random_floats(n * p.out_size(), -1, 1, rng);
+  auto relu_out = random_floats(n * p.out_size(), -0.5, 1, rng);
+  constexpr int kB = 8;
+  const int blocks = (p.out_c + kB - 1) / kB;
+  int mismatches = 0;
+  for (std::int64_t pixel = 0; pixel < std::int64_t{n} * p.out_h * p.out_w; ++pixel) {
+    for (int blk = 0; blk < blocks; ++blk) {
+      float acc[kB];
+      for (int j = 0; j < kB; ++j) acc[j] = 0.25f * j;
+      element_ops::forward_block(p, in.data(), w.data(), pixel, blk * kB, acc);
+      for (int j = 0; j < kB && blk * kB + j < p.out_c; ++j) {
+        const std::int64_t i = pixel * p.out_c + blk * kB + j;
+        mismatches += acc[j] != element_ops::forward_sum(p, in.data(), w.data(), i, 0.25f * j);
+      }
+    }
+  }
+  CHECK(mismatches == 0);
+  if (!few_inputs) return;
+  for (const int lanes : {1, 32}) {
+    for (std::int64_t pixel = 0; pixel < std::int64_t{n} * p.in_h * p.in_w; ++pixel) {
+      for (int lane = 0; lane < lanes; ++lane) {
+        float acc[4] = {};
+        element_ops::backward_pixel(p, d_out.data(), relu_out.data(), w.data(), pixel, lane, lanes,
+                                    acc);
+        for (int ci = 0; ci < p.in_c; ++ci) {
+          mismatches +=
+              acc[ci] != element_ops::backward_sum(p, d_out.data(), relu_out.data(), w.data(),
+                                                   pixel * p.in_c + ci, lane, lanes);
+        }
+      }
+    }
+  }
+  CHECK(mismatches == 0);
+}
+
+}  // namespace stimloop
