@@ -13,9 +13,9 @@
 // Within a phase every item writes only its own outputs and reads only what earlier phases
 // wrote, so any order of items gives the same result: SerialExecutor below runs the program on
 // the CPU, and the unit tests compare that run with the CPU reference ops and the host loop, and
-// with a run whose phases go last item first (tests/support/persistent_host_run.h). Each phase's
-// loops and the sync() that ends it sit in one function, so a deferring executor may hold the
-// loops' closures until that sync().
+// with a run whose phases go last item first (tests/support/persistent_host_run.h). A phase's
+// closures either end in a sync() of the function that made them or hold their locals by value
+// (and the plan by reference), so a deferring executor may run them at the phase's sync().
 //
 // Per step (t counts from 0; `blur` = the authors' image-blur step):
 //   update: [copy improved images to best; y-blur of g; per-row sums of g^2] | [per row:
@@ -100,6 +100,10 @@ struct Plan {
   std::int64_t forward_items[kMaxLayers][kForms] = {}, backward_items[kMaxLayers][kForms] = {};
   ImageState images;
   double* row_sums = nullptr;  // n x h: sums of g^2 per image row
+  // The last layer has no ReLU in any target, so d objective / d (its input) is the constant
+  // seed x weights: computed by initial_evaluation into a buffer of its own (the last layer's
+  // d_in, the next-to-last layer's d_out), never again.
+  bool constant_top = false;
   StepSettings step;
   BlurTaps image_blur;
 };
@@ -124,6 +128,16 @@ inline void number_items(PlanLayer* table, Plan& plan) {
       plan.backward_items[l][form] = backward_next[form];
     }
   }
+}
+
+// Whether every target's last layer is without a ReLU (Plan::constant_top may be set, with the
+// buffer it needs).
+inline bool top_gradient_is_constant(const PlanLayer* table, const Plan& plan) {
+  if (plan.layers < 2) return false;
+  for (int t = 0; t < plan.targets; ++t) {
+    if (table[std::int64_t{plan.layers - 1} * plan.targets + t].p.relu) return false;
+  }
+  return true;
 }
 
 // The target whose items [first, first + items) hold item i of a phase: the last target whose
@@ -161,10 +175,12 @@ STIMLOOP_HOST_DEVICE inline void finish_forward_value(const Plan& plan, const Pl
 #if defined(__CUDACC__)
 #pragma nv_exec_check_disable
 #endif
+// The loops of layer l's forward (no sync: the caller ends the phase). Closures take the plan by
+// reference and every local by value, so a deferring executor may run them after this returns.
 template <class Exec>
-STIMLOOP_HOST_DEVICE void forward_layer(Exec& ex, const Plan& plan, int l, bool record) {
+STIMLOOP_HOST_DEVICE void forward_loops(Exec& ex, const Plan& plan, int l, bool record) {
   const bool last = l == plan.layers - 1;
-  ex.for_each(plan.forward_items[l][kPlain], [&](std::int64_t i) {
+  ex.for_each(plan.forward_items[l][kPlain], [&plan, l, last, record](std::int64_t i) {
     const PlanLayer& t = find_target<true>(plan, l, kPlain, i);
     const std::int64_t j = i - t.forward_first[kPlain];
     const float sum =
@@ -173,19 +189,19 @@ STIMLOOP_HOST_DEVICE void forward_layer(Exec& ex, const Plan& plan, int l, bool 
   });
   ex.warp_reduce(
       plan.forward_items[l][kSplit],
-      [&](std::int64_t i, int lane, int lanes) {
+      [&plan, l](std::int64_t i, int lane, int lanes) {
         const PlanLayer& t = find_target<true>(plan, l, kSplit, i);
         return element_ops::forward_sum(t.p, t.in, t.w, i - t.forward_first[kSplit], 0.0f, lane,
                                         lanes);
       },
-      [&](std::int64_t i, int lane, float total) {
+      [&plan, l, last, record](std::int64_t i, int lane, float total) {
         if (lane != 0) return;
         const PlanLayer& t = find_target<true>(plan, l, kSplit, i);
         const std::int64_t j = i - t.forward_first[kSplit];
         finish_forward_value(plan, t, last, record, j,
                              total + element_ops::bias_of(t.p, t.bias, j));
       });
-  ex.for_each(plan.forward_items[l][kBlocked], [&](std::int64_t i) {
+  ex.for_each(plan.forward_items[l][kBlocked], [&plan, l, last, record](std::int64_t i) {
     const PlanLayer& t = find_target<true>(plan, l, kBlocked, i);
     const std::int64_t j = i - t.forward_first[kBlocked];
     const int blocks = (t.p.out_c + kChannelBlock - 1) / kChannelBlock;
@@ -200,47 +216,46 @@ STIMLOOP_HOST_DEVICE void forward_layer(Exec& ex, const Plan& plan, int l, bool 
       finish_forward_value(plan, t, last, record, pixel * t.p.out_c + co0 + c, acc[c]);
     }
   });
-  ex.sync();
 }
 
 #if defined(__CUDACC__)
 #pragma nv_exec_check_disable
 #endif
+// The loops of layer l's backward (no sync), closures as forward_loops'.
 template <class Exec>
-STIMLOOP_HOST_DEVICE void backward_layer(Exec& ex, const Plan& plan, int l) {
-  ex.for_each(plan.backward_items[l][kPlain], [&](std::int64_t i) {
+STIMLOOP_HOST_DEVICE void backward_loops(Exec& ex, const Plan& plan, int l) {
+  ex.for_each(plan.backward_items[l][kPlain], [&plan, l](std::int64_t i) {
     const PlanLayer& t = find_target<false>(plan, l, kPlain, i);
     const std::int64_t j = i - t.backward_first[kPlain];
     t.d_in[j] = element_ops::backward_sum(t.p, t.d_out, t.relu_out, t.w, j);
   });
   ex.warp_reduce(
       plan.backward_items[l][kSplit],
-      [&](std::int64_t i, int lane, int lanes) {
+      [&plan, l](std::int64_t i, int lane, int lanes) {
         const PlanLayer& t = find_target<false>(plan, l, kSplit, i);
         return element_ops::backward_sum(t.p, t.d_out, t.relu_out, t.w,
                                          i - t.backward_first[kSplit], lane, lanes);
       },
-      [&](std::int64_t i, int lane, float total) {
+      [&plan, l](std::int64_t i, int lane, float total) {
         if (lane != 0) return;
         const PlanLayer& t = find_target<false>(plan, l, kSplit, i);
         t.d_in[i - t.backward_first[kSplit]] = total;
       });
   ex.warp_reduce(
       plan.backward_items[l][kBlocked],
-      [&](std::int64_t i, int lane, int lanes) {
+      [&plan, l](std::int64_t i, int lane, int lanes) {
         const PlanLayer& t = find_target<false>(plan, l, kBlocked, i);
         Sums<kPixelChannels> sums = {};
         element_ops::backward_pixel(t.p, t.d_out, t.relu_out, t.w, i - t.backward_first[kBlocked],
                                     lane, lanes, sums.v);
         return sums;
       },
-      [&](std::int64_t i, int lane, const Sums<kPixelChannels>& total) {
+      [&plan, l](std::int64_t i, int lane, const Sums<kPixelChannels>& total) {
         const PlanLayer& t = find_target<false>(plan, l, kBlocked, i);
         // Lane c writes channel c: one store each, not one lane's serial stores.
         if (lane < t.p.in_c)
           t.d_in[(i - t.backward_first[kBlocked]) * t.p.in_c + lane] = total.v[lane];
       });
-  ex.sync();
 }
 
 #if defined(__CUDACC__)
@@ -248,15 +263,57 @@ STIMLOOP_HOST_DEVICE void backward_layer(Exec& ex, const Plan& plan, int l) {
 #endif
 template <class Exec>
 STIMLOOP_HOST_DEVICE void forward(Exec& ex, const Plan& plan, bool record) {
-  for (int l = 0; l < plan.layers; ++l) forward_layer(ex, plan, l, record);
+  for (int l = 0; l < plan.layers; ++l) {
+    forward_loops(ex, plan, l, record);
+    ex.sync();
+  }
 }
 
+// Backward from layer `top` down to the image, a phase a layer.
 #if defined(__CUDACC__)
 #pragma nv_exec_check_disable
 #endif
 template <class Exec>
-STIMLOOP_HOST_DEVICE void backward(Exec& ex, const Plan& plan) {
-  for (int l = plan.layers; l-- > 0;) backward_layer(ex, plan, l);
+STIMLOOP_HOST_DEVICE void backward(Exec& ex, const Plan& plan, int top) {
+  for (int l = top; l >= 0; --l) {
+    backward_loops(ex, plan, l);
+    ex.sync();
+  }
+}
+
+// The first evaluation (before any step): forward without a record, backward from the top,
+// which also writes the constant top gradient (Plan::constant_top).
+#if defined(__CUDACC__)
+#pragma nv_exec_check_disable
+#endif
+template <class Exec>
+STIMLOOP_HOST_DEVICE void initial_evaluation(Exec& ex, const Plan& plan) {
+  forward(ex, plan, false);
+  backward(ex, plan, plan.layers - 1);
+}
+
+// A step's evaluation: forward, then backward to the image. With a constant top gradient the
+// last layer's backward is skipped, and the next-to-last layer's backward (which reads only that
+// gradient and its own forward output) shares a phase with the last layer's forward.
+#if defined(__CUDACC__)
+#pragma nv_exec_check_disable
+#endif
+template <class Exec>
+STIMLOOP_HOST_DEVICE void evaluate(Exec& ex, const Plan& plan, bool record) {
+  const int top = plan.layers - 1;
+  if (!plan.constant_top || top < 1) {
+    forward(ex, plan, record);
+    backward(ex, plan, top);
+    return;
+  }
+  for (int l = 0; l < top; ++l) {
+    forward_loops(ex, plan, l, record);
+    ex.sync();
+  }
+  forward_loops(ex, plan, top, record);
+  backward_loops(ex, plan, top - 1);
+  ex.sync();
+  backward(ex, plan, top - 2);
 }
 
 // Blur along y of value(image, element) at element e of an h x w x 3 image.
@@ -386,13 +443,14 @@ STIMLOOP_HOST_DEVICE void blur_images(Exec& ex, const Plan& plan) {
 template <class Exec>
 STIMLOOP_HOST_DEVICE void step(Exec& ex, const Plan& plan, bool blur) {
   update(ex, plan);
-  forward(ex, plan, true);
-  if (blur) {
-    // The gradient of the evaluated image would be replaced at once: blur, then evaluate.
-    blur_images(ex, plan);
-    forward(ex, plan, false);
+  if (!blur) {
+    evaluate(ex, plan, true);
+    return;
   }
-  backward(ex, plan);
+  // The gradient of the evaluated image would be replaced at once: record, blur, evaluate.
+  forward(ex, plan, true);
+  blur_images(ex, plan);
+  evaluate(ex, plan, false);
 }
 
 // The authors' image blur follows the evaluation of steps t > 0 with t % every == 0.

@@ -40,6 +40,7 @@ struct TargetBuffers {
   int first_image = 0;
   std::vector<DeviceBuffer<float>> activations;  // per layer: count x out_size
   DeviceBuffer<float> seed, grad_a, grad_b;
+  DeviceBuffer<float> top_grad;  // persistent step: the constant gradient at the last layer's input
 };
 
 struct Group {
@@ -256,6 +257,16 @@ class CudaSynthesis final : public DeviceSynthesis {
       }
     }
     persistent::number_items(table.data(), plan);
+    if (persistent::top_gradient_is_constant(table.data(), plan)) {
+      plan.constant_top = true;
+      for (int t = 0; t < T; ++t) {
+        TargetBuffers& b = targets_[t];
+        RETURN_IF_ERROR(b.top_grad.allocate(std::int64_t{b.count} *
+                                            b.net->network().layers.back().params.in_size()));
+        table[std::size_t(L - 1) * T + t].d_in = b.top_grad.data();
+        table[std::size_t(L - 2) * T + t].d_out = b.top_grad.data();
+      }
+    }
     RETURN_IF_ERROR(plan_table_.allocate(table.size()));
     RETURN_IF_ERROR(plan_table_.upload(table.data(), table.size(), stream_));
     RETURN_IF_ERROR(row_sums_.allocate(std::size_t(state_.n) * h_));

@@ -19,7 +19,7 @@ namespace {
 
 namespace cg = cooperative_groups;
 
-constexpr int kThreads = 256;
+constexpr int kThreads = 512;
 constexpr unsigned int kFullMask = 0xffffffffu;
 
 // Warp shuffles of a lane's partial sum: one value, or each of a Sums' values.
@@ -71,16 +71,14 @@ struct GridExecutor {
   __device__ void sync() { grid.sync(); }
 };
 
-// At least two blocks an SM (at most 128 registers a thread): the blocked items keep eight
-// accumulators, and fewer resident warps would leave their loads' latency exposed.
-__global__ void __launch_bounds__(kThreads, 2)
+// 512 threads, one block an SM, at most 128 registers a thread: the blocked items keep eight
+// accumulators (121 registers), so an SM holds 16 warps either way, and one block an SM halves
+// the arrivals each grid barrier serialises (132 on an H100/H200, not 264).
+__global__ void __launch_bounds__(kThreads, 1)
     persistent_steps_kernel(const __grid_constant__ persistent::Plan plan, int first_step,
                             int steps, int blur_every, int evaluate_first) {
   GridExecutor ex;
-  if (evaluate_first != 0) {
-    persistent::forward(ex, plan, false);
-    persistent::backward(ex, plan);
-  }
+  if (evaluate_first != 0) persistent::initial_evaluation(ex, plan);
   for (int s = 0; s < steps; ++s) {
     persistent::step(ex, plan, persistent::is_blur_step(first_step + s, blur_every));
   }

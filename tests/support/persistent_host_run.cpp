@@ -95,6 +95,16 @@ StatusOr<std::unique_ptr<PersistentHostRun>> PersistentHostRun::create(
   plan.layers = layers;
   plan.table = run->table_.data();
   persistent::number_items(run->table_.data(), plan);
+  if (persistent::top_gradient_is_constant(run->table_.data(), plan)) {
+    plan.constant_top = true;
+    for (int t = 0; t < T; ++t) {
+      TargetState& s = run->targets_[t];
+      s.top_grad.resize(std::size_t(s.target.count) *
+                        s.target.network->layers.back().params.in_size());
+      run->table_[std::size_t(layers - 1) * T + t].d_in = s.top_grad.data();
+      run->table_[std::size_t(layers - 2) * T + t].d_out = s.top_grad.data();
+    }
+  }
   ImageState& st = plan.images;
   st.n = n;
   st.h = run->h_;
@@ -120,10 +130,7 @@ StatusOr<std::unique_ptr<PersistentHostRun>> PersistentHostRun::create(
 
 template <class Exec>
 void PersistentHostRun::evaluate_and_run(Exec& ex, int steps, bool evaluate_first) {
-  if (evaluate_first) {
-    persistent::forward(ex, plan_, false);
-    persistent::backward(ex, plan_);
-  }
+  if (evaluate_first) persistent::initial_evaluation(ex, plan_);
   const int every = settings_.image_sigma > 0 ? std::max(settings_.image_blur_every, 0) : 0;
   for (int k = 0; k < steps; ++k, ++steps_done_) {
     persistent::step(ex, plan_, persistent::is_blur_step(steps_done_, every));

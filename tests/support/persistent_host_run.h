@@ -82,6 +82,7 @@ class PersistentHostRun {
     int first_image = 0;
     std::vector<std::vector<float>> activations;
     std::vector<float> grad_a, grad_b, seed;
+    std::vector<float> top_grad;  // the constant gradient at the last layer's input
   };
   PersistentHostRun() = default;
 
