@@ -61,12 +61,16 @@ STIMLOOP_HOST_DEVICE inline int forward_terms(const LayerParams& p) {
   }
   return 0;
 }
+// Backward: the terms that can be non-zero in one input gradient, at most ceil(k / stride) taps
+// an axis and never more than the output has (a 28 x 28 'valid' readout: one tap, not 784).
 STIMLOOP_HOST_DEVICE inline int backward_terms(const LayerParams& p) {
+  const int ty = (p.k_h + p.stride_h - 1) / p.stride_h, tx = (p.k_w + p.stride_w - 1) / p.stride_w;
+  const int taps = (ty < p.out_h ? ty : p.out_h) * (tx < p.out_w ? tx : p.out_w);
   switch (p.kind) {
     case LayerKind::kConv2D:
-      return p.k_h * p.k_w * p.out_c;
+      return taps * p.out_c;
     case LayerKind::kDepthwise:
-      return p.k_h * p.k_w;
+      return taps;
     case LayerKind::kPointwise:
       return p.out_c;
   }
@@ -205,6 +209,25 @@ STIMLOOP_HOST_DEVICE inline float backward_sum(const LayerParams& p, const float
   return acc;
 }
 
+// Pointwise backward with the weights transposed, w_t (out_c, in_c): consecutive input channels
+// read consecutive weights (coalesced across a warp's lanes, where the (in_c, out_c) layout puts
+// out_c floats between them). Terms and order as backward_sum's, so the same bits.
+STIMLOOP_HOST_DEVICE inline float pointwise_backward_transposed(const LayerParams& p,
+                                                                const float* d_out,
+                                                                const float* relu_out,
+                                                                const float* w_t, std::int64_t i,
+                                                                int lane = 0, int lanes = 1) {
+  const std::int64_t pixel = i / p.in_c;
+  const int ci = static_cast<int>(i - pixel * p.in_c);
+  const std::int64_t g = pixel * p.out_c;
+  float acc = 0.0f;
+  for (int k = lane; k < p.out_c; k += lanes) {
+    if (relu_out != nullptr && relu_out[g + k] <= 0.0f) continue;
+    acc = fmaf(d_out[g + k], w_t[std::int64_t{k} * p.in_c + ci], acc);
+  }
+  return acc;
+}
+
 // ---- several values per worker: one load of an input serves a block of channels.
 
 // Forward of a dense conv or pointwise op, kB consecutive output channels [co0, co0 + kB) (those
@@ -237,6 +260,62 @@ STIMLOOP_HOST_DEVICE inline void forward_block(const LayerParams& p, const float
       }
     }
   }
+}
+
+// ---- a separable layer's two ops in one pass, where the pointwise op's channels are few.
+
+// Forward of a pointwise op `pw` fed by a depthwise op `dw` without ReLU, kB output channels at one
+// pixel (blocks as forward_block): the depthwise values (at most kC channels) are computed here,
+// as forward_sum computes them, instead of being read back, so every value has the bits of the
+// two ops run one after the other.
+template <int kB, int kC>
+STIMLOOP_HOST_DEVICE inline void separable_forward_block(const LayerParams& dw, const float* dw_in,
+                                                         const float* dw_w, const float* dw_bias,
+                                                         const LayerParams& pw, const float* pw_w,
+                                                         std::int64_t pixel, int co0,
+                                                         float (&acc)[kB]) {
+  float v[kC];
+  for (int c = 0; c < kC && c < dw.out_c; ++c) {
+    const std::int64_t j = pixel * dw.out_c + c;
+    v[c] = activate(dw, forward_sum(dw, dw_in, dw_w, j, bias_of(dw, dw_bias, j)));
+  }
+  const int valid = pw.out_c - co0 < kB ? pw.out_c - co0 : kB;
+  for (int c = 0; c < kC && c < pw.in_c; ++c) {
+    const float* w_row = pw_w + std::int64_t{c} * pw.out_c + co0;
+    for (int j = 0; j < kB; ++j) {
+      if (j < valid) acc[j] = fmaf(v[c], w_row[j], acc[j]);
+    }
+  }
+}
+
+// Input gradient i of a depthwise op `dw` without ReLU whose output feeds a pointwise op `pw`
+// with few output channels: the gradient at each tap's output is the pointwise backward value,
+// computed here as backward_sum computes it instead of being read back (same bits as the two
+// backward passes one after the other).
+STIMLOOP_HOST_DEVICE inline float separable_backward(const LayerParams& dw, const float* dw_w,
+                                                     const LayerParams& pw, const float* pw_d_out,
+                                                     const float* pw_relu_out, const float* pw_w,
+                                                     std::int64_t i) {
+  const NhwcPos at = unravel(i, dw.in_h, dw.in_w, dw.in_c);
+  const std::int64_t image = at.b * pw.out_size();
+  const float* w_row = pw_w + std::int64_t{at.c} * pw.out_c;
+  float acc = 0.0f;
+  for (int ky = 0; ky < dw.k_h; ++ky) {
+    const int oy = output_of_tap(at.y, ky, dw.stride_h, dw.pad_top, dw.out_h);
+    if (oy < 0) continue;
+    for (int kx = 0; kx < dw.k_w; ++kx) {
+      const int ox = output_of_tap(at.x, kx, dw.stride_w, dw.pad_left, dw.out_w);
+      if (ox < 0) continue;
+      const std::int64_t g = image + (std::int64_t{oy} * dw.out_w + ox) * pw.out_c;
+      float d = 0.0f;
+      for (int k = 0; k < pw.out_c; ++k) {
+        if (pw_relu_out != nullptr && pw_relu_out[g + k] <= 0.0f) continue;
+        d = fmaf(pw_d_out[g + k], w_row[k], d);
+      }
+      acc = fmaf(d, dw_w[(std::int64_t{ky} * dw.k_w + kx) * dw.in_c + at.c], acc);
+    }
+  }
+  return acc;
 }
 
 // Backward of a dense conv with at most kC input channels, all channels of one input pixel (flat

@@ -40,6 +40,7 @@ constexpr int kMaxLayers = 16;     // per model
 constexpr int kSplitTerms = 128;   // sums at least this long run split over a warp
 constexpr int kChannelBlock = 8;   // output channels of a blocked forward item
 constexpr int kPixelChannels = 4;  // at most this many input channels in a pixel backward item
+constexpr int kFuseChannels = 8;   // separable layers fuse when the pointwise side has <= this
 
 // How a layer's values are spread over workers, per pass. Forward: kPlain one worker per value;
 // kSplit one warp per value (long sums: the Dense readout, a 28 x 28 readout); kBlocked one
@@ -83,6 +84,7 @@ struct PlanLayer {
   int count = 0;        // images
   int first_image = 0;  // the target's first image in ImageState
   const float* w = nullptr;
+  const float* w_t = nullptr;  // pointwise: the weights transposed (out_c, in_c), for backward
   const float* bias = nullptr;
   const float* in = nullptr;  // forward input
   float* out = nullptr;       // forward output (count x out_size)
@@ -104,6 +106,12 @@ struct Plan {
   // seed x weights: computed by initial_evaluation into a buffer of its own (the last layer's
   // d_in, the next-to-last layer's d_out), never again.
   bool constant_top = false;
+  // Separable layers (depthwise l without ReLU, pointwise l + 1 below the top) in one phase
+  // instead of two, the same for every target: forward where the pointwise op has few inputs
+  // (the depthwise values are computed inside its items), backward where it has few outputs
+  // (its backward values are computed inside the depthwise op's items). Compact models' layers
+  // 3 and 4 (3 filters) fuse both ways, layer 2 backward.
+  bool fuse_forward[kMaxLayers] = {}, fuse_backward[kMaxLayers] = {};
   StepSettings step;
   BlurTaps image_blur;
 };
@@ -126,6 +134,71 @@ inline void number_items(PlanLayer* table, Plan& plan) {
     for (int form = 0; form < kForms; ++form) {
       plan.forward_items[l][form] = forward_next[form];
       plan.backward_items[l][form] = backward_next[form];
+    }
+  }
+}
+
+// A pointwise layer's weights (in_c, out_c) transposed to (out_c, in_c) (PlanLayer::w_t).
+inline void transpose_pointwise(const LayerParams& p, const float* w, float* w_t) {
+  for (int ci = 0; ci < p.in_c; ++ci) {
+    for (int co = 0; co < p.out_c; ++co) {
+      w_t[std::int64_t{co} * p.in_c + ci] = w[std::int64_t{ci} * p.out_c + co];
+    }
+  }
+}
+
+// Decides Plan::fuse_forward / fuse_backward from every target's shapes.
+inline void plan_fusions(const PlanLayer* table, Plan& plan) {
+  for (int l = 0; l + 2 < plan.layers; ++l) {
+    bool forward = true, backward = true;
+    for (int t = 0; t < plan.targets; ++t) {
+      const LayerParams& dw = table[std::int64_t{l} * plan.targets + t].p;
+      const LayerParams& pw = table[std::int64_t{l + 1} * plan.targets + t].p;
+      const bool pair = dw.kind == LayerKind::kDepthwise && pw.kind == LayerKind::kPointwise &&
+                        !dw.relu && pw.in_c == dw.out_c;
+      forward = forward && pair && pw.in_c <= kFuseChannels && forward_form(pw) == kBlocked;
+      backward = backward && pair && pw.out_c <= kFuseChannels && backward_form(dw) == kPlain;
+    }
+    plan.fuse_forward[l] = forward;
+    plan.fuse_backward[l] = backward;
+  }
+}
+
+// One target's backward buffers: two for alternating layers (each count x the widest layer), the
+// image gradient, the seed (d objective / d outputs) and, with Plan::constant_top, the buffer
+// that keeps the top gradient.
+struct TargetGradients {
+  float* a = nullptr;
+  float* b = nullptr;
+  float* image = nullptr;
+  const float* seed = nullptr;
+  float* top = nullptr;
+};
+
+// Sets every layer's d_out / d_in once the fusions and constant_top are decided: each backward
+// phase reads what the previous one wrote and writes the other alternating buffer (a fused
+// depthwise layer reads its pointwise layer's d_out, so it must not write there).
+inline void assign_backward_buffers(PlanLayer* table, const Plan& plan,
+                                    const TargetGradients* gradients) {
+  const int top = plan.layers - 1;
+  for (int t = 0; t < plan.targets; ++t) {
+    const TargetGradients& g = gradients[t];
+    const float* source = g.seed;
+    for (int l = top; l >= 0; --l) {
+      PlanLayer& e = table[std::int64_t{l} * plan.targets + t];
+      e.d_out = source;
+      if (l > 0 && plan.fuse_backward[l - 1]) {  // its backward runs inside layer l - 1's items
+        e.d_in = nullptr;
+        continue;
+      }
+      if (l == 0) {
+        e.d_in = g.image;
+      } else if (l == top && plan.constant_top) {
+        e.d_in = g.top;
+      } else {
+        e.d_in = source == g.a ? g.b : g.a;
+      }
+      source = e.d_in;
     }
   }
 }
@@ -158,6 +231,12 @@ STIMLOOP_HOST_DEVICE inline const PlanLayer& find_target(const Plan& plan, int l
     }
   }
   return row[lo];
+}
+
+// Layer l of the target whose layer `t` is (table rows are layers, columns targets).
+STIMLOOP_HOST_DEVICE inline const PlanLayer& layer_of(const Plan& plan, const PlanLayer& t, int l) {
+  const std::int64_t target = (&t - plan.table) % plan.targets;
+  return plan.table[std::int64_t{l} * plan.targets + target];
 }
 
 // Forward value j of layer t (target-local); on the last layer, the best-so-far record.
@@ -211,7 +290,13 @@ STIMLOOP_HOST_DEVICE void forward_loops(Exec& ex, const Plan& plan, int l, bool 
     for (int c = 0; c < kChannelBlock; ++c) {
       acc[c] = co0 + c < t.p.out_c && t.bias != nullptr ? t.bias[co0 + c] : 0.0f;
     }
-    element_ops::forward_block(t.p, t.in, t.w, pixel, co0, acc);
+    if (l > 0 && plan.fuse_forward[l - 1]) {
+      const PlanLayer& dw = layer_of(plan, t, l - 1);
+      element_ops::separable_forward_block<kChannelBlock, kFuseChannels>(dw.p, dw.in, dw.w, dw.bias,
+                                                                         t.p, t.w, pixel, co0, acc);
+    } else {
+      element_ops::forward_block(t.p, t.in, t.w, pixel, co0, acc);
+    }
     for (int c = 0; c < kChannelBlock && co0 + c < t.p.out_c; ++c) {
       finish_forward_value(plan, t, last, record, pixel * t.p.out_c + co0 + c, acc[c]);
     }
@@ -221,20 +306,35 @@ STIMLOOP_HOST_DEVICE void forward_loops(Exec& ex, const Plan& plan, int l, bool 
 #if defined(__CUDACC__)
 #pragma nv_exec_check_disable
 #endif
+// One lane's part of input gradient j of layer t (target-local): the transposed weights where
+// the layer has them.
+STIMLOOP_HOST_DEVICE inline float backward_value(const PlanLayer& t, std::int64_t j, int lane,
+                                                 int lanes) {
+  if (t.w_t != nullptr) {
+    return element_ops::pointwise_backward_transposed(t.p, t.d_out, t.relu_out, t.w_t, j, lane,
+                                                      lanes);
+  }
+  return element_ops::backward_sum(t.p, t.d_out, t.relu_out, t.w, j, lane, lanes);
+}
+
 // The loops of layer l's backward (no sync), closures as forward_loops'.
 template <class Exec>
 STIMLOOP_HOST_DEVICE void backward_loops(Exec& ex, const Plan& plan, int l) {
   ex.for_each(plan.backward_items[l][kPlain], [&plan, l](std::int64_t i) {
     const PlanLayer& t = find_target<false>(plan, l, kPlain, i);
     const std::int64_t j = i - t.backward_first[kPlain];
-    t.d_in[j] = element_ops::backward_sum(t.p, t.d_out, t.relu_out, t.w, j);
+    if (plan.fuse_backward[l]) {
+      const PlanLayer& pw = layer_of(plan, t, l + 1);
+      t.d_in[j] = element_ops::separable_backward(t.p, t.w, pw.p, pw.d_out, pw.relu_out, pw.w, j);
+    } else {
+      t.d_in[j] = backward_value(t, j, 0, 1);
+    }
   });
   ex.warp_reduce(
       plan.backward_items[l][kSplit],
       [&plan, l](std::int64_t i, int lane, int lanes) {
         const PlanLayer& t = find_target<false>(plan, l, kSplit, i);
-        return element_ops::backward_sum(t.p, t.d_out, t.relu_out, t.w,
-                                         i - t.backward_first[kSplit], lane, lanes);
+        return backward_value(t, i - t.backward_first[kSplit], lane, lanes);
       },
       [&plan, l](std::int64_t i, int lane, float total) {
         if (lane != 0) return;
@@ -258,24 +358,26 @@ STIMLOOP_HOST_DEVICE void backward_loops(Exec& ex, const Plan& plan, int l) {
       });
 }
 
-#if defined(__CUDACC__)
-#pragma nv_exec_check_disable
-#endif
+// Forward, a phase a layer but for depthwise layers fused into the next one. With `open_end`
+// the last phase is left without its sync(): the caller adds loops that may share it.
 template <class Exec>
-STIMLOOP_HOST_DEVICE void forward(Exec& ex, const Plan& plan, bool record) {
+STIMLOOP_HOST_DEVICE void forward(Exec& ex, const Plan& plan, bool record, bool open_end = false) {
   for (int l = 0; l < plan.layers; ++l) {
+    if (plan.fuse_forward[l]) continue;  // computed inside layer l + 1's items
     forward_loops(ex, plan, l, record);
-    ex.sync();
+    if (!(open_end && l == plan.layers - 1)) ex.sync();
   }
 }
 
-// Backward from layer `top` down to the image, a phase a layer.
+// Backward from layer `top` down to the image, a phase a layer but for pointwise layers whose
+// backward is fused into the depthwise layer below.
 #if defined(__CUDACC__)
 #pragma nv_exec_check_disable
 #endif
 template <class Exec>
 STIMLOOP_HOST_DEVICE void backward(Exec& ex, const Plan& plan, int top) {
   for (int l = top; l >= 0; --l) {
+    if (l > 0 && plan.fuse_backward[l - 1]) continue;  // computed inside layer l - 1's items
     backward_loops(ex, plan, l);
     ex.sync();
   }
@@ -293,27 +395,21 @@ STIMLOOP_HOST_DEVICE void initial_evaluation(Exec& ex, const Plan& plan) {
 }
 
 // A step's evaluation: forward, then backward to the image. With a constant top gradient the
-// last layer's backward is skipped, and the next-to-last layer's backward (which reads only that
-// gradient and its own forward output) shares a phase with the last layer's forward.
+// last layer's backward is skipped, and the first backward phase (which reads only that gradient
+// and forward outputs below the top) shares a phase with the last layer's forward.
 #if defined(__CUDACC__)
 #pragma nv_exec_check_disable
 #endif
 template <class Exec>
 STIMLOOP_HOST_DEVICE void evaluate(Exec& ex, const Plan& plan, bool record) {
   const int top = plan.layers - 1;
-  if (!plan.constant_top || top < 1) {
+  if (!plan.constant_top) {
     forward(ex, plan, record);
     backward(ex, plan, top);
     return;
   }
-  for (int l = 0; l < top; ++l) {
-    forward_loops(ex, plan, l, record);
-    ex.sync();
-  }
-  forward_loops(ex, plan, top, record);
-  backward_loops(ex, plan, top - 1);
-  ex.sync();
-  backward(ex, plan, top - 2);
+  forward(ex, plan, record, /*open_end=*/true);
+  backward(ex, plan, top - 1);
 }
 
 // Blur along y of value(image, element) at element e of an h x w x 3 image.

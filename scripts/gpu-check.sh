@@ -47,16 +47,16 @@ step() {
   [ $rc -eq 0 ] || status=1
 }
 LOG=gpu-tests step device 20 nvidia-smi
-step gpu-tests 120 "$BUNDLE/bin/stimloop_gpu_tests" --durations yes "~[persistent]"
+step gpu-tests 110 "$BUNDLE/bin/stimloop_gpu_tests" --durations yes "~[persistent]"
 before=$status
-LOG=gpu-tests step persistent-tests 35 "$BUNDLE/bin/stimloop_gpu_tests" --durations yes "[persistent]"
+LOG=gpu-tests step persistent-tests 60 "$BUNDLE/bin/stimloop_gpu_tests" --durations yes "[persistent]"
 BENCH_STEP=both
 if [ $status -ne $before ]; then
   BENCH_STEP=graph
   echo "persistent step failed its tests: the benchmark runs the graph step only"
 fi
 if [ -z "${SKIP_BENCH:-}" ]; then
-  step bench 180 python3 bench/compare_pytorch_gpu.py --bin "$BUNDLE/bin" --step "$BENCH_STEP" \
+  step bench 170 python3 bench/compare_pytorch_gpu.py --bin "$BUNDLE/bin" --step "$BENCH_STEP" \
     --json "$OUT/compare.json"
 fi
 SAN=$(command -v compute-sanitizer || ls /usr/local/cuda/bin/compute-sanitizer 2>/dev/null)

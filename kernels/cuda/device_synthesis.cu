@@ -41,6 +41,7 @@ struct TargetBuffers {
   std::vector<DeviceBuffer<float>> activations;  // per layer: count x out_size
   DeviceBuffer<float> seed, grad_a, grad_b;
   DeviceBuffer<float> top_grad;  // persistent step: the constant gradient at the last layer's input
+  std::vector<DeviceBuffer<float>> transposed;  // persistent step: pointwise weights (out_c, in_c)
 };
 
 struct Group {
@@ -242,31 +243,43 @@ class CudaSynthesis final : public DeviceSynthesis {
     for (int l = 0; l < L; ++l) {
       for (int t = 0; t < T; ++t) {
         TargetBuffers& b = targets_[t];
-        const OpTask f = forward_task(b, l), g = backward_task(b, l);
+        const OpTask f = forward_task(b, l);
         persistent::PlanLayer& e = table[std::size_t(l) * T + t];
         e.p = f.p;
         e.count = b.count;
         e.first_image = b.first_image;
         e.w = f.w;
+        if (f.p.kind == LayerKind::kPointwise) {
+          const std::vector<float>& w = b.net->network().layers[l].weights;
+          std::vector<float> w_t(w.size());
+          persistent::transpose_pointwise(f.p, w.data(), w_t.data());
+          b.transposed.resize(L);
+          RETURN_IF_ERROR(b.transposed[l].allocate(w_t.size()));
+          RETURN_IF_ERROR(b.transposed[l].upload(w_t.data(), w_t.size(), stream_));
+          CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream_));  // w_t is freed next
+          e.w_t = b.transposed[l].data();
+        }
         e.bias = f.bias;
         e.in = f.in;
         e.out = f.out;
-        e.d_out = g.in;
-        e.relu_out = g.aux;
-        e.d_in = g.out;
+        e.relu_out = f.p.relu ? f.out : nullptr;
       }
     }
     persistent::number_items(table.data(), plan);
-    if (persistent::top_gradient_is_constant(table.data(), plan)) {
-      plan.constant_top = true;
-      for (int t = 0; t < T; ++t) {
-        TargetBuffers& b = targets_[t];
+    persistent::plan_fusions(table.data(), plan);
+    plan.constant_top = persistent::top_gradient_is_constant(table.data(), plan);
+    std::vector<persistent::TargetGradients> gradients(T);
+    const std::int64_t size = std::int64_t{h_} * w_ * 3;
+    for (int t = 0; t < T; ++t) {
+      TargetBuffers& b = targets_[t];
+      if (plan.constant_top) {
         RETURN_IF_ERROR(b.top_grad.allocate(std::int64_t{b.count} *
                                             b.net->network().layers.back().params.in_size()));
-        table[std::size_t(L - 1) * T + t].d_in = b.top_grad.data();
-        table[std::size_t(L - 2) * T + t].d_out = b.top_grad.data();
       }
+      gradients[t] = {b.grad_a.data(), b.grad_b.data(), d_input_.data() + b.first_image * size,
+                      b.seed.data(), b.top_grad.data()};
     }
+    persistent::assign_backward_buffers(table.data(), plan, gradients.data());
     RETURN_IF_ERROR(plan_table_.allocate(table.size()));
     RETURN_IF_ERROR(plan_table_.upload(table.data(), table.size(), stream_));
     RETURN_IF_ERROR(row_sums_.allocate(std::size_t(state_.n) * h_));

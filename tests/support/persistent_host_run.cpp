@@ -67,8 +67,8 @@ StatusOr<std::unique_ptr<PersistentHostRun>> PersistentHostRun::create(
   run->best_ = run->x_;
   for (std::size_t j = 0; j < run->x_.size(); ++j) run->input_[j] = static_cast<float>(run->x_[j]);
 
-  // The table, with the device path's buffer roles (device_synthesis.cu): backward step
-  // j = L-1-l reads the seed (j == 0) or what step j-1 wrote, alternating grad_a and grad_b.
+  // The table; the backward buffers follow once the fusions are decided, as on the device
+  // (device_synthesis.cu).
   const int T = static_cast<int>(run->targets_.size());
   run->table_.resize(std::size_t(layers) * T);
   for (int l = 0; l < layers; ++l) {
@@ -80,14 +80,16 @@ StatusOr<std::unique_ptr<PersistentHostRun>> PersistentHostRun::create(
       e.count = s.target.count;
       e.first_image = s.first_image;
       e.w = layer.weights.data();
+      if (layer.params.kind == LayerKind::kPointwise) {
+        s.transposed.resize(layers);
+        s.transposed[l].resize(layer.weights.size());
+        persistent::transpose_pointwise(layer.params, layer.weights.data(), s.transposed[l].data());
+        e.w_t = s.transposed[l].data();
+      }
       e.bias = layer.params.has_bias ? layer.bias.data() : nullptr;
       e.in = l == 0 ? run->input_.data() + s.first_image * size : s.activations[l - 1].data();
       e.out = s.activations[l].data();
-      const int j = layers - 1 - l;
-      e.d_out = j == 0 ? s.seed.data() : ((j - 1) % 2 == 0 ? s.grad_a.data() : s.grad_b.data());
       e.relu_out = layer.params.relu ? s.activations[l].data() : nullptr;
-      e.d_in = l == 0 ? run->d_input_.data() + s.first_image * size
-                      : (j % 2 == 0 ? s.grad_a.data() : s.grad_b.data());
     }
   }
   persistent::Plan& plan = run->plan_;
@@ -95,16 +97,17 @@ StatusOr<std::unique_ptr<PersistentHostRun>> PersistentHostRun::create(
   plan.layers = layers;
   plan.table = run->table_.data();
   persistent::number_items(run->table_.data(), plan);
-  if (persistent::top_gradient_is_constant(run->table_.data(), plan)) {
-    plan.constant_top = true;
-    for (int t = 0; t < T; ++t) {
-      TargetState& s = run->targets_[t];
-      s.top_grad.resize(std::size_t(s.target.count) *
-                        s.target.network->layers.back().params.in_size());
-      run->table_[std::size_t(layers - 1) * T + t].d_in = s.top_grad.data();
-      run->table_[std::size_t(layers - 2) * T + t].d_out = s.top_grad.data();
-    }
+  persistent::plan_fusions(run->table_.data(), plan);
+  plan.constant_top = persistent::top_gradient_is_constant(run->table_.data(), plan);
+  std::vector<persistent::TargetGradients> gradients(T);
+  for (int t = 0; t < T; ++t) {
+    TargetState& s = run->targets_[t];
+    s.top_grad.resize(std::size_t(s.target.count) *
+                      s.target.network->layers.back().params.in_size());
+    gradients[t] = {s.grad_a.data(), s.grad_b.data(), run->d_input_.data() + s.first_image * size,
+                    s.seed.data(), s.top_grad.data()};
   }
+  persistent::assign_backward_buffers(run->table_.data(), plan, gradients.data());
   ImageState& st = plan.images;
   st.n = n;
   st.h = run->h_;

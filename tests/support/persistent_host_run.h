@@ -70,6 +70,7 @@ class PersistentHostRun {
                                                              bool reverse_items = false);
   void run(int steps) { run_steps(steps, false); }
 
+  const persistent::Plan& plan() const { return plan_; }
   const std::vector<double>& best_values() const { return best_value_; }
   const std::vector<double>& best_responses() const { return best_response_; }
   const std::vector<int>& has_best() const { return has_best_; }
@@ -82,7 +83,8 @@ class PersistentHostRun {
     int first_image = 0;
     std::vector<std::vector<float>> activations;
     std::vector<float> grad_a, grad_b, seed;
-    std::vector<float> top_grad;  // the constant gradient at the last layer's input
+    std::vector<float> top_grad;                 // the constant gradient at the last layer's input
+    std::vector<std::vector<float>> transposed;  // per layer: pointwise weights (out_c, in_c)
   };
   PersistentHostRun() = default;
 

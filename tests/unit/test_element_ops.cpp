@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "kernels/element_ops.h"
+#include "kernels/persistent_step.h"
 #include "tests/support/reference_network.h"
 #include "tests/unit/op_cases.h"
 
@@ -149,6 +150,37 @@ TEST_CASE("Blocked element ops give the bits of the per-value sums", "[ops][cuda
               acc[ci] != element_ops::backward_sum(p, d_out.data(), relu_out.data(), w.data(),
                                                    pixel * p.in_c + ci, lane, lanes);
         }
+      }
+    }
+  }
+  CHECK(mismatches == 0);
+}
+
+}  // namespace stimloop
+
+namespace stimloop {
+
+TEST_CASE("Pointwise backward on transposed weights gives the bits of backward_sum",
+          "[ops][cuda-arithmetic]") {
+  const test::OpCase& c = GENERATE(from_range(std::begin(test::kCases), std::end(test::kCases)));
+  const LayerParams p = test::make_params(c, true, true);
+  if (p.kind != LayerKind::kPointwise) return;
+  CAPTURE(c.label);
+  const int n = 2;
+  std::mt19937 rng(17u + static_cast<unsigned>(p.in_size()));
+  const auto w = random_floats(p.weight_count(), -0.3, 0.3, rng);
+  const auto d_out = random_floats(n * p.out_size(), -1, 1, rng);
+  const auto relu_out = random_floats(n * p.out_size(), -0.5, 1, rng);
+  std::vector<float> w_t(w.size());
+  persistent::transpose_pointwise(p, w.data(), w_t.data());
+  int mismatches = 0;
+  for (const int lanes : {1, 3, 32}) {
+    for (std::int64_t i = 0; i < n * p.in_size(); ++i) {
+      for (int lane = 0; lane < lanes; ++lane) {
+        mismatches +=
+            element_ops::pointwise_backward_transposed(p, d_out.data(), relu_out.data(), w_t.data(),
+                                                       i, lane, lanes) !=
+            element_ops::backward_sum(p, d_out.data(), relu_out.data(), w.data(), i, lane, lanes);
       }
     }
   }

@@ -34,8 +34,10 @@ namespace synthesis = stimloop::synthesis;
 
 // A compact-model-shaped network on 24 x 24 images: conv 5x5 3->8 (its backward sum of 200 terms
 // runs warp-split), separable 5x5 stride 2 (8 -> 6), separable 3x3 stride 2 (6 -> 5), Dense
-// 180 -> `outputs` (warp-split forward). Weights uniform(+-sqrt(3 / fan_in)), seeded.
-std::shared_ptr<const Network> small_network(int outputs, unsigned seed) {
+// 180 -> `outputs` (warp-split forward). Weights uniform(+-sqrt(3 / fan_in)), seeded. Both
+// separable layers fuse both ways (persistent_step.h's kFuseChannels); `wide` makes the first
+// one 8 -> 12, so that its backward and the second one's forward run unfused.
+std::shared_ptr<const Network> small_network(int outputs, unsigned seed, bool wide = false) {
   auto net = std::make_shared<Network>();
   net->in_h = net->in_w = 24;
   net->in_c = 3;
@@ -69,7 +71,7 @@ std::shared_ptr<const Network> small_network(int outputs, unsigned seed) {
   using stimloop::LayerKind;
   add(LayerKind::kConv2D, 5, 1, 8, true, true);
   add(LayerKind::kDepthwise, 5, 2, 0, false, false);
-  add(LayerKind::kPointwise, 1, 1, 6, true, true);
+  add(LayerKind::kPointwise, 1, 1, wide ? 12 : 6, true, true);
   add(LayerKind::kDepthwise, 3, 2, 0, false, false);
   add(LayerKind::kPointwise, 1, 1, 5, true, true);
   // Flatten + Dense as a 1x1 convolution over a 1x1 image (kernels/layer_params.h).
@@ -100,8 +102,8 @@ HostTarget target_of(std::shared_ptr<const Network> net, int output, bool maximi
   return t;
 }
 
-void compare_with_host_loop(bool maximise, bool grayscale) {
-  const auto net = small_network(2, 5);
+void compare_with_host_loop(bool maximise, bool grayscale, bool wide = false) {
+  const auto net = small_network(2, 5, wide);
   const int count = 2, steps = 60;
   const std::uint64_t seed = 11;
   auto r = request(maximise, 0, count, seed, steps);
@@ -109,6 +111,13 @@ void compare_with_host_loop(bool maximise, bool grayscale) {
   auto run = PersistentHostRun::create(settings_of(r),
                                        {target_of(net, 0, maximise, count, seed, grayscale)});
   REQUIRE(run.ok());
+  // The paths this network is meant to exercise are the ones planned.
+  const stimloop::persistent::Plan& plan = (*run)->plan();
+  CHECK(plan.constant_top);
+  CHECK(plan.fuse_forward[1]);
+  CHECK(plan.fuse_backward[1] != wide);
+  CHECK(plan.fuse_forward[3] != wide);
+  CHECK(plan.fuse_backward[3]);
   (*run)->run(steps);
   const auto pixels = (*run)->best_rgb8();
 
@@ -131,8 +140,9 @@ void compare_with_host_loop(bool maximise, bool grayscale) {
   }
   const double identical = 1.0 - double(differing) / double(count * size);
   std::cout << "persistent program (CPU) vs host loop, " << (maximise ? "max" : "min")
-            << (grayscale ? " gray" : "") << ": best values differ by " << worst_value
-            << " (relative), " << 100 * identical << " % of 8-bit pixels identical\n";
+            << (grayscale ? " gray" : "") << (wide ? " wide" : "") << ": best values differ by "
+            << worst_value << " (relative), " << 100 * identical
+            << " % of 8-bit pixels identical\n";
   CHECK(worst_value <= 1e-5);
   CHECK(identical >= 0.99);
 }
@@ -143,6 +153,7 @@ TEST_CASE("Persistent step program tracks the host loop", "[synthesis][persisten
   compare_with_host_loop(true, false);
   compare_with_host_loop(false, false);
   compare_with_host_loop(true, true);
+  compare_with_host_loop(true, false, /*wide=*/true);
 }
 
 TEST_CASE("Persistent step program: targets run together equal each target alone",
@@ -179,7 +190,8 @@ TEST_CASE("Persistent step program: no item reads what its own phase writes",
           "[synthesis][persistent]") {
   // The GPU runs a phase's items in any order at once; the same bits with every phase's items
   // reversed show that no item depends on another of its phase.
-  const auto net = small_network(3, 8);
+  const bool wide = GENERATE(false, true);
+  const auto net = small_network(3, 8, wide);
   const auto r = request(true, 1, 2, 4, 55);
   const std::vector<HostTarget> targets = {target_of(net, 1, true, 2, 4),
                                            target_of(net, 2, false, 1, 6)};
