@@ -303,9 +303,6 @@ STIMLOOP_HOST_DEVICE void forward_loops(Exec& ex, const Plan& plan, int l, bool 
   });
 }
 
-#if defined(__CUDACC__)
-#pragma nv_exec_check_disable
-#endif
 // One lane's part of input gradient j of layer t (target-local): the transposed weights where
 // the layer has them.
 STIMLOOP_HOST_DEVICE inline float backward_value(const PlanLayer& t, std::int64_t j, int lane,
@@ -318,6 +315,9 @@ STIMLOOP_HOST_DEVICE inline float backward_value(const PlanLayer& t, std::int64_
 }
 
 // The loops of layer l's backward (no sync), closures as forward_loops'.
+#if defined(__CUDACC__)
+#pragma nv_exec_check_disable
+#endif
 template <class Exec>
 STIMLOOP_HOST_DEVICE void backward_loops(Exec& ex, const Plan& plan, int l) {
   ex.for_each(plan.backward_items[l][kPlain], [&plan, l](std::int64_t i) {
@@ -360,6 +360,9 @@ STIMLOOP_HOST_DEVICE void backward_loops(Exec& ex, const Plan& plan, int l) {
 
 // Forward, a phase a layer but for depthwise layers fused into the next one. With `open_end`
 // the last phase is left without its sync(): the caller adds loops that may share it.
+#if defined(__CUDACC__)
+#pragma nv_exec_check_disable
+#endif
 template <class Exec>
 STIMLOOP_HOST_DEVICE void forward(Exec& ex, const Plan& plan, bool record, bool open_end = false) {
   for (int l = 0; l < plan.layers; ++l) {
@@ -553,6 +556,21 @@ STIMLOOP_HOST_DEVICE void step(Exec& ex, const Plan& plan, bool blur) {
 STIMLOOP_HOST_DEVICE inline bool is_blur_step(int t, int every) {
   return every > 0 && t > 0 && t % every == 0;
 }
+
+// Runs nothing: counts a program's phases (barriers) and items, to say what a step costs.
+struct PhaseCounter {
+  int syncs = 0;
+  std::int64_t items = 0, warp_items = 0;
+  template <class F>
+  void for_each(std::int64_t n, F&&) {
+    items += n;
+  }
+  template <class Partial, class Consume>
+  void warp_reduce(std::int64_t n, Partial&&, Consume&&) {
+    warp_items += n;
+  }
+  void sync() { ++syncs; }
+};
 
 // The executor of the CPU run: every item in order, one lane after another.
 struct SerialExecutor {

@@ -184,8 +184,13 @@ class CudaSynthesis final : public DeviceSynthesis {
       d += "cuDNN, one launch per target and layer";
     }
     if (persistent_) {
-      d += "; persistent kernel, " + std::to_string(persistent_blocks_) +
-           " blocks, one launch per run";
+      // The phases a step has (PhaseCounter runs the program's control flow only: no item, no
+      // memory access).
+      persistent::PhaseCounter step;
+      persistent::step(step, plan_, false);
+      d += "; persistent kernel, " + std::to_string(persistent_blocks_) + " blocks x " +
+           std::to_string(kPersistentThreads) + " threads, " + std::to_string(step.syncs) +
+           " grid barriers a step, one launch per run";
     } else {
       d += graphs_ ? ", CUDA graph per step" : ", direct launches (graph " + capture_error_ + ")";
       if (!persistent_note_.empty()) d += "; persistent step not used: " + persistent_note_;

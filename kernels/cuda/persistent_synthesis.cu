@@ -19,7 +19,7 @@ namespace {
 
 namespace cg = cooperative_groups;
 
-constexpr int kThreads = 512;
+constexpr int kThreads = kPersistentThreads;
 constexpr unsigned int kFullMask = 0xffffffffu;
 
 // Warp shuffles of a lane's partial sum: one value, or each of a Sums' values.

@@ -10,6 +10,8 @@
 
 namespace stimloop::cuda {
 
+constexpr int kPersistentThreads = 512;  // per block, one block an SM
+
 // Blocks of the persistent grid on the current device: every block resident at once (what a
 // grid barrier needs), capped by STIMLOOP_PERSISTENT_BLOCKS when set. FAILED_PRECONDITION where
 // the device has no cooperative launch.

@@ -32,17 +32,21 @@ using stimloop::test::HostTarget;
 using stimloop::test::PersistentHostRun;
 namespace synthesis = stimloop::synthesis;
 
-// A compact-model-shaped network on 24 x 24 images: conv 5x5 3->8 (its backward sum of 200 terms
-// runs warp-split), separable 5x5 stride 2 (8 -> 6), separable 3x3 stride 2 (6 -> 5), Dense
-// 180 -> `outputs` (warp-split forward). Weights uniform(+-sqrt(3 / fan_in)), seeded. Both
-// separable layers fuse both ways (persistent_step.h's kFuseChannels); `wide` makes the first
-// one 8 -> 12, so that its backward and the second one's forward run unfused.
-std::shared_ptr<const Network> small_network(int outputs, unsigned seed, bool wide = false) {
+// A compact-model-shaped network: conv 5x5 3 -> f0 (ReLU), then separable stages (depthwise
+// k x k at a stride, no bias or ReLU; pointwise to `filters` with bias and ReLU), then Flatten +
+// Dense to `outputs` as a 1x1 convolution over a 1x1 image (kernels/layer_params.h). Weights
+// uniform(+-sqrt(3 / fan_in)), seeded.
+struct Stage {
+  int k, stride, filters;
+};
+std::shared_ptr<const Network> compact_shaped(int image_side, int f0,
+                                              const std::vector<Stage>& stages, int outputs,
+                                              unsigned seed) {
   auto net = std::make_shared<Network>();
-  net->in_h = net->in_w = 24;
+  net->in_h = net->in_w = image_side;
   net->in_c = 3;
   std::mt19937 rng(seed);
-  int side = 24, channels = 3;
+  int side = image_side, channels = 3;
   auto add = [&](stimloop::LayerKind kind, int k, int stride, int out_c, bool bias, bool relu) {
     stimloop::LayerParams p;
     p.kind = kind;
@@ -69,16 +73,24 @@ std::shared_ptr<const Network> small_network(int outputs, unsigned seed, bool wi
     channels = p.out_c;
   };
   using stimloop::LayerKind;
-  add(LayerKind::kConv2D, 5, 1, 8, true, true);
-  add(LayerKind::kDepthwise, 5, 2, 0, false, false);
-  add(LayerKind::kPointwise, 1, 1, wide ? 12 : 6, true, true);
-  add(LayerKind::kDepthwise, 3, 2, 0, false, false);
-  add(LayerKind::kPointwise, 1, 1, 5, true, true);
-  // Flatten + Dense as a 1x1 convolution over a 1x1 image (kernels/layer_params.h).
+  add(LayerKind::kConv2D, 5, 1, f0, true, true);
+  for (const Stage& st : stages) {
+    add(LayerKind::kDepthwise, st.k, st.stride, 0, false, false);
+    add(LayerKind::kPointwise, 1, 1, st.filters, true, true);
+  }
   channels = side * side * channels;
   side = 1;
   add(LayerKind::kPointwise, 1, 1, outputs, true, false);
   return net;
+}
+
+// The small network of these tests, on 24 x 24 images: conv 5x5 3 -> 8 (its backward sum of 200
+// terms runs warp-split), separable 5x5 stride 2 (8 -> 6), separable 3x3 stride 2 (6 -> 5), Dense
+// 180 -> `outputs` (warp-split forward). Both separable layers fuse both ways (persistent_step.h's
+// kFuseChannels); `wide` makes the first one 8 -> 12, so that its backward and the second one's
+// forward run unfused.
+std::shared_ptr<const Network> small_network(int outputs, unsigned seed, bool wide = false) {
+  return compact_shaped(24, 8, {{5, 2, wide ? 12 : 6}, {3, 2, 5}}, outputs, seed);
 }
 
 using stimloop::test::initial_images;
@@ -204,4 +216,36 @@ TEST_CASE("Persistent step program: no item reads what its own phase writes",
   CHECK((*forward_order)->best_values() == (*reverse_order)->best_values());
   CHECK((*forward_order)->best_responses() == (*reverse_order)->best_responses());
   CHECK((*forward_order)->best_rgb8() == (*reverse_order)->best_rgb8());
+}
+
+TEST_CASE("Persistent step program: barriers a step for a compact model",
+          "[synthesis][persistent]") {
+  // The median published model's shapes (46, 62, 3, 3, 3 filters on 112 x 112): update 2 phases;
+  // forward 8 (the last two depthwise layers fused into their pointwise layers); backward 5 (the
+  // Dense readout's gradient constant, the first backward phase shared with the readout's
+  // forward, three pointwise backward passes fused into their depthwise layers). A blur step
+  // adds a recorded forward pass (8) and the blur (2).
+  const auto net = compact_shaped(112, 46, {{5, 2, 62}, {5, 2, 3}, {5, 1, 3}, {5, 1, 3}}, 1, 3);
+  stimloop::persistent::Plan plan;
+  plan.targets = 1;
+  plan.layers = static_cast<int>(net->layers.size());
+  std::vector<stimloop::persistent::PlanLayer> table(plan.layers);
+  for (int l = 0; l < plan.layers; ++l) {
+    table[l].p = net->layers[l].params;
+    table[l].count = 1;
+  }
+  stimloop::persistent::number_items(table.data(), plan);
+  stimloop::persistent::plan_fusions(table.data(), plan);
+  plan.constant_top = stimloop::persistent::top_gradient_is_constant(table.data(), plan);
+  plan.table = table.data();
+  plan.images.n = 1;
+  plan.images.h = plan.images.w = 112;
+  stimloop::persistent::PhaseCounter step, blur_step;
+  stimloop::persistent::step(step, plan, false);
+  stimloop::persistent::step(blur_step, plan, true);
+  std::cout << "median-shaped compact model: " << step.syncs << " barriers a step ("
+            << blur_step.syncs << " on blur steps), " << step.items << " worker items and "
+            << step.warp_items << " warp items a step\n";
+  CHECK(step.syncs == 15);
+  CHECK(blur_step.syncs == 25);
 }
