@@ -156,7 +156,9 @@ inline void plan_fusions(const PlanLayer* table, Plan& plan) {
       const LayerParams& pw = table[std::int64_t{l + 1} * plan.targets + t].p;
       const bool pair = dw.kind == LayerKind::kDepthwise && pw.kind == LayerKind::kPointwise &&
                         !dw.relu && pw.in_c == dw.out_c;
-      forward = forward && pair && pw.in_c <= kFuseChannels && forward_form(pw) == kBlocked;
+      // Every block of the pointwise layer's outputs recomputes the depthwise values: at most two.
+      forward = forward && pair && pw.in_c <= kFuseChannels && forward_form(pw) == kBlocked &&
+                pw.out_c <= 2 * kChannelBlock;
       backward = backward && pair && pw.out_c <= kFuseChannels && backward_form(dw) == kPlain;
     }
     plan.fuse_forward[l] = forward;

@@ -184,8 +184,8 @@ class CudaSynthesis final : public DeviceSynthesis {
       d += "cuDNN, one launch per target and layer";
     }
     if (persistent_) {
-      // The phases a step has (PhaseCounter runs the program's control flow only: no item, no
-      // memory access).
+      // The phases a step has. PhaseCounter runs the program's control flow only, which reads
+      // the plan's counts and flags, never its table (a device pointer here).
       persistent::PhaseCounter step;
       persistent::step(step, plan_, false);
       d += "; persistent kernel, " + std::to_string(persistent_blocks_) + " blocks x " +
