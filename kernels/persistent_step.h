@@ -20,10 +20,13 @@
 // Per step (t counts from 0; `blur` = the authors' image-blur step):
 //   update: [copy improved images to best; y-blur of g; per-row sums of g^2] | [per row:
 //           rms scale, x-blur, x += step * scale * blur(g), clip, gray, network input]
-//   forward, layer by layer (the last layer records the best-so-far)
+//   forward, a phase a layer (the last layer records the best-so-far)
 //   blur:   [copy improved; y-blur of x] | [x-blur into x and the input] | forward again
-//   backward, layer by layer, to d objective / d image
-// Each [..] is one phase. The RMS scale multiplies the blurred gradient rather than the gradient
+//   backward, a phase a layer, to d objective / d image
+// Each [..] is one phase. Fewer phases where the data allow (Plan): a separable layer whose
+// pointwise side has few channels runs as one phase each way, a readout without ReLU has a
+// constant gradient (computed once), and the first backward phase shares the readout's forward
+// phase; a median compact model takes 15 barriers a step (PhaseCounter counts them). The RMS scale multiplies the blurred gradient rather than the gradient
 // (blur is linear; the host loop scales first): the two differ by float64 rounding only.
 #pragma once
 
