@@ -26,8 +26,9 @@
 // Each [..] is one phase. Fewer phases where the data allow (Plan): a separable layer whose
 // pointwise side has few channels runs as one phase each way, a readout without ReLU has a
 // constant gradient (computed once), and the first backward phase shares the readout's forward
-// phase; a median compact model takes 15 barriers a step (PhaseCounter counts them). The RMS scale multiplies the blurred gradient rather than the gradient
-// (blur is linear; the host loop scales first): the two differ by float64 rounding only.
+// phase; a median compact model takes 15 barriers a step (PhaseCounter counts them). The RMS scale
+// multiplies the blurred gradient rather than the gradient (blur is linear; the host loop scales
+// first): the two differ by float64 rounding only.
 #pragma once
 
 #include <cmath>
@@ -220,21 +221,36 @@ inline bool top_gradient_is_constant(const PlanLayer* table, const Plan& plan) {
 
 // The target whose items [first, first + items) hold item i of a phase: the last target whose
 // first item is <= i (targets without items in this form share their successor's first).
+// `hint` is the worker's last answer: a worker's items rise through a phase (grid-stride), so
+// the hinted target or one of the next few usually holds i, and the binary search over all
+// targets (8 dependent loads for 219 models) is the fallback.
 template <bool kForward>
 STIMLOOP_HOST_DEVICE inline const PlanLayer& find_target(const Plan& plan, int l, int form,
-                                                         std::int64_t i) {
+                                                         std::int64_t i, int& hint) {
   const PlanLayer* row = plan.table + std::int64_t{l} * plan.targets;
+  auto first = [row, form](int t) {
+    return kForward ? row[t].forward_first[form] : row[t].backward_first[form];
+  };
+  int t = hint;
+  if (t < plan.targets && first(t) <= i) {
+    for (int step = 0; step < 4; ++step) {
+      if (t + 1 == plan.targets || first(t + 1) > i) {
+        hint = t;
+        return row[t];
+      }
+      ++t;
+    }
+  }
   int lo = 0, hi = plan.targets - 1;
   while (lo < hi) {
     const int mid = (lo + hi + 1) / 2;
-    const std::int64_t first =
-        kForward ? row[mid].forward_first[form] : row[mid].backward_first[form];
-    if (first <= i) {
+    if (first(mid) <= i) {
       lo = mid;
     } else {
       hi = mid - 1;
     }
   }
+  hint = lo;
   return row[lo];
 }
 
@@ -264,48 +280,50 @@ STIMLOOP_HOST_DEVICE inline void finish_forward_value(const Plan& plan, const Pl
 template <class Exec>
 STIMLOOP_HOST_DEVICE void forward_loops(Exec& ex, const Plan& plan, int l, bool record) {
   const bool last = l == plan.layers - 1;
-  ex.for_each(plan.forward_items[l][kPlain], [&plan, l, last, record](std::int64_t i) {
-    const PlanLayer& t = find_target<true>(plan, l, kPlain, i);
-    const std::int64_t j = i - t.forward_first[kPlain];
-    const float sum =
-        element_ops::forward_sum(t.p, t.in, t.w, j, element_ops::bias_of(t.p, t.bias, j));
-    finish_forward_value(plan, t, last, record, j, sum);
-  });
+  ex.for_each(
+      plan.forward_items[l][kPlain], [&plan, l, last, record, hint = 0](std::int64_t i) mutable {
+        const PlanLayer& t = find_target<true>(plan, l, kPlain, i, hint);
+        const std::int64_t j = i - t.forward_first[kPlain];
+        const float sum =
+            element_ops::forward_sum(t.p, t.in, t.w, j, element_ops::bias_of(t.p, t.bias, j));
+        finish_forward_value(plan, t, last, record, j, sum);
+      });
   ex.warp_reduce(
       plan.forward_items[l][kSplit],
-      [&plan, l](std::int64_t i, int lane, int lanes) {
-        const PlanLayer& t = find_target<true>(plan, l, kSplit, i);
+      [&plan, l, hint = 0](std::int64_t i, int lane, int lanes) mutable {
+        const PlanLayer& t = find_target<true>(plan, l, kSplit, i, hint);
         return element_ops::forward_sum(t.p, t.in, t.w, i - t.forward_first[kSplit], 0.0f, lane,
                                         lanes);
       },
-      [&plan, l, last, record](std::int64_t i, int lane, float total) {
+      [&plan, l, last, record, hint = 0](std::int64_t i, int lane, float total) mutable {
         if (lane != 0) return;
-        const PlanLayer& t = find_target<true>(plan, l, kSplit, i);
+        const PlanLayer& t = find_target<true>(plan, l, kSplit, i, hint);
         const std::int64_t j = i - t.forward_first[kSplit];
         finish_forward_value(plan, t, last, record, j,
                              total + element_ops::bias_of(t.p, t.bias, j));
       });
-  ex.for_each(plan.forward_items[l][kBlocked], [&plan, l, last, record](std::int64_t i) {
-    const PlanLayer& t = find_target<true>(plan, l, kBlocked, i);
-    const std::int64_t j = i - t.forward_first[kBlocked];
-    const int blocks = (t.p.out_c + kChannelBlock - 1) / kChannelBlock;
-    const std::int64_t pixel = j / blocks;
-    const int co0 = static_cast<int>(j % blocks) * kChannelBlock;
-    float acc[kChannelBlock];
-    for (int c = 0; c < kChannelBlock; ++c) {
-      acc[c] = co0 + c < t.p.out_c && t.bias != nullptr ? t.bias[co0 + c] : 0.0f;
-    }
-    if (l > 0 && plan.fuse_forward[l - 1]) {
-      const PlanLayer& dw = layer_of(plan, t, l - 1);
-      element_ops::separable_forward_block<kChannelBlock, kFuseChannels>(dw.p, dw.in, dw.w, dw.bias,
-                                                                         t.p, t.w, pixel, co0, acc);
-    } else {
-      element_ops::forward_block(t.p, t.in, t.w, pixel, co0, acc);
-    }
-    for (int c = 0; c < kChannelBlock && co0 + c < t.p.out_c; ++c) {
-      finish_forward_value(plan, t, last, record, pixel * t.p.out_c + co0 + c, acc[c]);
-    }
-  });
+  ex.for_each(plan.forward_items[l][kBlocked],
+              [&plan, l, last, record, hint = 0](std::int64_t i) mutable {
+                const PlanLayer& t = find_target<true>(plan, l, kBlocked, i, hint);
+                const std::int64_t j = i - t.forward_first[kBlocked];
+                const int blocks = (t.p.out_c + kChannelBlock - 1) / kChannelBlock;
+                const std::int64_t pixel = j / blocks;
+                const int co0 = static_cast<int>(j % blocks) * kChannelBlock;
+                float acc[kChannelBlock];
+                for (int c = 0; c < kChannelBlock; ++c) {
+                  acc[c] = co0 + c < t.p.out_c && t.bias != nullptr ? t.bias[co0 + c] : 0.0f;
+                }
+                if (l > 0 && plan.fuse_forward[l - 1]) {
+                  const PlanLayer& dw = layer_of(plan, t, l - 1);
+                  element_ops::separable_forward_block<kChannelBlock, kFuseChannels>(
+                      dw.p, dw.in, dw.w, dw.bias, t.p, t.w, pixel, co0, acc);
+                } else {
+                  element_ops::forward_block(t.p, t.in, t.w, pixel, co0, acc);
+                }
+                for (int c = 0; c < kChannelBlock && co0 + c < t.p.out_c; ++c) {
+                  finish_forward_value(plan, t, last, record, pixel * t.p.out_c + co0 + c, acc[c]);
+                }
+              });
 }
 
 // One lane's part of input gradient j of layer t (target-local): the transposed weights where
@@ -325,8 +343,8 @@ STIMLOOP_HOST_DEVICE inline float backward_value(const PlanLayer& t, std::int64_
 #endif
 template <class Exec>
 STIMLOOP_HOST_DEVICE void backward_loops(Exec& ex, const Plan& plan, int l) {
-  ex.for_each(plan.backward_items[l][kPlain], [&plan, l](std::int64_t i) {
-    const PlanLayer& t = find_target<false>(plan, l, kPlain, i);
+  ex.for_each(plan.backward_items[l][kPlain], [&plan, l, hint = 0](std::int64_t i) mutable {
+    const PlanLayer& t = find_target<false>(plan, l, kPlain, i, hint);
     const std::int64_t j = i - t.backward_first[kPlain];
     if (plan.fuse_backward[l]) {
       const PlanLayer& pw = layer_of(plan, t, l + 1);
@@ -337,26 +355,26 @@ STIMLOOP_HOST_DEVICE void backward_loops(Exec& ex, const Plan& plan, int l) {
   });
   ex.warp_reduce(
       plan.backward_items[l][kSplit],
-      [&plan, l](std::int64_t i, int lane, int lanes) {
-        const PlanLayer& t = find_target<false>(plan, l, kSplit, i);
+      [&plan, l, hint = 0](std::int64_t i, int lane, int lanes) mutable {
+        const PlanLayer& t = find_target<false>(plan, l, kSplit, i, hint);
         return backward_value(t, i - t.backward_first[kSplit], lane, lanes);
       },
-      [&plan, l](std::int64_t i, int lane, float total) {
+      [&plan, l, hint = 0](std::int64_t i, int lane, float total) mutable {
         if (lane != 0) return;
-        const PlanLayer& t = find_target<false>(plan, l, kSplit, i);
+        const PlanLayer& t = find_target<false>(plan, l, kSplit, i, hint);
         t.d_in[i - t.backward_first[kSplit]] = total;
       });
   ex.warp_reduce(
       plan.backward_items[l][kBlocked],
-      [&plan, l](std::int64_t i, int lane, int lanes) {
-        const PlanLayer& t = find_target<false>(plan, l, kBlocked, i);
+      [&plan, l, hint = 0](std::int64_t i, int lane, int lanes) mutable {
+        const PlanLayer& t = find_target<false>(plan, l, kBlocked, i, hint);
         Sums<kPixelChannels> sums = {};
         element_ops::backward_pixel(t.p, t.d_out, t.relu_out, t.w, i - t.backward_first[kBlocked],
                                     lane, lanes, sums.v);
         return sums;
       },
-      [&plan, l](std::int64_t i, int lane, const Sums<kPixelChannels>& total) {
-        const PlanLayer& t = find_target<false>(plan, l, kBlocked, i);
+      [&plan, l, hint = 0](std::int64_t i, int lane, const Sums<kPixelChannels>& total) mutable {
+        const PlanLayer& t = find_target<false>(plan, l, kBlocked, i, hint);
         // Lane c writes channel c: one store each, not one lane's serial stores.
         if (lane < t.p.in_c)
           t.d_in[(i - t.backward_first[kBlocked]) * t.p.in_c + lane] = total.v[lane];

@@ -170,15 +170,19 @@ TEST_CASE("Persistent step program tracks the host loop", "[synthesis][persisten
 
 TEST_CASE("Persistent step program: targets run together equal each target alone",
           "[synthesis][persistent]") {
-  // Items of several models with different shapes share each phase (found by binary search over
-  // the targets' first items); a wrong mapping mixes models up.
+  // Items of several models with different shapes share each phase (found from each worker's
+  // last target, or by binary search over the targets' first items); a wrong mapping mixes
+  // models up. `narrow` reads out 72 values (a plain-form Dense, where the others' 180 run
+  // warp-split), so each form of that phase has a target without items.
   const auto single = small_network(1, 21);
   const auto population = small_network(4, 22);
+  const auto narrow = compact_shaped(24, 8, {{5, 2, 6}, {3, 2, 2}}, 2, 23);
   REQUIRE(single->layers.size() == population->layers.size());
+  REQUIRE(narrow->layers.size() == single->layers.size());
   const auto r = request(true, 0, 1, 3, 55);
-  const std::vector<HostTarget> targets = {target_of(single, 0, true, 2, 3),
-                                           target_of(population, 2, true, 1, 5),
-                                           target_of(population, 3, false, 2, 7)};
+  const std::vector<HostTarget> targets = {
+      target_of(single, 0, true, 2, 3), target_of(narrow, 1, true, 1, 9),
+      target_of(population, 2, true, 1, 5), target_of(population, 3, false, 2, 7)};
   auto together = PersistentHostRun::create(settings_of(r), targets);
   REQUIRE(together.ok());
   (*together)->run(55);
