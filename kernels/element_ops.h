@@ -88,6 +88,56 @@ STIMLOOP_HOST_DEVICE inline void carry_taps(int& inner, int n, int& kx, int& ky,
   }
 }
 
+// The taps of a backward gather along one axis, ascending: those k that read input i, each with
+// the output o it fed (o * stride = i + pad - k, 0 <= o < out). Visits only the taps of i's
+// parity class: at stride 2 a 5-tap axis has 2 or 3, where testing all 5 cost a division each.
+template <class Body>
+STIMLOOP_HOST_DEVICE inline void for_each_gather_tap(int i, int k_n, int stride, int pad, int out,
+                                                     Body&& body) {
+  const int t = i + pad;  // >= 0
+  for (int k = t % stride; k < k_n; k += stride) {
+    const int o = (t - k) / stride;  // exact; falls as k rises
+    if (o < 0) break;
+    if (o < out) body(k, o);
+  }
+}
+
+// Depthwise forward of one value, one worker: nested tap loops (the split form's flat cursor
+// costs a carry and two bound tests a term). Terms in forward_sum's order.
+STIMLOOP_HOST_DEVICE inline float depthwise_forward_whole(const LayerParams& p, const float* image,
+                                                          const float* w, const NhwcPos& o,
+                                                          float acc) {
+  for (int ky = 0; ky < p.k_h; ++ky) {
+    const int iy = input_of_tap(o.y, ky, p.stride_h, p.pad_top, p.in_h);
+    if (iy < 0) continue;
+    const float* row = image + std::int64_t{iy} * p.in_w * p.in_c + o.c;
+    const float* w_row = w + std::int64_t{ky} * p.k_w * p.in_c + o.c;
+    for (int kx = 0; kx < p.k_w; ++kx) {
+      const int ix = input_of_tap(o.x, kx, p.stride_w, p.pad_left, p.in_w);
+      if (ix < 0) continue;
+      acc = fmaf(row[std::int64_t{ix} * p.in_c], w_row[std::int64_t{kx} * p.in_c], acc);
+    }
+  }
+  return acc;
+}
+
+// Depthwise backward of one input value, one worker (d_out and relu_out at its image): only the
+// taps that read it. Terms in backward_sum's order.
+STIMLOOP_HOST_DEVICE inline float depthwise_backward_whole(const LayerParams& p, const float* d_out,
+                                                           const float* relu_out, const float* w,
+                                                           const NhwcPos& at) {
+  float acc = 0.0f;
+  for_each_gather_tap(at.y, p.k_h, p.stride_h, p.pad_top, p.out_h, [&](int ky, int oy) {
+    for_each_gather_tap(at.x, p.k_w, p.stride_w, p.pad_left, p.out_w, [&](int kx, int ox) {
+      const std::int64_t g = (std::int64_t{oy} * p.out_w + ox) * p.in_c + at.c;
+      if (relu_out == nullptr || relu_out[g] > 0.0f) {
+        acc = fmaf(d_out[g], w[(std::int64_t{ky} * p.k_w + kx) * p.in_c + at.c], acc);
+      }
+    });
+  });
+  return acc;
+}
+
 // Forward, output value i (of p.out_size() per image): acc plus this lane's terms in * w.
 // Term order: conv (ky, kx, ci); depthwise (ky, kx); pointwise ci. The flat term index
 // advances by `lanes` with carries, not a division per term.
@@ -113,6 +163,7 @@ STIMLOOP_HOST_DEVICE inline float forward_sum(const LayerParams& p, const float*
       return acc;
     }
     case LayerKind::kDepthwise: {
+      if (lanes == 1) return depthwise_forward_whole(p, image, w, o, acc);
       int kx = lane, ky = 0;
       while (kx >= p.k_w) kx -= p.k_w, ++ky;
       while (ky < p.k_h) {
@@ -180,6 +231,9 @@ STIMLOOP_HOST_DEVICE inline float backward_sum(const LayerParams& p, const float
       return acc;
     }
     case LayerKind::kDepthwise: {
+      if (lanes == 1)
+        return depthwise_backward_whole(p, d_out + image, relu_out ? relu_out + image : nullptr, w,
+                                        at);
       int kx = lane, ky = 0;
       while (kx >= p.k_w) kx -= p.k_w, ++ky;
       while (ky < p.k_h) {
@@ -300,12 +354,8 @@ STIMLOOP_HOST_DEVICE inline float separable_backward(const LayerParams& dw, cons
   const std::int64_t image = at.b * pw.out_size();
   const float* w_row = pw_w + std::int64_t{at.c} * pw.out_c;
   float acc = 0.0f;
-  for (int ky = 0; ky < dw.k_h; ++ky) {
-    const int oy = output_of_tap(at.y, ky, dw.stride_h, dw.pad_top, dw.out_h);
-    if (oy < 0) continue;
-    for (int kx = 0; kx < dw.k_w; ++kx) {
-      const int ox = output_of_tap(at.x, kx, dw.stride_w, dw.pad_left, dw.out_w);
-      if (ox < 0) continue;
+  for_each_gather_tap(at.y, dw.k_h, dw.stride_h, dw.pad_top, dw.out_h, [&](int ky, int oy) {
+    for_each_gather_tap(at.x, dw.k_w, dw.stride_w, dw.pad_left, dw.out_w, [&](int kx, int ox) {
       const std::int64_t g = image + (std::int64_t{oy} * dw.out_w + ox) * pw.out_c;
       float d = 0.0f;
       for (int k = 0; k < pw.out_c; ++k) {
@@ -313,8 +363,8 @@ STIMLOOP_HOST_DEVICE inline float separable_backward(const LayerParams& dw, cons
         d = fmaf(pw_d_out[g + k], w_row[k], d);
       }
       acc = fmaf(d, dw_w[(std::int64_t{ky} * dw.k_w + kx) * dw.in_c + at.c], acc);
-    }
-  }
+    });
+  });
   return acc;
 }
 
