@@ -4,8 +4,9 @@
 // compare it with the CPU reference (tests/unit/test_element_ops.cpp).
 //
 // Every sum can be split over `lanes` workers: worker `lane` adds the terms k with
-// k % lanes == lane, in the order of the flat term index k, and the workers' sums are added
-// afterwards (a warp's shuffle tree on the GPU). lanes == 1 gives the plain loop, whose order of
+// k % lanes == lane, in the order of the flat term index k (a conv's backward: the channels
+// co % lanes == lane of every tap), and the workers' sums are added afterwards (a warp's shuffle
+// tree on the GPU). lanes == 1 gives the plain loop, whose order of
 // terms is the one the straightforward kernels have always used. Long sums -- the Dense readout's
 // 2352 terms, layer 0's backward with 25 x F -- run split so that one value is not a chain of
 // thousands of dependent FMAs.
@@ -200,8 +201,8 @@ STIMLOOP_HOST_DEVICE inline float bias_of(const LayerParams& p, const float* bia
 
 // Backward to the input, input value i (of p.in_size() per image): this lane's terms
 // d_pre * w, where d_pre is d_out masked by the op's ReLU output.
-// Term order: conv (ky, kx, co); depthwise (ky, kx); pointwise co. A conv tap that read no
-// output of this input (padding, or the wrong parity at stride 2) is skipped whole.
+// Term order: conv (ky, kx, co), a lane taking the channels co % lanes == lane of every tap;
+// depthwise (ky, kx); pointwise co. Only the taps that read this input are visited.
 STIMLOOP_HOST_DEVICE inline float backward_sum(const LayerParams& p, const float* d_out,
                                                const float* relu_out, const float* w,
                                                std::int64_t i, int lane = 0, int lanes = 1) {
@@ -210,24 +211,19 @@ STIMLOOP_HOST_DEVICE inline float backward_sum(const LayerParams& p, const float
   float acc = 0.0f;
   switch (p.kind) {
     case LayerKind::kConv2D: {
-      int co = lane, kx = 0, ky = 0;
-      carry_taps(co, p.out_c, kx, ky, p.k_w);
-      while (ky < p.k_h) {
-        const int oy = output_of_tap(at.y, ky, p.stride_h, p.pad_top, p.out_h);
-        const int ox = output_of_tap(at.x, kx, p.stride_w, p.pad_left, p.out_w);
-        if (oy < 0 || ox < 0) {  // this lane's first term of the next tap
-          co += (p.out_c - co + lanes - 1) / lanes * lanes;
-          carry_taps(co, p.out_c, kx, ky, p.k_w);
-          continue;
-        }
-        const std::int64_t g = image + (std::int64_t{oy} * p.out_w + ox) * p.out_c + co;
-        if (relu_out == nullptr || relu_out[g] > 0.0f) {
-          acc = fmaf(d_out[g],
-                     w[(((std::int64_t{ky} * p.k_w + kx) * p.in_c) + at.c) * p.out_c + co], acc);
-        }
-        co += lanes;
-        carry_taps(co, p.out_c, kx, ky, p.k_w);
-      }
+      // Split over lanes by output channel (co % lanes == lane) within each tap, so a tap's
+      // position and bounds are worked out once for all its channels.
+      for_each_gather_tap(at.y, p.k_h, p.stride_h, p.pad_top, p.out_h, [&](int ky, int oy) {
+        for_each_gather_tap(at.x, p.k_w, p.stride_w, p.pad_left, p.out_w, [&](int kx, int ox) {
+          const std::int64_t g = image + (std::int64_t{oy} * p.out_w + ox) * p.out_c;
+          const float* w_row = w + ((std::int64_t{ky} * p.k_w + kx) * p.in_c + at.c) * p.out_c;
+          for (int co = lane; co < p.out_c; co += lanes) {
+            if (relu_out == nullptr || relu_out[g + co] > 0.0f) {
+              acc = fmaf(d_out[g + co], w_row[co], acc);
+            }
+          }
+        });
+      });
       return acc;
     }
     case LayerKind::kDepthwise: {
@@ -381,27 +377,19 @@ STIMLOOP_HOST_DEVICE inline void backward_pixel(const LayerParams& p, const floa
   const std::int64_t rest = pixel / p.in_w;
   const int iy = static_cast<int>(rest % p.in_h);
   const std::int64_t image = (rest / p.in_h) * p.out_size();
-  int co = lane, kx = 0, ky = 0;
-  carry_taps(co, p.out_c, kx, ky, p.k_w);
-  while (ky < p.k_h) {
-    const int oy = output_of_tap(iy, ky, p.stride_h, p.pad_top, p.out_h);
-    const int ox = output_of_tap(ix, kx, p.stride_w, p.pad_left, p.out_w);
-    if (oy < 0 || ox < 0) {
-      co += (p.out_c - co + lanes - 1) / lanes * lanes;
-      carry_taps(co, p.out_c, kx, ky, p.k_w);
-      continue;
-    }
-    const std::int64_t g = image + (std::int64_t{oy} * p.out_w + ox) * p.out_c + co;
-    if (relu_out == nullptr || relu_out[g] > 0.0f) {
-      const float d = d_out[g];
-      const float* w_tap = w + (std::int64_t{ky} * p.k_w + kx) * p.in_c * p.out_c + co;
-      for (int c = 0; c < kC; ++c) {
-        if (c < p.in_c) acc[c] = fmaf(d, w_tap[std::int64_t{c} * p.out_c], acc[c]);
+  for_each_gather_tap(iy, p.k_h, p.stride_h, p.pad_top, p.out_h, [&](int ky, int oy) {
+    for_each_gather_tap(ix, p.k_w, p.stride_w, p.pad_left, p.out_w, [&](int kx, int ox) {
+      const std::int64_t g = image + (std::int64_t{oy} * p.out_w + ox) * p.out_c;
+      const float* w_tap = w + (std::int64_t{ky} * p.k_w + kx) * p.in_c * p.out_c;
+      for (int co = lane; co < p.out_c; co += lanes) {
+        if (relu_out != nullptr && relu_out[g + co] <= 0.0f) continue;
+        const float d = d_out[g + co];
+        for (int c = 0; c < kC; ++c) {
+          if (c < p.in_c) acc[c] = fmaf(d, w_tap[std::int64_t{c} * p.out_c + co], acc[c]);
+        }
       }
-    }
-    co += lanes;
-    carry_taps(co, p.out_c, kx, ky, p.k_w);
-  }
+    });
+  });
 }
 
 }  // namespace stimloop::element_ops
