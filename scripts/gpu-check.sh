@@ -18,12 +18,16 @@ OUT=${OUT:-out/gpu-check}
 mkdir -p "$OUT"
 rm -f "$OUT"/*.log  # steps append to their logs
 BUNDLE=.device-data
+# gpu-bundle.sh packs the binaries and libraries (the carry limit).
+if [ -f "$BUNDLE/bin-lib.tar.xz" ] && [ ! -x "$BUNDLE/bin/stimloop_gpu_tests" ]; then
+  tar -C "$BUNDLE" -xJf "$BUNDLE/bin-lib.tar.xz"
+fi
 if [ ! -x "$BUNDLE/bin/stimloop_gpu_tests" ]; then
   echo "no bundle in $BUNDLE: run scripts/gpu-bundle.sh on the build machine and carry it" >&2
   exit 2
 fi
 # cuDNN is not carried (too large): the device's PyTorch ships cuDNN 9.
-CUDNN_LIB=$(find / -xdev -name 'libcudnn.so.9*' -not -path '/proc/*' 2>/dev/null | head -n 1)
+CUDNN_LIB=$(find / -xdev -name 'libcudnn.so.9*' \( -type f -o -type l \) -not -path '/proc/*' -not -path '*/.debug/*' 2>/dev/null | head -n 1)
 CUDNN_DIR=${CUDNN_LIB:+$(dirname "$CUDNN_LIB")}
 echo "cuDNN: ${CUDNN_LIB:-not found}"
 export LD_LIBRARY_PATH="$PWD/$BUNDLE/lib${CUDNN_DIR:+:$CUDNN_DIR}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
