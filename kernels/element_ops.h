@@ -4,12 +4,12 @@
 // compare it with the CPU reference (tests/unit/test_element_ops.cpp).
 //
 // Every sum can be split over `lanes` workers: worker `lane` adds the terms k with
-// k % lanes == lane, in the order of the flat term index k (a conv's backward: the channels
-// co % lanes == lane of every tap), and the workers' sums are added afterwards (a warp's shuffle
-// tree on the GPU). lanes == 1 gives the plain loop, whose order of
-// terms is the one the straightforward kernels have always used. Long sums -- the Dense readout's
-// 2352 terms, layer 0's backward with 25 x F -- run split so that one value is not a chain of
-// thousands of dependent FMAs.
+// k % lanes == lane, in the order of the flat term index k (a conv's backward: k runs over the
+// visited taps' channels, TapLaneCursor), and the workers' sums are added afterwards (a warp's
+// shuffle tree on the GPU). lanes == 1 gives the plain loop, whose order of terms is the one the
+// straightforward kernels have always used. Long sums -- the Dense readout's 2352 terms, layer 0's
+// backward with 25 x F -- run split so that one value is not a chain of thousands of dependent
+// FMAs.
 //
 // Indices are per op call: element i of `n` images, channels-last. The backward sums mask the
 // output gradient by the op's own ReLU output when `relu_out` is given (d_pre = d_out where
@@ -92,16 +92,41 @@ STIMLOOP_HOST_DEVICE inline void carry_taps(int& inner, int n, int& kx, int& ky,
 // The taps of a backward gather along one axis, ascending: those k that read input i, each with
 // the output o it fed (o * stride = i + pad - k, 0 <= o < out). Visits only the taps of i's
 // parity class: at stride 2 a 5-tap axis has 2 or 3, where testing all 5 cost a division each.
+// One remainder and one division per axis; the output then falls by one a tap.
 template <class Body>
 STIMLOOP_HOST_DEVICE inline void for_each_gather_tap(int i, int k_n, int stride, int pad, int out,
                                                      Body&& body) {
   const int t = i + pad;  // >= 0
-  for (int k = t % stride; k < k_n; k += stride) {
-    const int o = (t - k) / stride;  // exact; falls as k rises
-    if (o < 0) break;
+  const int k0 = t % stride;
+  int o = (t - k0) / stride;
+  for (int k = k0; k < k_n && o >= 0; k += stride, --o) {
     if (o < out) body(k, o);
   }
 }
+
+// The ReLU mask of a backward term: d_pre = d_out where the op's output is positive (a NaN
+// output masks its term). One predicate for every backward sum, so their terms agree.
+STIMLOOP_HOST_DEVICE inline bool relu_passes(const float* relu_out, std::int64_t g) {
+  return relu_out == nullptr || relu_out[g] > 0.0f;
+}
+
+// A conv backward's split over lanes: the flat term index k runs over the visited taps' output
+// channels, (tap, co), and lane `lane` takes k % lanes == lane. Within a tap that is a channel
+// stride of `lanes` from a first channel that moves back by out_c % lanes a tap, so no lane sits
+// idle while another runs a second pass (out_c = 46 over 32 lanes: 36 passes for 25 taps where a
+// fixed first channel took 50).
+struct TapLaneCursor {
+  int first, shift, lanes;
+  STIMLOOP_HOST_DEVICE TapLaneCursor(int lane, int lanes_, int out_c)
+      : first(lane), shift(out_c % lanes_), lanes(lanes_) {}
+  // The first channel of this lane in the current tap; moves on to the next tap.
+  STIMLOOP_HOST_DEVICE int next_tap() {
+    const int co = first;
+    first -= shift;
+    if (first < 0) first += lanes;
+    return co;
+  }
+};
 
 // Depthwise forward of one value, one worker: nested tap loops (the split form's flat cursor
 // costs a carry and two bound tests a term). Terms in forward_sum's order.
@@ -131,7 +156,7 @@ STIMLOOP_HOST_DEVICE inline float depthwise_backward_whole(const LayerParams& p,
   for_each_gather_tap(at.y, p.k_h, p.stride_h, p.pad_top, p.out_h, [&](int ky, int oy) {
     for_each_gather_tap(at.x, p.k_w, p.stride_w, p.pad_left, p.out_w, [&](int kx, int ox) {
       const std::int64_t g = (std::int64_t{oy} * p.out_w + ox) * p.in_c + at.c;
-      if (relu_out == nullptr || relu_out[g] > 0.0f) {
+      if (relu_passes(relu_out, g)) {
         acc = fmaf(d_out[g], w[(std::int64_t{ky} * p.k_w + kx) * p.in_c + at.c], acc);
       }
     });
@@ -201,7 +226,7 @@ STIMLOOP_HOST_DEVICE inline float bias_of(const LayerParams& p, const float* bia
 
 // Backward to the input, input value i (of p.in_size() per image): this lane's terms
 // d_pre * w, where d_pre is d_out masked by the op's ReLU output.
-// Term order: conv (ky, kx, co), a lane taking the channels co % lanes == lane of every tap;
+// Term order: conv (ky, kx, co) over the visited taps, split by that flat index (TapLaneCursor);
 // depthwise (ky, kx); pointwise co. Only the taps that read this input are visited.
 STIMLOOP_HOST_DEVICE inline float backward_sum(const LayerParams& p, const float* d_out,
                                                const float* relu_out, const float* w,
@@ -211,16 +236,15 @@ STIMLOOP_HOST_DEVICE inline float backward_sum(const LayerParams& p, const float
   float acc = 0.0f;
   switch (p.kind) {
     case LayerKind::kConv2D: {
-      // Split over lanes by output channel (co % lanes == lane) within each tap, so a tap's
-      // position and bounds are worked out once for all its channels.
+      // Split over lanes by flat (tap, channel) index (TapLaneCursor), channel by channel within
+      // each tap, so a tap's position and bounds are worked out once for all its channels.
+      TapLaneCursor cursor(lane, lanes, p.out_c);
       for_each_gather_tap(at.y, p.k_h, p.stride_h, p.pad_top, p.out_h, [&](int ky, int oy) {
         for_each_gather_tap(at.x, p.k_w, p.stride_w, p.pad_left, p.out_w, [&](int kx, int ox) {
           const std::int64_t g = image + (std::int64_t{oy} * p.out_w + ox) * p.out_c;
           const float* w_row = w + ((std::int64_t{ky} * p.k_w + kx) * p.in_c + at.c) * p.out_c;
-          for (int co = lane; co < p.out_c; co += lanes) {
-            if (relu_out == nullptr || relu_out[g + co] > 0.0f) {
-              acc = fmaf(d_out[g + co], w_row[co], acc);
-            }
+          for (int co = cursor.next_tap(); co < p.out_c; co += lanes) {
+            if (relu_passes(relu_out, g + co)) acc = fmaf(d_out[g + co], w_row[co], acc);
           }
         });
       });
@@ -237,7 +261,7 @@ STIMLOOP_HOST_DEVICE inline float backward_sum(const LayerParams& p, const float
         const int ox = output_of_tap(at.x, kx, p.stride_w, p.pad_left, p.out_w);
         if (oy >= 0 && ox >= 0) {
           const std::int64_t g = image + (std::int64_t{oy} * p.out_w + ox) * p.in_c + at.c;
-          if (relu_out == nullptr || relu_out[g] > 0.0f) {
+          if (relu_passes(relu_out, g)) {
             acc = fmaf(d_out[g], w[(std::int64_t{ky} * p.k_w + kx) * p.in_c + at.c], acc);
           }
         }
@@ -250,8 +274,7 @@ STIMLOOP_HOST_DEVICE inline float backward_sum(const LayerParams& p, const float
       const std::int64_t g = image + (std::int64_t{at.y} * p.out_w + at.x) * p.out_c;
       const float* w_row = w + std::int64_t{at.c} * p.out_c;
       for (int k = lane; k < p.out_c; k += lanes) {
-        if (relu_out != nullptr && relu_out[g + k] <= 0.0f) continue;
-        acc = fmaf(d_out[g + k], w_row[k], acc);
+        if (relu_passes(relu_out, g + k)) acc = fmaf(d_out[g + k], w_row[k], acc);
       }
       return acc;
     }
@@ -272,8 +295,8 @@ STIMLOOP_HOST_DEVICE inline float pointwise_backward_transposed(const LayerParam
   const std::int64_t g = pixel * p.out_c;
   float acc = 0.0f;
   for (int k = lane; k < p.out_c; k += lanes) {
-    if (relu_out != nullptr && relu_out[g + k] <= 0.0f) continue;
-    acc = fmaf(d_out[g + k], w_t[std::int64_t{k} * p.in_c + ci], acc);
+    if (relu_passes(relu_out, g + k))
+      acc = fmaf(d_out[g + k], w_t[std::int64_t{k} * p.in_c + ci], acc);
   }
   return acc;
 }
@@ -355,8 +378,7 @@ STIMLOOP_HOST_DEVICE inline float separable_backward(const LayerParams& dw, cons
       const std::int64_t g = image + (std::int64_t{oy} * dw.out_w + ox) * pw.out_c;
       float d = 0.0f;
       for (int k = 0; k < pw.out_c; ++k) {
-        if (pw_relu_out != nullptr && pw_relu_out[g + k] <= 0.0f) continue;
-        d = fmaf(pw_d_out[g + k], w_row[k], d);
+        if (relu_passes(pw_relu_out, g + k)) d = fmaf(pw_d_out[g + k], w_row[k], d);
       }
       acc = fmaf(d, dw_w[(std::int64_t{ky} * dw.k_w + kx) * dw.in_c + at.c], acc);
     });
@@ -377,12 +399,13 @@ STIMLOOP_HOST_DEVICE inline void backward_pixel(const LayerParams& p, const floa
   const std::int64_t rest = pixel / p.in_w;
   const int iy = static_cast<int>(rest % p.in_h);
   const std::int64_t image = (rest / p.in_h) * p.out_size();
+  TapLaneCursor cursor(lane, lanes, p.out_c);
   for_each_gather_tap(iy, p.k_h, p.stride_h, p.pad_top, p.out_h, [&](int ky, int oy) {
     for_each_gather_tap(ix, p.k_w, p.stride_w, p.pad_left, p.out_w, [&](int kx, int ox) {
       const std::int64_t g = image + (std::int64_t{oy} * p.out_w + ox) * p.out_c;
       const float* w_tap = w + (std::int64_t{ky} * p.k_w + kx) * p.in_c * p.out_c;
-      for (int co = lane; co < p.out_c; co += lanes) {
-        if (relu_out != nullptr && relu_out[g + co] <= 0.0f) continue;
+      for (int co = cursor.next_tap(); co < p.out_c; co += lanes) {
+        if (!relu_passes(relu_out, g + co)) continue;
         const float d = d_out[g + co];
         for (int c = 0; c < kC; ++c) {
           if (c < p.in_c) acc[c] = fmaf(d, w_tap[std::int64_t{c} * p.out_c + co], acc[c]);

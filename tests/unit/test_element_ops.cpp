@@ -4,6 +4,7 @@
 // it. Compiled for the CPU here, so the GPU's indexing is checked on machines without one.
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <random>
@@ -185,6 +186,47 @@ TEST_CASE("Pointwise backward on transposed weights gives the bits of backward_s
     }
   }
   CHECK(mismatches == 0);
+}
+
+}  // namespace stimloop
+
+namespace stimloop {
+
+TEST_CASE("A conv backward split over lanes gives every lane its share of the terms",
+          "[ops][cuda-arithmetic]") {
+  // Layer 0's backward on the GPU: 32 lanes share 25 taps x out_c terms. With d_out and the
+  // weights all 1 and no mask, a lane's sum counts its terms; a split that restarted every tap at
+  // channel `lane` gave lanes 0-13 of out_c = 46 two passes a tap (50 terms) and the rest 25.
+  // Also checks that the lanes together take every term once.
+  const int out_c = GENERATE(1, 15, 32, 46, 57, 70);
+  const int lanes = GENERATE(1, 3, 32);
+  CAPTURE(out_c, lanes);
+  LayerParams p{};
+  p.kind = LayerKind::kConv2D;
+  p.in_h = p.in_w = 12;
+  p.in_c = 3;
+  p.k_h = p.k_w = 5;
+  p.stride_h = p.stride_w = 1;
+  p.pad_top = p.pad_left = 2;
+  p.out_h = p.out_w = 12;
+  p.out_c = out_c;
+  const std::vector<float> ones_out(p.out_size(), 1.0f), ones_w(p.weight_count(), 1.0f);
+  const std::int64_t centre = (6 * p.in_w + 6) * p.in_c + 1;  // all 25 taps read it
+  float most = 0.0f, fewest = 1e30f, total = 0.0f;
+  for (int lane = 0; lane < lanes; ++lane) {
+    const float terms = element_ops::backward_sum(p, ones_out.data(), nullptr, ones_w.data(),
+                                                  centre, lane, lanes);
+    most = std::max(most, terms);
+    fewest = std::min(fewest, terms);
+    total += terms;
+  }
+  CHECK(total == 25.0f * out_c);
+  CHECK(most - fewest <= 1.0f);
+  float pixel_sums[4] = {};
+  element_ops::backward_pixel(p, ones_out.data(), nullptr, ones_w.data(), centre / p.in_c,
+                              lanes - 1, lanes, pixel_sums);
+  CHECK(pixel_sums[1] == element_ops::backward_sum(p, ones_out.data(), nullptr, ones_w.data(),
+                                                   centre, lanes - 1, lanes));
 }
 
 }  // namespace stimloop
