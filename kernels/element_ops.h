@@ -21,6 +21,14 @@
 
 #include "kernels/layer_params.h"
 
+// Keeps nvcc from unrolling a loop whose unrolled loads, hoisted ahead, would not fit in the
+// persistent kernel's 128 registers (g++ is left to its own choice).
+#if defined(__CUDACC__)
+#define STIMLOOP_DEVICE_NO_UNROLL _Pragma("unroll 1")
+#else
+#define STIMLOOP_DEVICE_NO_UNROLL
+#endif
+
 namespace stimloop::element_ops {
 
 // Position of flat index i in an (n, h, w, c) channels-last tensor; 32-bit math where it fits
@@ -303,19 +311,46 @@ STIMLOOP_HOST_DEVICE inline float pointwise_backward_transposed(const LayerParam
 
 // ---- several values per worker: one load of an input serves a block of channels.
 
-// Forward of a dense conv or pointwise op, kB consecutive output channels [co0, co0 + kB) (those
-// below out_c) at one output pixel (flat over n x out_h x out_w): acc[j] plus the terms, in the
-// order of forward_sum with one lane, so each value has forward_sum's bits. One load of an input
-// value serves kB FMAs, where forward_sum spends two loads on each.
+// Blocked forward items read their weights from a copy whose (tap, input channel) rows are padded
+// with zeros to a multiple of the block (persistent::pad_weight_rows): a block's kB weights then
+// always exist and lie 16-byte aligned, two float4 loads on the GPU where eight scalar loads were
+// (a warp's lanes hold several blocks, so each scalar load touched two lines).
+STIMLOOP_HOST_DEVICE inline int padded_channels(int channels, int block) {
+  return (channels + block - 1) / block * block;
+}
+// acc[j] += v * row[j] for the kB weights of a padded row.
+template <int kB>
+STIMLOOP_HOST_DEVICE inline void fma_weight_block(float v, const float* row, float (&acc)[kB]) {
+#if defined(__CUDA_ARCH__)
+  static_assert(kB % 4 == 0, "blocks of whole float4s");
+  const float4* w4 = reinterpret_cast<const float4*>(row);
+#pragma unroll
+  for (int q = 0; q < kB / 4; ++q) {
+    const float4 f = w4[q];  // each load next to its four FMAs: hoisted loads cost spills
+    acc[4 * q] = fmaf(v, f.x, acc[4 * q]);
+    acc[4 * q + 1] = fmaf(v, f.y, acc[4 * q + 1]);
+    acc[4 * q + 2] = fmaf(v, f.z, acc[4 * q + 2]);
+    acc[4 * q + 3] = fmaf(v, f.w, acc[4 * q + 3]);
+  }
+#else
+  for (int j = 0; j < kB; ++j) acc[j] = fmaf(v, row[j], acc[j]);
+#endif
+}
+
+// Forward of a dense conv or pointwise op, kB consecutive output channels [co0, co0 + kB) at one
+// output pixel (flat over n x out_h x out_w), weights padded as above: acc[j] plus the terms, in
+// the order of forward_sum with one lane, so each value below out_c has forward_sum's bits (the
+// padding's values are sums of zeros, for the caller to drop). One load of an input value serves
+// kB FMAs, where forward_sum spends two loads on each.
 template <int kB>
 STIMLOOP_HOST_DEVICE inline void forward_block(const LayerParams& p, const float* in,
-                                               const float* w, std::int64_t pixel, int co0,
+                                               const float* w_padded, std::int64_t pixel, int co0,
                                                float (&acc)[kB]) {
   const int ox = static_cast<int>(pixel % p.out_w);
   const std::int64_t rest = pixel / p.out_w;
   const int oy = static_cast<int>(rest % p.out_h);
   const float* image = in + (rest / p.out_h) * p.in_size();
-  const int valid = p.out_c - co0 < kB ? p.out_c - co0 : kB;
+  const int stride = padded_channels(p.out_c, kB);
   for (int ky = 0; ky < p.k_h; ++ky) {
     const int iy = input_of_tap(oy, ky, p.stride_h, p.pad_top, p.in_h);
     if (iy < 0) continue;
@@ -323,13 +358,10 @@ STIMLOOP_HOST_DEVICE inline void forward_block(const LayerParams& p, const float
       const int ix = input_of_tap(ox, kx, p.stride_w, p.pad_left, p.in_w);
       if (ix < 0) continue;
       const float* pixel_in = image + (std::int64_t{iy} * p.in_w + ix) * p.in_c;
-      const float* w_tap = w + (std::int64_t{ky} * p.k_w + kx) * p.in_c * p.out_c + co0;
+      const float* w_tap = w_padded + (std::int64_t{ky} * p.k_w + kx) * p.in_c * stride + co0;
+      STIMLOOP_DEVICE_NO_UNROLL
       for (int ci = 0; ci < p.in_c; ++ci) {
-        const float v = pixel_in[ci];
-        const float* w_row = w_tap + std::int64_t{ci} * p.out_c;
-        for (int j = 0; j < kB; ++j) {
-          if (j < valid) acc[j] = fmaf(v, w_row[j], acc[j]);
-        }
+        fma_weight_block(pixel_in[ci], w_tap + std::int64_t{ci} * stride, acc);
       }
     }
   }
@@ -338,13 +370,14 @@ STIMLOOP_HOST_DEVICE inline void forward_block(const LayerParams& p, const float
 // ---- a separable layer's two ops in one pass, where the pointwise op's channels are few.
 
 // Forward of a pointwise op `pw` fed by a depthwise op `dw` without ReLU, kB output channels at one
-// pixel (blocks as forward_block): the depthwise values (at most kC channels) are computed here,
-// as forward_sum computes them, instead of being read back, so every value has the bits of the
-// two ops run one after the other.
+// pixel (blocks and padded weights as forward_block): the depthwise values (at most kC channels)
+// are computed here, as forward_sum computes them, instead of being read back, so every value has
+// the bits of the two ops run one after the other.
 template <int kB, int kC>
 STIMLOOP_HOST_DEVICE inline void separable_forward_block(const LayerParams& dw, const float* dw_in,
                                                          const float* dw_w, const float* dw_bias,
-                                                         const LayerParams& pw, const float* pw_w,
+                                                         const LayerParams& pw,
+                                                         const float* pw_w_padded,
                                                          std::int64_t pixel, int co0,
                                                          float (&acc)[kB]) {
   float v[kC];
@@ -352,12 +385,9 @@ STIMLOOP_HOST_DEVICE inline void separable_forward_block(const LayerParams& dw, 
     const std::int64_t j = pixel * dw.out_c + c;
     v[c] = activate(dw, forward_sum(dw, dw_in, dw_w, j, bias_of(dw, dw_bias, j)));
   }
-  const int valid = pw.out_c - co0 < kB ? pw.out_c - co0 : kB;
+  const int stride = padded_channels(pw.out_c, kB);
   for (int c = 0; c < kC && c < pw.in_c; ++c) {
-    const float* w_row = pw_w + std::int64_t{c} * pw.out_c + co0;
-    for (int j = 0; j < kB; ++j) {
-      if (j < valid) acc[j] = fmaf(v[c], w_row[j], acc[j]);
-    }
+    fma_weight_block(v[c], pw_w_padded + std::int64_t{c} * stride + co0, acc);
   }
 }
 

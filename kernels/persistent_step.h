@@ -33,6 +33,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <vector>
 
 #include "kernels/element_ops.h"
 #include "kernels/synthesis_state.h"
@@ -89,12 +90,20 @@ struct PlanLayer {
   int first_image = 0;  // the target's first image in ImageState
   const float* w = nullptr;
   const float* w_t = nullptr;  // pointwise: the weights transposed (out_c, in_c), for backward
+  // Blocked forward (kBlocked, and a fused pointwise layer): the weights with rows padded to
+  // kChannelBlock channels (pad_weight_rows).
+  const float* w_blocked = nullptr;
   const float* bias = nullptr;
   const float* in = nullptr;  // forward input
   float* out = nullptr;       // forward output (count x out_size)
   const float* d_out = nullptr;
   const float* relu_out = nullptr;  // out when the layer has a ReLU, else nullptr
   float* d_in = nullptr;
+  // Pre-masked gradients (plan_premasks): this layer's backward writes d_in[j] as 0 where
+  // mask_d_in[j] <= 0 (the ReLU output of the layer below), and that layer's backward, which
+  // reads each gradient value once per tap, then skips its own mask (d_out_masked).
+  const float* mask_d_in = nullptr;
+  bool d_out_masked = false;
   // The target's first item in this layer's phases, numbered separately per Form.
   std::int64_t forward_first[kForms] = {}, backward_first[kForms] = {};
 };
@@ -149,6 +158,46 @@ inline void transpose_pointwise(const LayerParams& p, const float* w, float* w_t
       w_t[std::int64_t{co} * p.in_c + ci] = w[std::int64_t{ci} * p.out_c + co];
     }
   }
+}
+
+// A dense layer's weights (taps x in_c rows of out_c) with each row padded with zeros to a
+// multiple of kChannelBlock channels (PlanLayer::w_blocked); `w_padded` holds
+// padded_weight_count(p) floats.
+inline std::int64_t padded_weight_count(const LayerParams& p) {
+  return std::int64_t{p.k_h} * p.k_w * p.in_c *
+         element_ops::padded_channels(p.out_c, kChannelBlock);
+}
+inline void pad_weight_rows(const LayerParams& p, const float* w, float* w_padded) {
+  const int stride = element_ops::padded_channels(p.out_c, kChannelBlock);
+  const std::int64_t rows = std::int64_t{p.k_h} * p.k_w * p.in_c;
+  for (std::int64_t r = 0; r < rows; ++r) {
+    for (int co = 0; co < stride; ++co) {
+      w_padded[r * stride + co] = co < p.out_c ? w[r * p.out_c + co] : 0.0f;
+    }
+  }
+}
+// Whether a layer's items read PlanLayer::w_blocked: a blocked forward, which a fused pointwise
+// layer also is (plan_fusions).
+STIMLOOP_HOST_DEVICE inline bool needs_padded_weights(const LayerParams& p) {
+  return forward_form(p) == kBlocked;
+}
+
+// The plan's own copies of one layer's weights, in the layouts its items read (PlanLayer::w_t,
+// w_blocked; empty where the layer needs none), for both plan builders to upload or point at.
+struct LayerWeightCopies {
+  std::vector<float> transposed, padded;
+};
+inline LayerWeightCopies layer_weight_copies(const LayerParams& p, const float* w) {
+  LayerWeightCopies copies;
+  if (p.kind == LayerKind::kPointwise) {
+    copies.transposed.resize(std::size_t(p.in_c) * p.out_c);
+    transpose_pointwise(p, w, copies.transposed.data());
+  }
+  if (needs_padded_weights(p)) {
+    copies.padded.resize(std::size_t(padded_weight_count(p)));
+    pad_weight_rows(p, w, copies.padded.data());
+  }
+  return copies;
 }
 
 // Decides Plan::fuse_forward / fuse_backward from every target's shapes.
@@ -207,6 +256,35 @@ inline void assign_backward_buffers(PlanLayer* table, const Plan& plan,
       source = e.d_in;
     }
   }
+}
+
+// Sets the pre-masked gradients (PlanLayer::mask_d_in / d_out_masked) once the fusions, the
+// constant top and the backward buffers are decided: for a layer whose backward runs blocked
+// (layer 0: each value of its d_out is read by 25 taps, with a ReLU-mask load each time), where
+// the layer above writes that d_out on every step (not the constant top gradient, written once
+// while the mask changes with every forward pass).
+inline void plan_premasks(PlanLayer* table, const Plan& plan) {
+  const int top = plan.layers - 1;
+  for (int l = 0; l < top; ++l) {
+    if (l + 1 == top && plan.constant_top) continue;
+    for (int t = 0; t < plan.targets; ++t) {
+      PlanLayer& below = table[std::int64_t{l} * plan.targets + t];
+      PlanLayer& above = table[std::int64_t{l + 1} * plan.targets + t];
+      if (backward_form(below.p) != kBlocked || below.relu_out == nullptr) continue;
+      if (above.d_in == nullptr) continue;  // fused: its values are computed, not stored
+      above.mask_d_in = below.relu_out;
+      below.d_out_masked = true;
+    }
+  }
+}
+
+// Stores input gradient j of layer t (target-local), masked where the plan pre-masks it.
+STIMLOOP_HOST_DEVICE inline void store_d_in(const PlanLayer& t, std::int64_t j, float v) {
+  t.d_in[j] = element_ops::relu_passes(t.mask_d_in, j) ? v : 0.0f;
+}
+// The ReLU output that masks layer t's backward terms: none where its d_out came pre-masked.
+STIMLOOP_HOST_DEVICE inline const float* backward_mask(const PlanLayer& t) {
+  return t.d_out_masked ? nullptr : t.relu_out;
 }
 
 // Whether every target's last layer is without a ReLU (Plan::constant_top may be set, with the
@@ -316,9 +394,9 @@ STIMLOOP_HOST_DEVICE void forward_loops(Exec& ex, const Plan& plan, int l, bool 
                 if (l > 0 && plan.fuse_forward[l - 1]) {
                   const PlanLayer& dw = layer_of(plan, t, l - 1);
                   element_ops::separable_forward_block<kChannelBlock, kFuseChannels>(
-                      dw.p, dw.in, dw.w, dw.bias, t.p, t.w, pixel, co0, acc);
+                      dw.p, dw.in, dw.w, dw.bias, t.p, t.w_blocked, pixel, co0, acc);
                 } else {
-                  element_ops::forward_block(t.p, t.in, t.w, pixel, co0, acc);
+                  element_ops::forward_block(t.p, t.in, t.w_blocked, pixel, co0, acc);
                 }
                 for (int c = 0; c < kChannelBlock && co0 + c < t.p.out_c; ++c) {
                   finish_forward_value(plan, t, last, record, pixel * t.p.out_c + co0 + c, acc[c]);
@@ -331,10 +409,10 @@ STIMLOOP_HOST_DEVICE void forward_loops(Exec& ex, const Plan& plan, int l, bool 
 STIMLOOP_HOST_DEVICE inline float backward_value(const PlanLayer& t, std::int64_t j, int lane,
                                                  int lanes) {
   if (t.w_t != nullptr) {
-    return element_ops::pointwise_backward_transposed(t.p, t.d_out, t.relu_out, t.w_t, j, lane,
-                                                      lanes);
+    return element_ops::pointwise_backward_transposed(t.p, t.d_out, backward_mask(t), t.w_t, j,
+                                                      lane, lanes);
   }
-  return element_ops::backward_sum(t.p, t.d_out, t.relu_out, t.w, j, lane, lanes);
+  return element_ops::backward_sum(t.p, t.d_out, backward_mask(t), t.w, j, lane, lanes);
 }
 
 // The loops of layer l's backward (no sync), closures as forward_loops'.
@@ -348,9 +426,11 @@ STIMLOOP_HOST_DEVICE void backward_loops(Exec& ex, const Plan& plan, int l) {
     const std::int64_t j = i - t.backward_first[kPlain];
     if (plan.fuse_backward[l]) {
       const PlanLayer& pw = layer_of(plan, t, l + 1);
-      t.d_in[j] = element_ops::separable_backward(t.p, t.w, pw.p, pw.d_out, pw.relu_out, pw.w, j);
+      store_d_in(
+          t, j,
+          element_ops::separable_backward(t.p, t.w, pw.p, pw.d_out, backward_mask(pw), pw.w, j));
     } else {
-      t.d_in[j] = backward_value(t, j, 0, 1);
+      store_d_in(t, j, backward_value(t, j, 0, 1));
     }
   });
   ex.warp_reduce(
@@ -362,22 +442,23 @@ STIMLOOP_HOST_DEVICE void backward_loops(Exec& ex, const Plan& plan, int l) {
       [&plan, l, hint = 0](std::int64_t i, int lane, float total) mutable {
         if (lane != 0) return;
         const PlanLayer& t = find_target<false>(plan, l, kSplit, i, hint);
-        t.d_in[i - t.backward_first[kSplit]] = total;
+        store_d_in(t, i - t.backward_first[kSplit], total);
       });
   ex.warp_reduce(
       plan.backward_items[l][kBlocked],
       [&plan, l, hint = 0](std::int64_t i, int lane, int lanes) mutable {
         const PlanLayer& t = find_target<false>(plan, l, kBlocked, i, hint);
         Sums<kPixelChannels> sums = {};
-        element_ops::backward_pixel(t.p, t.d_out, t.relu_out, t.w, i - t.backward_first[kBlocked],
-                                    lane, lanes, sums.v);
+        element_ops::backward_pixel(t.p, t.d_out, backward_mask(t), t.w,
+                                    i - t.backward_first[kBlocked], lane, lanes, sums.v);
         return sums;
       },
       [&plan, l, hint = 0](std::int64_t i, int lane, const Sums<kPixelChannels>& total) mutable {
         const PlanLayer& t = find_target<false>(plan, l, kBlocked, i, hint);
         // Lane c writes channel c: one store each, not one lane's serial stores.
-        if (lane < t.p.in_c)
-          t.d_in[(i - t.backward_first[kBlocked]) * t.p.in_c + lane] = total.v[lane];
+        if (lane < t.p.in_c) {
+          store_d_in(t, (i - t.backward_first[kBlocked]) * t.p.in_c + lane, total.v[lane]);
+        }
       });
 }
 

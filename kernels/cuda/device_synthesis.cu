@@ -41,7 +41,8 @@ struct TargetBuffers {
   std::vector<DeviceBuffer<float>> activations;  // per layer: count x out_size
   DeviceBuffer<float> seed, grad_a, grad_b;
   DeviceBuffer<float> top_grad;  // persistent step: the constant gradient at the last layer's input
-  std::vector<DeviceBuffer<float>> transposed;  // persistent step: pointwise weights (out_c, in_c)
+  // Persistent step: per layer, the transposed and the padded weights (layer_weight_copies).
+  std::vector<DeviceBuffer<float>> weight_copies;
 };
 
 struct Group {
@@ -254,16 +255,12 @@ class CudaSynthesis final : public DeviceSynthesis {
         e.count = b.count;
         e.first_image = b.first_image;
         e.w = f.w;
-        if (f.p.kind == LayerKind::kPointwise) {
-          const std::vector<float>& w = b.net->network().layers[l].weights;
-          std::vector<float> w_t(w.size());
-          persistent::transpose_pointwise(f.p, w.data(), w_t.data());
-          b.transposed.resize(L);
-          RETURN_IF_ERROR(b.transposed[l].allocate(w_t.size()));
-          RETURN_IF_ERROR(b.transposed[l].upload(w_t.data(), w_t.size(), stream_));
-          CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream_));  // w_t is freed next
-          e.w_t = b.transposed[l].data();
-        }
+        const persistent::LayerWeightCopies copies =
+            persistent::layer_weight_copies(f.p, b.net->network().layers[l].weights.data());
+        b.weight_copies.resize(2 * std::size_t(L));
+        ASSIGN_OR_RETURN(e.w_t, upload_copy(copies.transposed, b.weight_copies[2 * l]));
+        ASSIGN_OR_RETURN(e.w_blocked, upload_copy(copies.padded, b.weight_copies[2 * l + 1]));
+        CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream_));  // `copies` is freed next
         e.bias = f.bias;
         e.in = f.in;
         e.out = f.out;
@@ -285,6 +282,7 @@ class CudaSynthesis final : public DeviceSynthesis {
                       b.seed.data(), b.top_grad.data()};
     }
     persistent::assign_backward_buffers(table.data(), plan, gradients.data());
+    persistent::plan_premasks(table.data(), plan);
     RETURN_IF_ERROR(plan_table_.allocate(table.size()));
     RETURN_IF_ERROR(plan_table_.upload(table.data(), table.size(), stream_));
     RETURN_IF_ERROR(row_sums_.allocate(std::size_t(state_.n) * h_));
@@ -296,6 +294,14 @@ class CudaSynthesis final : public DeviceSynthesis {
     plan.image_blur = image_blur_;
     plan_ = plan;
     return Status::Ok();
+  }
+
+  // A plan's weight copy on the device (nullptr for an empty one).
+  StatusOr<const float*> upload_copy(const std::vector<float>& host, DeviceBuffer<float>& buffer) {
+    if (host.empty()) return static_cast<const float*>(nullptr);
+    RETURN_IF_ERROR(buffer.allocate(host.size()));
+    RETURN_IF_ERROR(buffer.upload(host.data(), host.size(), stream_));
+    return static_cast<const float*>(buffer.data());
   }
 
   // Whole steps, timed one by one (the persistent kernel has no launches inside a step).

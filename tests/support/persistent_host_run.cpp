@@ -80,12 +80,11 @@ StatusOr<std::unique_ptr<PersistentHostRun>> PersistentHostRun::create(
       e.count = s.target.count;
       e.first_image = s.first_image;
       e.w = layer.weights.data();
-      if (layer.params.kind == LayerKind::kPointwise) {
-        s.transposed.resize(layers);
-        s.transposed[l].resize(layer.weights.size());
-        persistent::transpose_pointwise(layer.params, layer.weights.data(), s.transposed[l].data());
-        e.w_t = s.transposed[l].data();
-      }
+      s.weight_copies.push_back(
+          persistent::layer_weight_copies(layer.params, layer.weights.data()));
+      const persistent::LayerWeightCopies& copies = s.weight_copies.back();
+      e.w_t = copies.transposed.empty() ? nullptr : copies.transposed.data();
+      e.w_blocked = copies.padded.empty() ? nullptr : copies.padded.data();
       e.bias = layer.params.has_bias ? layer.bias.data() : nullptr;
       e.in = l == 0 ? run->input_.data() + s.first_image * size : s.activations[l - 1].data();
       e.out = s.activations[l].data();
@@ -108,6 +107,7 @@ StatusOr<std::unique_ptr<PersistentHostRun>> PersistentHostRun::create(
                     s.seed.data(), s.top_grad.data()};
   }
   persistent::assign_backward_buffers(run->table_.data(), plan, gradients.data());
+  persistent::plan_premasks(run->table_.data(), plan);
   ImageState& st = plan.images;
   st.n = n;
   st.h = run->h_;

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <memory>
 #include <vector>
@@ -83,8 +84,10 @@ class PersistentHostRun {
     int first_image = 0;
     std::vector<std::vector<float>> activations;
     std::vector<float> grad_a, grad_b, seed;
-    std::vector<float> top_grad;                 // the constant gradient at the last layer's input
-    std::vector<std::vector<float>> transposed;  // per layer: pointwise weights (out_c, in_c)
+    std::vector<float> top_grad;  // the constant gradient at the last layer's input
+    // Per layer: the plan's weight copies (transposed, padded). A deque: the table points into
+    // them while later layers are added.
+    std::deque<persistent::LayerWeightCopies> weight_copies;
   };
   PersistentHostRun() = default;
 

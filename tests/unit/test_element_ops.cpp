@@ -108,10 +108,10 @@ TEST_CASE("Element ops backward matches the double reference, with and without t
 namespace stimloop {
 
 TEST_CASE("Blocked element ops give the bits of the per-value sums", "[ops][cuda-arithmetic]") {
-  // forward_block (8 output channels a worker) against forward_sum with one lane, and
-  // backward_pixel (every input channel of a pixel) against backward_sum lane by lane: the same
-  // terms in the same order, so the same bits; forward_sum and backward_sum are checked against
-  // the double reference above.
+  // forward_block (8 output channels a worker, on the padded weights) against forward_sum with
+  // one lane, and backward_pixel (every input channel of a pixel) against backward_sum lane by
+  // lane: the same terms in the same order, so the same bits; forward_sum and backward_sum are
+  // checked against the double reference above.
   const test::OpCase& c = GENERATE(from_range(std::begin(test::kCases), std::end(test::kCases)));
   const LayerParams p = test::make_params(c, true, true);
   const bool dense = p.kind != LayerKind::kDepthwise;
@@ -124,14 +124,22 @@ TEST_CASE("Blocked element ops give the bits of the per-value sums", "[ops][cuda
   const auto w = random_floats(p.weight_count(), -0.3, 0.3, rng);
   const auto d_out = random_floats(n * p.out_size(), -1, 1, rng);
   auto relu_out = random_floats(n * p.out_size(), -0.5, 1, rng);
-  constexpr int kB = 8;
+  constexpr int kB = persistent::kChannelBlock;
   const int blocks = (p.out_c + kB - 1) / kB;
+  std::vector<float> w_padded(persistent::padded_weight_count(p), -7.0f);
+  persistent::pad_weight_rows(p, w.data(), w_padded.data());
   int mismatches = 0;
+  const int stride = blocks * kB;
+  for (std::size_t k = 0; k < w_padded.size(); ++k) {
+    const std::size_t row = k / stride, co = k % stride;
+    mismatches += w_padded[k] != (co < std::size_t(p.out_c) ? w[row * p.out_c + co] : 0.0f);
+  }
+  CHECK(mismatches == 0);
   for (std::int64_t pixel = 0; pixel < std::int64_t{n} * p.out_h * p.out_w; ++pixel) {
     for (int blk = 0; blk < blocks; ++blk) {
       float acc[kB];
       for (int j = 0; j < kB; ++j) acc[j] = 0.25f * j;
-      element_ops::forward_block(p, in.data(), w.data(), pixel, blk * kB, acc);
+      element_ops::forward_block(p, in.data(), w_padded.data(), pixel, blk * kB, acc);
       for (int j = 0; j < kB && blk * kB + j < p.out_c; ++j) {
         const std::int64_t i = pixel * p.out_c + blk * kB + j;
         mismatches += acc[j] != element_ops::forward_sum(p, in.data(), w.data(), i, 0.25f * j);
@@ -214,8 +222,8 @@ TEST_CASE("A conv backward split over lanes gives every lane its share of the te
   const std::int64_t centre = (6 * p.in_w + 6) * p.in_c + 1;  // all 25 taps read it
   float most = 0.0f, fewest = 1e30f, total = 0.0f;
   for (int lane = 0; lane < lanes; ++lane) {
-    const float terms = element_ops::backward_sum(p, ones_out.data(), nullptr, ones_w.data(),
-                                                  centre, lane, lanes);
+    const float terms =
+        element_ops::backward_sum(p, ones_out.data(), nullptr, ones_w.data(), centre, lane, lanes);
     most = std::max(most, terms);
     fewest = std::min(fewest, terms);
     total += terms;

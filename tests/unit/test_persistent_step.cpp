@@ -130,6 +130,8 @@ void compare_with_host_loop(bool maximise, bool grayscale, bool wide = false) {
   CHECK(plan.fuse_backward[1] != wide);
   CHECK(plan.fuse_forward[3] != wide);
   CHECK(plan.fuse_backward[3]);
+  CHECK(plan.table[0].d_out_masked);  // layer 0's gradient comes masked by layer 1's backward
+  CHECK(plan.table[1].mask_d_in == plan.table[0].relu_out);
   (*run)->run(steps);
   const auto pixels = (*run)->best_rgb8();
 
@@ -252,4 +254,33 @@ TEST_CASE("Persistent step program: barriers a step for a compact model",
             << step.warp_items << " warp items a step\n";
   CHECK(step.syncs == 15);
   CHECK(blur_step.syncs == 25);
+}
+
+TEST_CASE("Persistent step program: a constant top gradient is never pre-masked",
+          "[synthesis][persistent]") {
+  // Conv (ReLU) then a Dense readout without ReLU: the readout's gradient is written once, while
+  // the conv's ReLU mask changes with every forward pass, so the conv masks its own terms.
+  auto net = compact_shaped(12, 8, {}, 1, 4);
+  stimloop::persistent::Plan plan;
+  plan.targets = 1;
+  plan.layers = static_cast<int>(net->layers.size());
+  REQUIRE(plan.layers == 2);
+  std::vector<stimloop::persistent::PlanLayer> table(plan.layers);
+  std::vector<float> relu_out(net->layers[0].params.out_size()), d_in(relu_out.size());
+  for (int l = 0; l < plan.layers; ++l) {
+    table[l].p = net->layers[l].params;
+    table[l].count = 1;
+    table[l].d_in = d_in.data();
+  }
+  table[0].relu_out = relu_out.data();
+  REQUIRE(stimloop::persistent::backward_form(table[0].p) == stimloop::persistent::kBlocked);
+  plan.constant_top = stimloop::persistent::top_gradient_is_constant(table.data(), plan);
+  REQUIRE(plan.constant_top);
+  stimloop::persistent::plan_premasks(table.data(), plan);
+  CHECK_FALSE(table[0].d_out_masked);
+  CHECK(table[1].mask_d_in == nullptr);
+  plan.constant_top = false;  // a readout with a ReLU: its gradient is written every step
+  stimloop::persistent::plan_premasks(table.data(), plan);
+  CHECK(table[0].d_out_masked);
+  CHECK(table[1].mask_d_in == relu_out.data());
 }
