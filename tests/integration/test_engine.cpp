@@ -79,13 +79,20 @@ TEST_CASE("engine runs the most urgent job first and preempts between slices",
               .ok());
   REQUIRE(engine.submit(std::make_shared<TraceJob>("r1", Priority::kRig, 2, trace, mutex)).ok());
   gate->open();
-  for (int i = 0; i < 200 && engine.queue_depths() != std::array<int, 3>{0, 0, 0}; ++i) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
-  }
-  std::lock_guard lock(mutex);
   // Rig first (both slices), then interactive, then the campaigns round-robin.
   const std::vector<std::string> expected = {"r1", "r1", "i1", "i1", "c1",
                                              "c2", "c1", "c2", "c1", "c2"};
+  // The queues are empty once the last slice has started, not finished: wait for its trace entry
+  // and for the engine to count its step (added after the slice returns).
+  auto settled = [&] {
+    std::lock_guard lock(mutex);
+    return trace.size() >= expected.size() && metrics.steps_total() >= 10;
+  };
+  for (int i = 0; i < 400 && !settled(); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  CHECK(engine.queue_depths() == std::array<int, 3>{0, 0, 0});
+  std::lock_guard lock(mutex);
   CHECK(trace == expected);
   CHECK(metrics.steps_total() == 10);
 }
