@@ -316,7 +316,7 @@ int main(int argc, char** argv) {
     if (r.profile.empty()) continue;
     std::printf(
         "  launch by launch, ms per step (mean of %d steps run without a graph; the "
-        "persistent kernel: whole steps):\n",
+        "persistent kernel: phase by phase, from block 0's clock after each barrier):\n",
         kProfileSteps);
     double total = 0;
     for (const auto& [label, ms] : r.profile) {

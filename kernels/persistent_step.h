@@ -33,6 +33,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <string>
 #include <vector>
 
 #include "kernels/element_ops.h"
@@ -46,6 +47,13 @@ constexpr int kSplitTerms = 128;   // sums at least this long run split over a w
 constexpr int kChannelBlock = 8;   // output channels of a blocked forward item
 constexpr int kPixelChannels = 4;  // at most this many input channels in a pixel backward item
 constexpr int kFuseChannels = 8;   // separable layers fuse when the pointwise side has <= this
+
+// Names the loops that follow in the current phase, for an executor that reports where a step's
+// time goes (PhaseLog); a no-op for the others, the GPU's included.
+template <class Exec>
+STIMLOOP_HOST_DEVICE inline void label_phase(Exec& ex, const char* what, int layer = -1) {
+  if constexpr (requires { ex.label(what, layer); }) ex.label(what, layer);
+}
 
 // How a layer's values are spread over workers, per pass. Forward: kPlain one worker per value;
 // kSplit one warp per value (long sums: the Dense readout, a 28 x 28 readout); kBlocked one
@@ -471,6 +479,8 @@ template <class Exec>
 STIMLOOP_HOST_DEVICE void forward(Exec& ex, const Plan& plan, bool record, bool open_end = false) {
   for (int l = 0; l < plan.layers; ++l) {
     if (plan.fuse_forward[l]) continue;  // computed inside layer l + 1's items
+    label_phase(
+        ex, l > 0 && plan.fuse_forward[l - 1] ? "forward (+ the depthwise below)" : "forward", l);
     forward_loops(ex, plan, l, record);
     if (!(open_end && l == plan.layers - 1)) ex.sync();
   }
@@ -485,6 +495,7 @@ template <class Exec>
 STIMLOOP_HOST_DEVICE void backward(Exec& ex, const Plan& plan, int top) {
   for (int l = top; l >= 0; --l) {
     if (l > 0 && plan.fuse_backward[l - 1]) continue;  // computed inside layer l - 1's items
+    label_phase(ex, plan.fuse_backward[l] ? "backward (+ the pointwise above)" : "backward", l);
     backward_loops(ex, plan, l);
     ex.sync();
   }
@@ -557,6 +568,7 @@ STIMLOOP_HOST_DEVICE void update(Exec& ex, const Plan& plan) {
   const StepSettings& st = plan.step;
   const std::int64_t size = std::int64_t{s.h} * s.w * 3;
   const int row = s.w * 3;
+  label_phase(ex, "update: y-blur of the gradient, row sums of g^2");
   ex.for_each(s.n * size, [&](std::int64_t i) {
     const int image = static_cast<int>(i / size), e = static_cast<int>(i % size);
     copy_if_improved(s, image, e, size);
@@ -575,6 +587,7 @@ STIMLOOP_HOST_DEVICE void update(Exec& ex, const Plan& plan) {
         if (lane == 0) plan.row_sums[r] = total;
       });
   ex.sync();
+  label_phase(ex, "update: rms, x-blur, step, clip");
   ex.warp_reduce(
       std::int64_t{s.n} * s.h,
       [&](std::int64_t r, int lane, int lanes) {
@@ -621,6 +634,7 @@ template <class Exec>
 STIMLOOP_HOST_DEVICE void blur_images(Exec& ex, const Plan& plan) {
   const ImageState& s = plan.images;
   const std::int64_t size = std::int64_t{s.h} * s.w * 3;
+  label_phase(ex, "image blur: y");
   ex.for_each(s.n * size, [&](std::int64_t i) {
     const int image = static_cast<int>(i / size), e = static_cast<int>(i % size);
     copy_if_improved(s, image, e, size);
@@ -628,6 +642,7 @@ STIMLOOP_HOST_DEVICE void blur_images(Exec& ex, const Plan& plan) {
         blur_y(s, plan.image_blur, image, e, [&](int im, int f) { return s.x[im * size + f]; });
   });
   ex.sync();
+  label_phase(ex, "image blur: x");
   ex.for_each(s.n * size, [&](std::int64_t i) {
     const int image = static_cast<int>(i / size), e = static_cast<int>(i % size);
     const int c = e % 3, px = (e / 3) % s.w, y = e / (3 * s.w);
@@ -674,6 +689,31 @@ struct PhaseCounter {
     warp_items += n;
   }
   void sync() { ++syncs; }
+};
+
+// Runs nothing: records each phase's labels and items, in order, to name the phases of a
+// step's timing on the GPU (device_synthesis.cu's profile).
+struct PhaseLog {
+  struct Phase {
+    std::string what;
+    std::int64_t items = 0, warp_items = 0;
+  };
+  std::vector<Phase> phases{1};  // the last one is open
+  void label(const char* what, int layer) {
+    std::string& w = phases.back().what;
+    if (!w.empty()) w += " + ";
+    w += what;
+    if (layer >= 0) w += " L" + std::to_string(layer);
+  }
+  template <class F>
+  void for_each(std::int64_t n, F&&) {
+    phases.back().items += n;
+  }
+  template <class Partial, class Consume>
+  void warp_reduce(std::int64_t n, Partial&&, Consume&&) {
+    phases.back().warp_items += n;
+  }
+  void sync() { phases.emplace_back(); }
 };
 
 // The executor of the CPU run: every item in order, one lane after another.

@@ -21,6 +21,7 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <cstdlib>
 #include <map>
 #include <string>
@@ -304,36 +305,84 @@ class CudaSynthesis final : public DeviceSynthesis {
     return static_cast<const float*>(buffer.data());
   }
 
-  // Whole steps, timed one by one (the persistent kernel has no launches inside a step).
+  static constexpr int kMaxProfiledPhases = 64;  // a step's phases the profile itemises
+
+  // Whole steps, timed one by one (the persistent kernel has no launches inside a step), and
+  // within a step each phase: block 0's SM clock after every barrier, converted at the card's
+  // peak clock (so "launch, exit, clock" -- the event time not inside the phases -- also shows
+  // any clock below peak). Phases of ordinary steps are itemised, blur steps counted whole; the
+  // first entry is the cost of an empty barrier, outside the total.
   StatusOr<std::vector<std::pair<std::string, double>>> profile_persistent(int steps) {
-    cudaEvent_t start = nullptr, stop = nullptr;
-    CUDA_RETURN_IF_ERROR(cudaEventCreate(&start));
-    const cudaError_t made = cudaEventCreate(&stop);
-    if (made != cudaSuccess) cudaEventDestroy(start);
-    CUDA_RETURN_IF_ERROR(made);
-    double total = 0.0;
-    for (int k = 0; k < steps; ++k) {
-      const Status timed = time_persistent_step(start, stop, total);
-      if (!timed.ok()) {
-        cudaEventDestroy(start);
-        cudaEventDestroy(stop);
-        return timed;
+    int device = 0, clock_khz = 0;
+    CUDA_RETURN_IF_ERROR(cudaGetDevice(&device));
+    CUDA_RETURN_IF_ERROR(cudaDeviceGetAttribute(&clock_khz, cudaDevAttrClockRate, device));
+    if (clock_khz <= 0) return internal_error("the device reports no clock rate");
+    ASSIGN_OR_RETURN(const double barrier_us, persistent_barrier_us(persistent_blocks_, stream_));
+    persistent::PhaseLog log;
+    persistent::step(log, plan_, false);
+    log.phases.pop_back();  // the step ends with a barrier: the last entry is empty
+    const int phases = static_cast<int>(log.phases.size());
+    DeviceBuffer<unsigned long long> clock_buffer;
+    RETURN_IF_ERROR(clock_buffer.allocate(kMaxProfiledPhases + 1));
+    std::vector<unsigned long long> clocks(kMaxProfiledPhases + 1);
+    std::vector<double> phase_ms(phases, 0.0);
+    double outside_ms = 0.0, blur_ms = 0.0;
+    int blur_steps = 0;
+    struct Events {  // destroyed on every return
+      cudaEvent_t start = nullptr, stop = nullptr;
+      ~Events() {
+        if (start != nullptr) cudaEventDestroy(start);
+        if (stop != nullptr) cudaEventDestroy(stop);
       }
+    } events;
+    CUDA_RETURN_IF_ERROR(cudaEventCreate(&events.start));
+    CUDA_RETURN_IF_ERROR(cudaEventCreate(&events.stop));
+    for (int k = 0; k < steps; ++k) {
+      const bool blur = is_blur_step(steps_done_);
+      double step_ms = 0.0;
+      RETURN_IF_ERROR(
+          time_persistent_step(events.start, events.stop, step_ms, clock_buffer.data()));
+      RETURN_IF_ERROR(clock_buffer.download(clocks.data(), clocks.size(), stream_));
+      CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream_));
+      if (blur || phases > kMaxProfiledPhases) {
+        blur_ms += step_ms;
+        ++blur_steps;
+        continue;
+      }
+      double inside = 0.0;
+      for (int p = 0; p < phases; ++p) {
+        const double ms = double(clocks[p + 1] - clocks[p]) / clock_khz;
+        phase_ms[p] += ms;
+        inside += ms;
+      }
+      outside_ms += step_ms - inside;
     }
-    cudaEventDestroy(start);
-    cudaEventDestroy(stop);
-    return std::vector<std::pair<std::string, double>>{
-        {"persistent step (update, forward, record, backward: one kernel)", total}};
+    char barrier[160];
+    std::snprintf(barrier, sizeof barrier,
+                  "(not in the total: one empty grid barrier, %.2f us; SM clock %.0f MHz)",
+                  barrier_us, clock_khz / 1e3);
+    std::vector<std::pair<std::string, double>> out = {{barrier, 0.0}};
+    for (int p = 0; p < phases; ++p) {
+      const persistent::PhaseLog::Phase& ph = log.phases[p];
+      out.emplace_back("phase " + std::to_string(p) + ": " + ph.what + " (" +
+                           std::to_string(ph.items) + " items, " + std::to_string(ph.warp_items) +
+                           " warp items)",
+                       phase_ms[p]);
+    }
+    out.emplace_back("launch, exit, clock below peak (event time outside the phases)", outside_ms);
+    out.emplace_back(std::to_string(blur_steps) + " blur step(s), whole", blur_ms);
+    return out;
   }
-  Status time_persistent_step(cudaEvent_t start, cudaEvent_t stop, double& total_ms) {
+  Status time_persistent_step(cudaEvent_t start, cudaEvent_t stop, double& step_ms,
+                              unsigned long long* phase_clock) {
     CUDA_RETURN_IF_ERROR(cudaEventRecord(start, stream_));
     RETURN_IF_ERROR(launch_persistent_steps(plan_, persistent_blocks_, steps_done_, 1, blur_every(),
-                                            false, stream_));
+                                            false, stream_, phase_clock, kMaxProfiledPhases + 1));
     CUDA_RETURN_IF_ERROR(cudaEventRecord(stop, stream_));
     CUDA_RETURN_IF_ERROR(cudaEventSynchronize(stop));
     float ms = 0;
     CUDA_RETURN_IF_ERROR(cudaEventElapsedTime(&ms, start, stop));
-    total_ms += ms;
+    step_ms = ms;
     ++steps_done_;
     return Status::Ok();
   }

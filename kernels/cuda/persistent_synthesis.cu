@@ -44,6 +44,9 @@ __device__ persistent::Sums<N> from_lane0(persistent::Sums<N> v) {
 
 struct GridExecutor {
   cg::grid_group grid = cg::this_grid();
+  // Profiling (nullptr otherwise): thread 0's SM clock at the start and after each barrier.
+  unsigned long long* phase_clock = nullptr;
+  int phase_capacity = 0, phase = 0;
 
   template <class F>
   __device__ void for_each(std::int64_t n, F&& f) {
@@ -68,7 +71,14 @@ struct GridExecutor {
     }
   }
 
-  __device__ void sync() { grid.sync(); }
+  __device__ void sync() {
+    grid.sync();
+    if (phase_clock != nullptr) record_phase_end();
+  }
+  __device__ void record_phase_end() {
+    if (grid.thread_rank() == 0 && phase < phase_capacity) phase_clock[phase] = clock64();
+    ++phase;
+  }
 };
 
 // 512 threads, one block an SM, at most 128 registers a thread: the blocked items keep eight
@@ -77,12 +87,22 @@ struct GridExecutor {
 // barrier serialises (132 on an H100/H200, not 264).
 __global__ void __launch_bounds__(kThreads, 1)
     persistent_steps_kernel(const __grid_constant__ persistent::Plan plan, int first_step,
-                            int steps, int blur_every, int evaluate_first) {
+                            int steps, int blur_every, int evaluate_first,
+                            unsigned long long* phase_clock, int phase_capacity) {
   GridExecutor ex;
+  ex.phase_clock = phase_clock;
+  ex.phase_capacity = phase_capacity;
+  if (phase_clock != nullptr) ex.record_phase_end();  // the start
   if (evaluate_first != 0) persistent::initial_evaluation(ex, plan);
   for (int s = 0; s < steps; ++s) {
     persistent::step(ex, plan, persistent::is_blur_step(first_step + s, blur_every));
   }
+}
+
+// Barriers and nothing else, for the cost of one (persistent_barrier_us).
+__global__ void __launch_bounds__(kThreads, 1) empty_barriers_kernel(int barriers) {
+  cg::grid_group grid = cg::this_grid();
+  for (int k = 0; k < barriers; ++k) grid.sync();
 }
 
 }  // namespace
@@ -107,14 +127,44 @@ StatusOr<int> persistent_grid_blocks() {
 }
 
 Status launch_persistent_steps(const persistent::Plan& plan, int blocks, int first_step, int steps,
-                               int blur_every, bool evaluate_first, cudaStream_t stream) {
+                               int blur_every, bool evaluate_first, cudaStream_t stream,
+                               unsigned long long* phase_clock, int phase_capacity) {
   if (steps <= 0 && !evaluate_first) return Status::Ok();
   int evaluate = evaluate_first ? 1 : 0;
-  void* args[] = {const_cast<persistent::Plan*>(&plan), &first_step, &steps, &blur_every,
-                  &evaluate};
+  void* args[] = {const_cast<persistent::Plan*>(&plan),
+                  &first_step,
+                  &steps,
+                  &blur_every,
+                  &evaluate,
+                  &phase_clock,
+                  &phase_capacity};
   CUDA_RETURN_IF_ERROR(cudaLaunchCooperativeKernel(reinterpret_cast<void*>(persistent_steps_kernel),
                                                    dim3(blocks), dim3(kThreads), args, 0, stream));
   return check_launch("persistent_steps_kernel");
+}
+
+StatusOr<double> persistent_barrier_us(int blocks, cudaStream_t stream) {
+  constexpr int kBarriers = 2000;
+  cudaEvent_t start = nullptr, stop = nullptr;
+  CUDA_RETURN_IF_ERROR(cudaEventCreate(&start));
+  const cudaError_t made = cudaEventCreate(&stop);
+  if (made != cudaSuccess) cudaEventDestroy(start);
+  CUDA_RETURN_IF_ERROR(made);
+  int barriers = kBarriers;
+  void* args[] = {&barriers};
+  cudaError_t e = cudaEventRecord(start, stream);
+  if (e == cudaSuccess) {
+    e = cudaLaunchCooperativeKernel(reinterpret_cast<void*>(empty_barriers_kernel), dim3(blocks),
+                                    dim3(kThreads), args, 0, stream);
+  }
+  if (e == cudaSuccess) e = cudaEventRecord(stop, stream);
+  if (e == cudaSuccess) e = cudaEventSynchronize(stop);
+  float ms = 0;
+  if (e == cudaSuccess) e = cudaEventElapsedTime(&ms, start, stop);
+  cudaEventDestroy(start);
+  cudaEventDestroy(stop);
+  CUDA_RETURN_IF_ERROR(e);
+  return 1e3 * ms / kBarriers;
 }
 
 }  // namespace stimloop::cuda

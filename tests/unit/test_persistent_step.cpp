@@ -254,6 +254,25 @@ TEST_CASE("Persistent step program: barriers a step for a compact model",
             << step.warp_items << " warp items a step\n";
   CHECK(step.syncs == 15);
   CHECK(blur_step.syncs == 25);
+  // The names the GPU profile gives the phases (device_synthesis.cu): one a barrier, the items
+  // adding up to PhaseCounter's.
+  stimloop::persistent::PhaseLog log;
+  stimloop::persistent::step(log, plan, false);
+  REQUIRE(log.phases.size() == 16);
+  CHECK(log.phases.back().what.empty());
+  std::int64_t items = 0, warp_items = 0;
+  for (const auto& phase : log.phases) {
+    std::cout << "  " << phase.what << ": " << phase.items << " items, " << phase.warp_items
+              << " warp items\n";
+    CHECK((phase.what.empty() == (&phase == &log.phases.back())));
+    items += phase.items;
+    warp_items += phase.warp_items;
+  }
+  CHECK(items == step.items);
+  CHECK(warp_items == step.warp_items);
+  CHECK(log.phases[0].what == "update: y-blur of the gradient, row sums of g^2");
+  CHECK(log.phases[2].what == "forward L0");
+  CHECK(log.phases[14].what == "backward L0");
 }
 
 TEST_CASE("Persistent step program: a constant top gradient is never pre-masked",
