@@ -23,7 +23,7 @@
 
 // Keeps nvcc from unrolling a loop whose unrolled loads, hoisted ahead, would not fit in the
 // persistent kernel's 128 registers (g++ is left to its own choice).
-#if defined(__CUDACC__)
+#if defined(__CUDA_ARCH__)
 #define STIMLOOP_DEVICE_NO_UNROLL _Pragma("unroll 1")
 #else
 #define STIMLOOP_DEVICE_NO_UNROLL
@@ -338,10 +338,11 @@ STIMLOOP_HOST_DEVICE inline void fma_weight_block(float v, const float* row, flo
 }
 
 // Forward of a dense conv or pointwise op, kB consecutive output channels [co0, co0 + kB) at one
-// output pixel (flat over n x out_h x out_w), weights padded as above: acc[j] plus the terms, in
-// the order of forward_sum with one lane, so each value below out_c has forward_sum's bits (the
-// padding's values are sums of zeros, for the caller to drop). One load of an input value serves
-// kB FMAs, where forward_sum spends two loads on each.
+// output pixel (flat over n x out_h x out_w), weights padded as above to a multiple of kB
+// (persistent::pad_weight_rows pads to kChannelBlock, the kB of every caller): acc[j] plus the
+// terms, in the order of forward_sum with one lane, so each value below out_c has forward_sum's
+// bits (the padding's values are sums of zeros, for the caller to drop). One load of an input value
+// serves kB FMAs, where forward_sum spends two loads on each.
 template <int kB>
 STIMLOOP_HOST_DEVICE inline void forward_block(const LayerParams& p, const float* in,
                                                const float* w_padded, std::int64_t pixel, int co0,

@@ -279,7 +279,9 @@ inline void plan_premasks(PlanLayer* table, const Plan& plan) {
       PlanLayer& below = table[std::int64_t{l} * plan.targets + t];
       PlanLayer& above = table[std::int64_t{l + 1} * plan.targets + t];
       if (backward_form(below.p) != kBlocked || below.relu_out == nullptr) continue;
-      if (above.d_in == nullptr) continue;  // fused: its values are computed, not stored
+      // A fused layer's values are computed, not stored (never above a blocked conv: only
+      // depthwise layers take a fused pointwise backward); kept as a guard.
+      if (above.d_in == nullptr) continue;
       above.mask_d_in = below.relu_out;
       below.d_out_masked = true;
     }

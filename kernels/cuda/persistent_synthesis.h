@@ -20,7 +20,8 @@ StatusOr<int> persistent_grid_blocks();
 // Runs (evaluate_first: the initial forward and backward, then) `steps` steps from step index
 // `first_step`; the image blur follows steps t > 0 with t % blur_every == 0 (0: never).
 // Profiling: with `phase_clock` (device memory, phase_capacity entries) block 0's thread 0 writes
-// its SM clock (clock64) at the start and after every barrier, as far as the entries reach.
+// its SM clock (clock64) at the start and after every barrier, as far as the entries reach (the
+// first phase so includes the other blocks' later start).
 Status launch_persistent_steps(const persistent::Plan& plan, int blocks, int first_step, int steps,
                                int blur_every, bool evaluate_first, cudaStream_t stream,
                                unsigned long long* phase_clock = nullptr, int phase_capacity = 0);

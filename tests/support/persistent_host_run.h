@@ -85,8 +85,7 @@ class PersistentHostRun {
     std::vector<std::vector<float>> activations;
     std::vector<float> grad_a, grad_b, seed;
     std::vector<float> top_grad;  // the constant gradient at the last layer's input
-    // Per layer: the plan's weight copies (transposed, padded). A deque: the table points into
-    // them while later layers are added.
+    // Per layer: the plan's weight copies (transposed, padded), which the table points into.
     std::deque<persistent::LayerWeightCopies> weight_copies;
   };
   PersistentHostRun() = default;
