@@ -86,6 +86,11 @@ STIMLOOP_HOST_DEVICE inline int backward_terms(const LayerParams& p) {
   return 0;
 }
 
+STIMLOOP_HOST_DEVICE inline int min_int(int a, int b) { return a < b ? a : b; }
+STIMLOOP_HOST_DEVICE inline int max_int(int a, int b) { return a > b ? a : b; }
+// ceil(v / 2) for any sign (integer division truncates toward zero).
+STIMLOOP_HOST_DEVICE inline int ceil_half(int v) { return v >= 0 ? (v + 1) / 2 : -((-v) / 2); }
+
 // Carry of a term cursor: `inner` ran past `n` (once or several times when lanes > n).
 STIMLOOP_HOST_DEVICE inline void carry_taps(int& inner, int n, int& kx, int& ky, int k_w) {
   while (inner >= n) {
@@ -170,6 +175,43 @@ STIMLOOP_HOST_DEVICE inline float depthwise_backward_whole(const LayerParams& p,
     });
   });
   return acc;
+}
+
+// Depthwise backward at stride 2, the 2 x 2 block of input values (2 by + dy, 2 bx + dx) of
+// channel c in image b (those inside the input): acc[2 dy + dx]. The four share one window of
+// output gradients, each value loaded once for every input it feeds (a 5 x 5 kernel: 9 loads for
+// 4 inputs, where one input alone takes 4-9), and the four sums are independent chains. The
+// window goes by output row and column descending, which is each input's taps ascending, so each
+// value has depthwise_backward_whole's terms in its order: the same bits.
+STIMLOOP_HOST_DEVICE inline void depthwise_backward_block2(const LayerParams& p, const float* d_out,
+                                                           const float* relu_out, const float* w,
+                                                           std::int64_t b, int by, int bx, int c,
+                                                           float (&acc)[4]) {
+  const int iy0 = 2 * by, ix0 = 2 * bx;
+  // Outputs o with 0 <= iy + pad - 2 o < k for iy in {iy0, iy0 + 1}.
+  const int oy_hi = min_int((iy0 + 1 + p.pad_top) / 2, p.out_h - 1);
+  const int ox_hi = min_int((ix0 + 1 + p.pad_left) / 2, p.out_w - 1);
+  const int oy_lo = max_int(ceil_half(iy0 + p.pad_top - (p.k_h - 1)), 0);
+  const int ox_lo = max_int(ceil_half(ix0 + p.pad_left - (p.k_w - 1)), 0);
+  const std::int64_t image = b * p.out_size();
+  for (int q = 0; q < 4; ++q) acc[q] = 0.0f;
+  for (int oy = oy_hi; oy >= oy_lo; --oy) {
+    for (int ox = ox_hi; ox >= ox_lo; --ox) {
+      const std::int64_t g = image + (std::int64_t{oy} * p.out_w + ox) * p.in_c + c;
+      if (!relu_passes(relu_out, g)) continue;
+      const float d = d_out[g];
+      for (int dy = 0; dy < 2; ++dy) {
+        const int ky = iy0 + dy + p.pad_top - 2 * oy;
+        if (ky < 0 || ky >= p.k_h || iy0 + dy >= p.in_h) continue;
+        for (int dx = 0; dx < 2; ++dx) {
+          const int kx = ix0 + dx + p.pad_left - 2 * ox;
+          if (kx < 0 || kx >= p.k_w || ix0 + dx >= p.in_w) continue;
+          acc[2 * dy + dx] =
+              fmaf(d, w[(std::int64_t{ky} * p.k_w + kx) * p.in_c + c], acc[2 * dy + dx]);
+        }
+      }
+    }
+  }
 }
 
 // Forward, output value i (of p.out_size() per image): acc plus this lane's terms in * w.

@@ -7,8 +7,10 @@
 
 #if defined(__CUDACC__)
 #define STIMLOOP_HOST_DEVICE __host__ __device__
+#define STIMLOOP_FORCE_INLINE __forceinline__
 #else
 #define STIMLOOP_HOST_DEVICE
+#define STIMLOOP_FORCE_INLINE inline
 #endif
 
 namespace stimloop {

@@ -59,9 +59,11 @@ STIMLOOP_HOST_DEVICE inline void label_phase(Exec& ex, const char* what, int lay
 // kSplit one warp per value (long sums: the Dense readout, a 28 x 28 readout); kBlocked one
 // worker per output pixel and kChannelBlock channels (dense convs and pointwise ops: an input
 // load serves 8 FMAs). Backward: kPlain; kSplit; kBlocked one warp per input pixel of a dense
-// conv with few input channels (layer 0: 3), all its channels at once.
-enum Form : int { kPlain = 0, kSplit = 1, kBlocked = 2 };
-constexpr int kForms = 3;
+// conv with few input channels (layer 0: 3), all its channels at once; kQuad one worker per 2 x 2
+// input block of one channel of a stride-2 depthwise layer (one window of output gradients serves
+// four inputs: element_ops::depthwise_backward_block2).
+enum Form : int { kPlain = 0, kSplit = 1, kBlocked = 2, kQuad = 3 };
+constexpr int kForms = 4;
 
 STIMLOOP_HOST_DEVICE inline int forward_form(const LayerParams& p) {
   if (element_ops::forward_terms(p) >= kSplitTerms) return kSplit;
@@ -69,7 +71,10 @@ STIMLOOP_HOST_DEVICE inline int forward_form(const LayerParams& p) {
   return dense && p.out_c > 1 ? kBlocked : kPlain;
 }
 STIMLOOP_HOST_DEVICE inline int backward_form(const LayerParams& p) {
-  if (element_ops::backward_terms(p) < kSplitTerms) return kPlain;
+  if (element_ops::backward_terms(p) < kSplitTerms) {
+    const bool quad = p.kind == LayerKind::kDepthwise && p.stride_h == 2 && p.stride_w == 2;
+    return quad ? kQuad : kPlain;
+  }
   return p.kind == LayerKind::kConv2D && p.in_c <= kPixelChannels ? kBlocked : kSplit;
 }
 // Items of one image in a form.
@@ -78,6 +83,7 @@ STIMLOOP_HOST_DEVICE inline std::int64_t forward_items(const LayerParams& p, int
   return std::int64_t{p.out_h} * p.out_w * ((p.out_c + kChannelBlock - 1) / kChannelBlock);
 }
 STIMLOOP_HOST_DEVICE inline std::int64_t backward_items(const LayerParams& p, int form) {
+  if (form == kQuad) return std::int64_t{(p.in_h + 1) / 2} * ((p.in_w + 1) / 2) * p.in_c;
   return form == kBlocked ? std::int64_t{p.in_h} * p.in_w : p.in_size();
 }
 
@@ -220,7 +226,9 @@ inline void plan_fusions(const PlanLayer* table, Plan& plan) {
       // Every block of the pointwise layer's outputs recomputes the depthwise values: at most two.
       forward = forward && pair && pw.in_c <= kFuseChannels && forward_form(pw) == kBlocked &&
                 pw.out_c <= 2 * kChannelBlock;
-      backward = backward && pair && pw.out_c <= kFuseChannels && backward_form(dw) == kPlain;
+      const int dw_form = backward_form(dw);
+      backward =
+          backward && pair && pw.out_c <= kFuseChannels && (dw_form == kPlain || dw_form == kQuad);
     }
     plan.fuse_forward[l] = forward;
     plan.fuse_backward[l] = backward;
@@ -443,6 +451,30 @@ STIMLOOP_HOST_DEVICE void backward_loops(Exec& ex, const Plan& plan, int l) {
       store_d_in(t, j, backward_value(t, j, 0, 1));
     }
   });
+  ex.for_each(plan.backward_items[l][kQuad], [&plan, l, hint = 0](std::int64_t i) mutable {
+    const PlanLayer& t = find_target<false>(plan, l, kQuad, i, hint);
+    const LayerParams& p = t.p;
+    // (image, block row, block column, channel), as NhwcPos over the blocks
+    const element_ops::NhwcPos at = element_ops::unravel(i - t.backward_first[kQuad],
+                                                         (p.in_h + 1) / 2, (p.in_w + 1) / 2, p.in_c);
+    const int c = at.c, bx = at.x, by = at.y;
+    const std::int64_t b = at.b;
+    float acc[4];
+    if (!plan.fuse_backward[l]) {
+      element_ops::depthwise_backward_block2(p, t.d_out, backward_mask(t), t.w, b, by, bx, c, acc);
+    }
+    for (int q = 0; q < 4; ++q) {
+      const int iy = 2 * by + q / 2, ix = 2 * bx + q % 2;
+      if (iy >= p.in_h || ix >= p.in_w) continue;
+      const std::int64_t j = ((b * p.in_h + iy) * p.in_w + ix) * p.in_c + c;
+      if (plan.fuse_backward[l]) {  // four independent per-value sums
+        const PlanLayer& pw = layer_of(plan, t, l + 1);
+        acc[q] =
+            element_ops::separable_backward(p, t.w, pw.p, pw.d_out, backward_mask(pw), pw.w, j);
+      }
+      store_d_in(t, j, acc[q]);
+    }
+  });
   ex.warp_reduce(
       plan.backward_items[l][kSplit],
       [&plan, l, hint = 0](std::int64_t i, int lane, int lanes) mutable {
@@ -509,7 +541,7 @@ STIMLOOP_HOST_DEVICE void backward(Exec& ex, const Plan& plan, int top) {
 #pragma nv_exec_check_disable
 #endif
 template <class Exec>
-STIMLOOP_HOST_DEVICE void initial_evaluation(Exec& ex, const Plan& plan) {
+STIMLOOP_HOST_DEVICE STIMLOOP_FORCE_INLINE void initial_evaluation(Exec& ex, const Plan& plan) {
   forward(ex, plan, false);
   backward(ex, plan, plan.layers - 1);
 }
@@ -661,7 +693,7 @@ STIMLOOP_HOST_DEVICE void blur_images(Exec& ex, const Plan& plan) {
 #pragma nv_exec_check_disable
 #endif
 template <class Exec>
-STIMLOOP_HOST_DEVICE void step(Exec& ex, const Plan& plan, bool blur) {
+STIMLOOP_HOST_DEVICE STIMLOOP_FORCE_INLINE void step(Exec& ex, const Plan& plan, bool blur) {
   update(ex, plan);
   if (!blur) {
     evaluate(ex, plan, true);

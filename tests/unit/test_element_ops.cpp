@@ -238,3 +238,46 @@ TEST_CASE("A conv backward split over lanes gives every lane its share of the te
 }
 
 }  // namespace stimloop
+
+namespace stimloop {
+
+TEST_CASE("Depthwise stride-2 backward by 2 x 2 input blocks gives the bits of backward_sum",
+          "[ops][cuda-arithmetic]") {
+  // The persistent step's stride-2 depthwise backward (kQuad items): one window of output
+  // gradients for four inputs, each input's terms in its own order. Odd sizes leave blocks with
+  // inputs past the edge; 'same' on 16 x 16 pads 1 before; a kernel larger than the image.
+  const test::OpCase& c = GENERATE(from_range(std::begin(test::kCases), std::end(test::kCases)));
+  const bool relu = GENERATE(false, true);
+  const LayerParams p = test::make_params(c, true, relu);
+  if (p.kind != LayerKind::kDepthwise || p.stride_h != 2 || p.stride_w != 2) return;
+  CAPTURE(c.label, relu);
+  const int n = 2;
+  std::mt19937 rng(23u + static_cast<unsigned>(p.in_size()));
+  const auto w = random_floats(p.weight_count(), -0.3, 0.3, rng);
+  const auto d_out = random_floats(n * p.out_size(), -1, 1, rng);
+  const auto relu_out = random_floats(n * p.out_size(), -0.5, 1, rng);
+  const float* mask = relu ? relu_out.data() : nullptr;
+  int mismatches = 0, values = 0;
+  for (int b = 0; b < n; ++b) {
+    for (int by = 0; by < (p.in_h + 1) / 2; ++by) {
+      for (int bx = 0; bx < (p.in_w + 1) / 2; ++bx) {
+        for (int ch = 0; ch < p.in_c; ++ch) {
+          float acc[4];
+          element_ops::depthwise_backward_block2(p, d_out.data(), mask, w.data(), b, by, bx, ch,
+                                                 acc);
+          for (int q = 0; q < 4; ++q) {
+            const int iy = 2 * by + q / 2, ix = 2 * bx + q % 2;
+            if (iy >= p.in_h || ix >= p.in_w) continue;
+            const std::int64_t i = ((std::int64_t{b} * p.in_h + iy) * p.in_w + ix) * p.in_c + ch;
+            mismatches += acc[q] != element_ops::backward_sum(p, d_out.data(), mask, w.data(), i);
+            ++values;
+          }
+        }
+      }
+    }
+  }
+  CHECK(values == n * p.in_size());
+  CHECK(mismatches == 0);
+}
+
+}  // namespace stimloop
