@@ -41,7 +41,7 @@ struct Stage {
 };
 std::shared_ptr<const Network> compact_shaped(int image_side, int f0,
                                               const std::vector<Stage>& stages, int outputs,
-                                              unsigned seed) {
+                                              unsigned seed, bool top_relu = false) {
   auto net = std::make_shared<Network>();
   net->in_h = net->in_w = image_side;
   net->in_c = 3;
@@ -80,7 +80,7 @@ std::shared_ptr<const Network> compact_shaped(int image_side, int f0,
   }
   channels = side * side * channels;
   side = 1;
-  add(LayerKind::kPointwise, 1, 1, outputs, true, false);
+  add(LayerKind::kPointwise, 1, 1, outputs, true, top_relu);
   return net;
 }
 
@@ -114,8 +114,12 @@ HostTarget target_of(std::shared_ptr<const Network> net, int output, bool maximi
   return t;
 }
 
-void compare_with_host_loop(bool maximise, bool grayscale, bool wide = false) {
-  const auto net = small_network(2, 5, wide);
+// `readout_relu`: a conv and a Dense readout with a ReLU instead of small_network, so that the
+// top gradient is not constant and the readout's backward writes layer 0's gradient pre-masked.
+void compare_with_host_loop(bool maximise, bool grayscale, bool wide = false,
+                            bool readout_relu = false) {
+  const auto net =
+      readout_relu ? compact_shaped(16, 8, {}, 2, 5, /*top_relu=*/true) : small_network(2, 5, wide);
   const int count = 2, steps = 60;
   const std::uint64_t seed = 11;
   auto r = request(maximise, 0, count, seed, steps);
@@ -125,11 +129,13 @@ void compare_with_host_loop(bool maximise, bool grayscale, bool wide = false) {
   REQUIRE(run.ok());
   // The paths this network is meant to exercise are the ones planned.
   const stimloop::persistent::Plan& plan = (*run)->plan();
-  CHECK(plan.constant_top);
-  CHECK(plan.fuse_forward[1]);
-  CHECK(plan.fuse_backward[1] != wide);
-  CHECK(plan.fuse_forward[3] != wide);
-  CHECK(plan.fuse_backward[3]);
+  CHECK(plan.constant_top != readout_relu);
+  if (!readout_relu) {
+    CHECK(plan.fuse_forward[1]);
+    CHECK(plan.fuse_backward[1] != wide);
+    CHECK(plan.fuse_forward[3] != wide);
+    CHECK(plan.fuse_backward[3]);
+  }
   CHECK(plan.table[0].d_out_masked);  // layer 0's gradient comes masked by layer 1's backward
   CHECK(plan.table[1].mask_d_in == plan.table[0].relu_out);
   (*run)->run(steps);
@@ -154,9 +160,9 @@ void compare_with_host_loop(bool maximise, bool grayscale, bool wide = false) {
   }
   const double identical = 1.0 - double(differing) / double(count * size);
   std::cout << "persistent program (CPU) vs host loop, " << (maximise ? "max" : "min")
-            << (grayscale ? " gray" : "") << (wide ? " wide" : "") << ": best values differ by "
-            << worst_value << " (relative), " << 100 * identical
-            << " % of 8-bit pixels identical\n";
+            << (grayscale ? " gray" : "") << (wide ? " wide" : "")
+            << (readout_relu ? " readout-relu" : "") << ": best values differ by " << worst_value
+            << " (relative), " << 100 * identical << " % of 8-bit pixels identical\n";
   CHECK(worst_value <= 1e-5);
   CHECK(identical >= 0.99);
 }
@@ -168,6 +174,7 @@ TEST_CASE("Persistent step program tracks the host loop", "[synthesis][persisten
   compare_with_host_loop(false, false);
   compare_with_host_loop(true, true);
   compare_with_host_loop(true, false, /*wide=*/true);
+  compare_with_host_loop(true, false, false, /*readout_relu=*/true);
 }
 
 TEST_CASE("Persistent step program: targets run together equal each target alone",
