@@ -178,28 +178,28 @@ STIMLOOP_HOST_DEVICE inline float depthwise_backward_whole(const LayerParams& p,
 }
 
 // Depthwise backward at stride 2, the 2 x 2 block of input values (2 by + dy, 2 bx + dx) of
-// channel c in image b (those inside the input): acc[2 dy + dx]. The four share one window of
-// output gradients, each value loaded once for every input it feeds (a 5 x 5 kernel: 9 loads for
-// 4 inputs, where one input alone takes 4-9), and the four sums are independent chains. The
-// window goes by output row and column descending, which is each input's taps ascending, so each
-// value has depthwise_backward_whole's terms in its order: the same bits.
-STIMLOOP_HOST_DEVICE inline void depthwise_backward_block2(const LayerParams& p, const float* d_out,
-                                                           const float* relu_out, const float* w,
-                                                           std::int64_t b, int by, int bx, int c,
-                                                           float (&acc)[4]) {
+// channel c (those inside the input): acc[2 dy + dx]. The four share one window of output
+// gradients, each fetched once for every input it feeds (a 5 x 5 kernel: 9 for 4 inputs, where
+// one input alone takes 4-9), and the four sums are independent chains. The window goes by output
+// row and column descending, which is each input's taps ascending, so each value has the
+// per-value gather's terms in its order: the same bits. `gradient(oy, ox, d)` sets d to the
+// output gradient at (oy, ox) of channel c and says whether it has a term (false: masked).
+template <class Gradient>
+STIMLOOP_HOST_DEVICE inline void depthwise_backward_block2_of(const LayerParams& p, const float* w,
+                                                              int by, int bx, int c,
+                                                              Gradient&& gradient,
+                                                              float (&acc)[4]) {
   const int iy0 = 2 * by, ix0 = 2 * bx;
   // Outputs o with 0 <= iy + pad - 2 o < k for iy in {iy0, iy0 + 1}.
   const int oy_hi = min_int((iy0 + 1 + p.pad_top) / 2, p.out_h - 1);
   const int ox_hi = min_int((ix0 + 1 + p.pad_left) / 2, p.out_w - 1);
   const int oy_lo = max_int(ceil_half(iy0 + p.pad_top - (p.k_h - 1)), 0);
   const int ox_lo = max_int(ceil_half(ix0 + p.pad_left - (p.k_w - 1)), 0);
-  const std::int64_t image = b * p.out_size();
   for (int q = 0; q < 4; ++q) acc[q] = 0.0f;
   for (int oy = oy_hi; oy >= oy_lo; --oy) {
     for (int ox = ox_hi; ox >= ox_lo; --ox) {
-      const std::int64_t g = image + (std::int64_t{oy} * p.out_w + ox) * p.in_c + c;
-      if (!relu_passes(relu_out, g)) continue;
-      const float d = d_out[g];
+      float d;
+      if (!gradient(oy, ox, d)) continue;
       for (int dy = 0; dy < 2; ++dy) {
         const int ky = iy0 + dy + p.pad_top - 2 * oy;
         if (ky < 0 || ky >= p.k_h || iy0 + dy >= p.in_h) continue;
@@ -212,6 +212,22 @@ STIMLOOP_HOST_DEVICE inline void depthwise_backward_block2(const LayerParams& p,
       }
     }
   }
+}
+// The plain layer: d_out of image b, masked by the layer's ReLU output where it has one.
+STIMLOOP_HOST_DEVICE inline void depthwise_backward_block2(const LayerParams& p, const float* d_out,
+                                                           const float* relu_out, const float* w,
+                                                           std::int64_t b, int by, int bx, int c,
+                                                           float (&acc)[4]) {
+  const std::int64_t image = b * p.out_size();
+  depthwise_backward_block2_of(
+      p, w, by, bx, c,
+      [&](int oy, int ox, float& d) {
+        const std::int64_t g = image + (std::int64_t{oy} * p.out_w + ox) * p.in_c + c;
+        if (!relu_passes(relu_out, g)) return false;
+        d = d_out[g];
+        return true;
+      },
+      acc);
 }
 
 // Forward, output value i (of p.out_size() per image): acc plus this lane's terms in * w.
@@ -438,25 +454,56 @@ STIMLOOP_HOST_DEVICE inline void separable_forward_block(const LayerParams& dw, 
 // with few output channels: the gradient at each tap's output is the pointwise backward value,
 // computed here as backward_sum computes it instead of being read back (same bits as the two
 // backward passes one after the other).
+// The gradient at a depthwise output (flat pixel `pixel` of pw's input, channel w_row's) as the
+// fused pointwise op's backward computes it: sum over pw's outputs k of d_out * w_row[k], masked.
+STIMLOOP_HOST_DEVICE inline float pointwise_gradient_at(const LayerParams& pw,
+                                                        const float* pw_d_out,
+                                                        const float* pw_relu_out,
+                                                        const float* w_row, std::int64_t pixel) {
+  const std::int64_t g = pixel * pw.out_c;
+  float d = 0.0f;
+  for (int k = 0; k < pw.out_c; ++k) {
+    if (relu_passes(pw_relu_out, g + k)) d = fmaf(pw_d_out[g + k], w_row[k], d);
+  }
+  return d;
+}
+
 STIMLOOP_HOST_DEVICE inline float separable_backward(const LayerParams& dw, const float* dw_w,
                                                      const LayerParams& pw, const float* pw_d_out,
                                                      const float* pw_relu_out, const float* pw_w,
                                                      std::int64_t i) {
   const NhwcPos at = unravel(i, dw.in_h, dw.in_w, dw.in_c);
-  const std::int64_t image = at.b * pw.out_size();
+  const std::int64_t image = at.b * dw.out_h * dw.out_w;  // pixels before image at.b
   const float* w_row = pw_w + std::int64_t{at.c} * pw.out_c;
   float acc = 0.0f;
   for_each_gather_tap(at.y, dw.k_h, dw.stride_h, dw.pad_top, dw.out_h, [&](int ky, int oy) {
     for_each_gather_tap(at.x, dw.k_w, dw.stride_w, dw.pad_left, dw.out_w, [&](int kx, int ox) {
-      const std::int64_t g = image + (std::int64_t{oy} * dw.out_w + ox) * pw.out_c;
-      float d = 0.0f;
-      for (int k = 0; k < pw.out_c; ++k) {
-        if (relu_passes(pw_relu_out, g + k)) d = fmaf(pw_d_out[g + k], w_row[k], d);
-      }
+      const float d = pointwise_gradient_at(pw, pw_d_out, pw_relu_out, w_row,
+                                            image + std::int64_t{oy} * dw.out_w + ox);
       acc = fmaf(d, dw_w[(std::int64_t{ky} * dw.k_w + kx) * dw.in_c + at.c], acc);
     });
   });
   return acc;
+}
+
+// separable_backward for a stride-2 depthwise op, by 2 x 2 input blocks of channel c in image b
+// (depthwise_backward_block2_of): each pointwise gradient computed once for the inputs it feeds.
+STIMLOOP_HOST_DEVICE inline void separable_backward_block2(const LayerParams& dw, const float* dw_w,
+                                                           const LayerParams& pw,
+                                                           const float* pw_d_out,
+                                                           const float* pw_relu_out,
+                                                           const float* pw_w, std::int64_t b,
+                                                           int by, int bx, int c, float (&acc)[4]) {
+  const std::int64_t image = b * dw.out_h * dw.out_w;  // pixels before image b
+  const float* w_row = pw_w + std::int64_t{c} * pw.out_c;
+  depthwise_backward_block2_of(
+      dw, dw_w, by, bx, c,
+      [&](int oy, int ox, float& d) {
+        d = pointwise_gradient_at(pw, pw_d_out, pw_relu_out, w_row,
+                                  image + std::int64_t{oy} * dw.out_w + ox);
+        return true;  // the depthwise op has no ReLU (plan_fusions): every tap is a term
+      },
+      acc);
 }
 
 // Backward of a dense conv with at most kC input channels, all channels of one input pixel (flat

@@ -455,23 +455,22 @@ STIMLOOP_HOST_DEVICE void backward_loops(Exec& ex, const Plan& plan, int l) {
     const PlanLayer& t = find_target<false>(plan, l, kQuad, i, hint);
     const LayerParams& p = t.p;
     // (image, block row, block column, channel), as NhwcPos over the blocks
-    const element_ops::NhwcPos at = element_ops::unravel(i - t.backward_first[kQuad],
-                                                         (p.in_h + 1) / 2, (p.in_w + 1) / 2, p.in_c);
+    const element_ops::NhwcPos at = element_ops::unravel(
+        i - t.backward_first[kQuad], (p.in_h + 1) / 2, (p.in_w + 1) / 2, p.in_c);
     const int c = at.c, bx = at.x, by = at.y;
     const std::int64_t b = at.b;
     float acc[4];
-    if (!plan.fuse_backward[l]) {
+    if (plan.fuse_backward[l]) {
+      const PlanLayer& pw = layer_of(plan, t, l + 1);
+      element_ops::separable_backward_block2(p, t.w, pw.p, pw.d_out, backward_mask(pw), pw.w, b, by,
+                                             bx, c, acc);
+    } else {
       element_ops::depthwise_backward_block2(p, t.d_out, backward_mask(t), t.w, b, by, bx, c, acc);
     }
     for (int q = 0; q < 4; ++q) {
       const int iy = 2 * by + q / 2, ix = 2 * bx + q % 2;
       if (iy >= p.in_h || ix >= p.in_w) continue;
       const std::int64_t j = ((b * p.in_h + iy) * p.in_w + ix) * p.in_c + c;
-      if (plan.fuse_backward[l]) {  // four independent per-value sums
-        const PlanLayer& pw = layer_of(plan, t, l + 1);
-        acc[q] =
-            element_ops::separable_backward(p, t.w, pw.p, pw.d_out, backward_mask(pw), pw.w, j);
-      }
       store_d_in(t, j, acc[q]);
     }
   });

@@ -241,7 +241,7 @@ TEST_CASE("A conv backward split over lanes gives every lane its share of the te
 
 namespace stimloop {
 
-TEST_CASE("Depthwise stride-2 backward by 2 x 2 input blocks gives the bits of backward_sum",
+TEST_CASE("Depthwise stride-2 backward by 2 x 2 input blocks gives the bits of the per-value sums",
           "[ops][cuda-arithmetic]") {
   // The persistent step's stride-2 depthwise backward (kQuad items): one window of output
   // gradients for four inputs, each input's terms in its own order. Odd sizes leave blocks with
@@ -277,6 +277,42 @@ TEST_CASE("Depthwise stride-2 backward by 2 x 2 input blocks gives the bits of b
     }
   }
   CHECK(values == n * p.in_size());
+  CHECK(mismatches == 0);
+
+  // Fused with a pointwise op of 3 outputs (a separable layer's backward in one pass):
+  // separable_backward_block2 against separable_backward value by value.
+  if (relu) return;  // a fused depthwise op has no ReLU
+  LayerParams pw;
+  pw.kind = LayerKind::kPointwise;
+  pw.in_h = pw.out_h = p.out_h;
+  pw.in_w = pw.out_w = p.out_w;
+  pw.in_c = p.out_c;
+  pw.out_c = 3;
+  pw.relu = true;
+  const auto pw_w = random_floats(pw.weight_count(), -0.3, 0.3, rng);
+  const auto pw_d_out = random_floats(n * pw.out_size(), -1, 1, rng);
+  const auto pw_relu_out = random_floats(n * pw.out_size(), -0.5, 1, rng);
+  mismatches = 0;
+  for (int b = 0; b < n; ++b) {
+    for (int by = 0; by < (p.in_h + 1) / 2; ++by) {
+      for (int bx = 0; bx < (p.in_w + 1) / 2; ++bx) {
+        for (int ch = 0; ch < p.in_c; ++ch) {
+          float acc[4];
+          element_ops::separable_backward_block2(p, w.data(), pw, pw_d_out.data(),
+                                                 pw_relu_out.data(), pw_w.data(), b, by, bx, ch,
+                                                 acc);
+          for (int q = 0; q < 4; ++q) {
+            const int iy = 2 * by + q / 2, ix = 2 * bx + q % 2;
+            if (iy >= p.in_h || ix >= p.in_w) continue;
+            const std::int64_t i = ((std::int64_t{b} * p.in_h + iy) * p.in_w + ix) * p.in_c + ch;
+            mismatches +=
+                acc[q] != element_ops::separable_backward(p, w.data(), pw, pw_d_out.data(),
+                                                          pw_relu_out.data(), pw_w.data(), i);
+          }
+        }
+      }
+    }
+  }
   CHECK(mismatches == 0);
 }
 
