@@ -450,10 +450,6 @@ STIMLOOP_HOST_DEVICE inline void separable_forward_block(const LayerParams& dw, 
   }
 }
 
-// Input gradient i of a depthwise op `dw` without ReLU whose output feeds a pointwise op `pw`
-// with few output channels: the gradient at each tap's output is the pointwise backward value,
-// computed here as backward_sum computes it instead of being read back (same bits as the two
-// backward passes one after the other).
 // The gradient at a depthwise output (flat pixel `pixel` of pw's input, channel w_row's) as the
 // fused pointwise op's backward computes it: sum over pw's outputs k of d_out * w_row[k], masked.
 STIMLOOP_HOST_DEVICE inline float pointwise_gradient_at(const LayerParams& pw,
@@ -468,6 +464,10 @@ STIMLOOP_HOST_DEVICE inline float pointwise_gradient_at(const LayerParams& pw,
   return d;
 }
 
+// Input gradient i of a depthwise op `dw` without ReLU whose output feeds a pointwise op `pw`
+// with few output channels: the gradient at each tap's output is the pointwise backward value,
+// computed here as backward_sum computes it instead of being read back (same bits as the two
+// backward passes one after the other).
 STIMLOOP_HOST_DEVICE inline float separable_backward(const LayerParams& dw, const float* dw_w,
                                                      const LayerParams& pw, const float* pw_d_out,
                                                      const float* pw_relu_out, const float* pw_w,

@@ -17,6 +17,23 @@ inline Status cuda_status(cudaError_t err, const char* expr, const char* file, i
                                      cudaGetErrorString(err) + ")"};
 }
 
+// Two timing events, destroyed with the object (so every early return releases them); create()
+// makes both.
+struct EventPair {
+  cudaEvent_t start = nullptr, stop = nullptr;
+  EventPair() = default;
+  EventPair(const EventPair&) = delete;
+  EventPair& operator=(const EventPair&) = delete;
+  ~EventPair() {
+    if (start != nullptr) cudaEventDestroy(start);
+    if (stop != nullptr) cudaEventDestroy(stop);
+  }
+  cudaError_t create() {
+    const cudaError_t e = cudaEventCreate(&start);
+    return e != cudaSuccess ? e : cudaEventCreate(&stop);
+  }
+};
+
 }  // namespace stimloop::cuda
 
 #define CUDA_RETURN_IF_ERROR(expr) \

@@ -328,15 +328,8 @@ class CudaSynthesis final : public DeviceSynthesis {
     std::vector<double> phase_ms(phases, 0.0);
     double outside_ms = 0.0, blur_ms = 0.0;
     int blur_steps = 0;
-    struct Events {  // destroyed on every return
-      cudaEvent_t start = nullptr, stop = nullptr;
-      ~Events() {
-        if (start != nullptr) cudaEventDestroy(start);
-        if (stop != nullptr) cudaEventDestroy(stop);
-      }
-    } events;
-    CUDA_RETURN_IF_ERROR(cudaEventCreate(&events.start));
-    CUDA_RETURN_IF_ERROR(cudaEventCreate(&events.stop));
+    EventPair events;
+    CUDA_RETURN_IF_ERROR(events.create());
     for (int k = 0; k < steps; ++k) {
       const bool blur = is_blur_step(steps_done_);
       double step_ms = 0.0;

@@ -145,25 +145,17 @@ Status launch_persistent_steps(const persistent::Plan& plan, int blocks, int fir
 
 StatusOr<double> persistent_barrier_us(int blocks, cudaStream_t stream) {
   constexpr int kBarriers = 2000;
-  cudaEvent_t start = nullptr, stop = nullptr;
-  CUDA_RETURN_IF_ERROR(cudaEventCreate(&start));
-  const cudaError_t made = cudaEventCreate(&stop);
-  if (made != cudaSuccess) cudaEventDestroy(start);
-  CUDA_RETURN_IF_ERROR(made);
+  EventPair events;
+  CUDA_RETURN_IF_ERROR(events.create());
   int barriers = kBarriers;
   void* args[] = {&barriers};
-  cudaError_t e = cudaEventRecord(start, stream);
-  if (e == cudaSuccess) {
-    e = cudaLaunchCooperativeKernel(reinterpret_cast<void*>(empty_barriers_kernel), dim3(blocks),
-                                    dim3(kThreads), args, 0, stream);
-  }
-  if (e == cudaSuccess) e = cudaEventRecord(stop, stream);
-  if (e == cudaSuccess) e = cudaEventSynchronize(stop);
+  CUDA_RETURN_IF_ERROR(cudaEventRecord(events.start, stream));
+  CUDA_RETURN_IF_ERROR(cudaLaunchCooperativeKernel(reinterpret_cast<void*>(empty_barriers_kernel),
+                                                   dim3(blocks), dim3(kThreads), args, 0, stream));
+  CUDA_RETURN_IF_ERROR(cudaEventRecord(events.stop, stream));
+  CUDA_RETURN_IF_ERROR(cudaEventSynchronize(events.stop));
   float ms = 0;
-  if (e == cudaSuccess) e = cudaEventElapsedTime(&ms, start, stop);
-  cudaEventDestroy(start);
-  cudaEventDestroy(stop);
-  CUDA_RETURN_IF_ERROR(e);
+  CUDA_RETURN_IF_ERROR(cudaEventElapsedTime(&ms, events.start, events.stop));
   return 1e3 * ms / kBarriers;
 }
 
