@@ -30,3 +30,7 @@ add_library(stimloop_hdf5 INTERFACE)
 target_include_directories(stimloop_hdf5 SYSTEM INTERFACE ${HDF5_INCLUDE_DIRS})
 target_link_libraries(stimloop_hdf5 INTERFACE ${HDF5_HL_LIBRARIES} ${HDF5_C_LIBRARIES})
 target_compile_definitions(stimloop_hdf5 INTERFACE ${HDF5_DEFINITIONS})
+
+# Closed-loop sessions: SQLite (the session store) and Eigen (calibration's linear algebra).
+find_package(SQLite3 REQUIRED)
+find_package(Eigen3 3.3 REQUIRED NO_MODULE)

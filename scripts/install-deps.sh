@@ -9,6 +9,7 @@ PACKAGES=(
   catch2 libbenchmark-dev
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libspdlog-dev libcpp-httplib-dev openssl
+  libsqlite3-dev libeigen3-dev
 )
 missing=()
 for p in "${PACKAGES[@]}"; do

@@ -64,6 +64,7 @@ StatusOr<std::unique_ptr<StimloopClient>> StimloopClient::connect(const ClientOp
   }
   client->channel_ = grpc::CreateCustomChannel(options.address, credentials, args);
   client->stub_ = v1::Stimloop::NewStub(client->channel_);
+  client->sessions_ = v1::Sessions::NewStub(client->channel_);
   return client;
 }
 
@@ -140,6 +141,55 @@ Status StimloopClient::wait_until_serving(std::chrono::milliseconds timeout) {
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
   return last.with_context("waiting for SERVING");
+}
+
+}  // namespace stimloop::client
+
+namespace stimloop::client {
+
+template <typename Response, typename Request, typename Rpc>
+StatusOr<Response> StimloopClient::session_call(Rpc rpc, const Request& request,
+                                                const CallOptions& call) {
+  grpc::ClientContext context;
+  prepare(context, call);
+  Response response;
+  RETURN_IF_ERROR(service::from_grpc((sessions_.get()->*rpc)(&context, request, &response)));
+  return response;
+}
+
+StatusOr<v1::SessionInfo> StimloopClient::open_session(const v1::OpenSessionRequest& request,
+                                                       const CallOptions& call) {
+  return session_call<v1::SessionInfo>(&v1::Sessions::Stub::OpenSession, request, call);
+}
+
+StatusOr<v1::Block> StimloopClient::next_block(const v1::NextBlockRequest& request,
+                                               const CallOptions& call) {
+  return session_call<v1::Block>(&v1::Sessions::Stub::NextBlock, request, call);
+}
+
+StatusOr<v1::ReportResponsesResponse> StimloopClient::report_responses(
+    const v1::ReportResponsesRequest& request, const CallOptions& call) {
+  return session_call<v1::ReportResponsesResponse>(&v1::Sessions::Stub::ReportResponses, request,
+                                                   call);
+}
+
+StatusOr<v1::SessionInfo> StimloopClient::get_session(const std::string& session_id,
+                                                      const CallOptions& call) {
+  v1::GetSessionRequest request;
+  request.set_session_id(session_id);
+  return session_call<v1::SessionInfo>(&v1::Sessions::Stub::GetSession, request, call);
+}
+
+StatusOr<v1::ListSessionsResponse> StimloopClient::list_sessions(const CallOptions& call) {
+  return session_call<v1::ListSessionsResponse>(&v1::Sessions::Stub::ListSessions,
+                                                v1::ListSessionsRequest{}, call);
+}
+
+StatusOr<v1::SessionInfo> StimloopClient::close_session(const std::string& session_id,
+                                                        const CallOptions& call) {
+  v1::CloseSessionRequest request;
+  request.set_session_id(session_id);
+  return session_call<v1::SessionInfo>(&v1::Sessions::Stub::CloseSession, request, call);
 }
 
 }  // namespace stimloop::client

@@ -12,6 +12,7 @@
 #include <grpcpp/grpcpp.h>
 
 #include "common/status.h"
+#include "stimloop/v1/sessions.grpc.pb.h"
 #include "stimloop/v1/stimloop.grpc.pb.h"
 
 namespace stimloop::client {
@@ -49,6 +50,19 @@ class StimloopClient {
                     const std::function<void(const v1::SynthesisEvent&)>& on_event,
                     const CallOptions& call = {});
 
+  // Closed-loop sessions (stimloop.v1.Sessions); every call is safe to retry (sessions.proto).
+  StatusOr<v1::SessionInfo> open_session(const v1::OpenSessionRequest& request,
+                                         const CallOptions& call = {});
+  StatusOr<v1::Block> next_block(const v1::NextBlockRequest& request,
+                                 const CallOptions& call = {});
+  StatusOr<v1::ReportResponsesResponse> report_responses(
+      const v1::ReportResponsesRequest& request, const CallOptions& call = {});
+  StatusOr<v1::SessionInfo> get_session(const std::string& session_id,
+                                        const CallOptions& call = {});
+  StatusOr<v1::ListSessionsResponse> list_sessions(const CallOptions& call = {});
+  StatusOr<v1::SessionInfo> close_session(const std::string& session_id,
+                                          const CallOptions& call = {});
+
   // Polls the standard health service until it reports SERVING or the timeout passes.
   Status wait_until_serving(std::chrono::milliseconds timeout);
 
@@ -56,8 +70,11 @@ class StimloopClient {
 
  private:
   void prepare(grpc::ClientContext& context, const CallOptions& call) const;
+  template <typename Response, typename Request, typename Rpc>
+  StatusOr<Response> session_call(Rpc rpc, const Request& request, const CallOptions& call);
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<v1::Stimloop::Stub> stub_;
+  std::unique_ptr<v1::Sessions::Stub> sessions_;
   std::string token_;
 };
 

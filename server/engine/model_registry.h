@@ -1,9 +1,13 @@
 // The models a server holds: every .keras file of every --models directory (plus the built-in
 // demo models when asked), loaded once at start-up and uploaded to the backend, where they stay
-// for the life of the process. Read-only after load(), so any thread may look models up.
+// for the life of the process; and models made while serving (a session's calibrated channels),
+// installed and replaced live. Jobs hold a shared pointer to the model they run, so replacing a
+// model never pulls it from under a running job. Any thread may look models up.
 #pragma once
 
 #include <memory>
+#include <mutex>
+#include <shared_mutex>
 #include <string>
 #include <vector>
 
@@ -16,6 +20,7 @@ struct ResidentModel {
   std::shared_ptr<const Model> model;
   std::unique_ptr<ResidentNetwork> network;
 };
+using ResidentModelPtr = std::shared_ptr<const ResidentModel>;
 
 class ModelRegistry {
  public:
@@ -27,17 +32,31 @@ class ModelRegistry {
   // One forward pass per model, so the first real request pays no first-touch costs.
   Status warm_up();
 
-  // NOT_FOUND (naming the id) for an id the server does not hold.
-  StatusOr<const ResidentModel*> find(const std::string& id) const;
-  const std::vector<std::unique_ptr<ResidentModel>>& models() const { return models_; }
+  // NOT_FOUND (naming the id, truncated) for an id the server does not hold.
+  StatusOr<ResidentModelPtr> find(const std::string& id) const;
+  // Loaded models in their natural order, then installed ones by id.
+  std::vector<ResidentModelPtr> models() const;
+  int size() const;
   Backend& backend() const { return backend_; }
   // Bytes of float32 weights resident (all models).
   std::int64_t weight_bytes() const;
 
+  // Adds an already uploaded model, or replaces the installed one with its id, atomically: a
+  // lookup sees the old model or the new one, never neither. FAILED_PRECONDITION when the id is
+  // that of a model loaded from a directory (those are never replaced).
+  Status install(ResidentModelPtr model);
+  // Removes an installed model (no-op when absent); running jobs keep theirs until they end.
+  void uninstall(const std::string& id);
+
  private:
   explicit ModelRegistry(Backend& backend) : backend_(backend) {}
   Backend& backend_;
-  std::vector<std::unique_ptr<ResidentModel>> models_;
+  std::vector<ResidentModelPtr> loaded_;  // fixed after load()
+  mutable std::shared_mutex mutex_;       // guards installed_
+  std::vector<ResidentModelPtr> installed_;
 };
+
+// An id as user input in a message: at most `limit` characters, marked when cut.
+std::string truncated_id(const std::string& id, std::size_t limit = 128);
 
 }  // namespace stimloop::engine

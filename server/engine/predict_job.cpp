@@ -1,5 +1,7 @@
 #include "server/engine/predict_job.h"
 
+#include <cstdint>
+
 #include "models/preprocess.h"
 
 namespace stimloop::engine {
@@ -24,6 +26,10 @@ std::vector<JobType*> runnable_jobs(JobType& first, std::vector<std::shared_ptr<
   return jobs;
 }
 
+std::string address_of(const ResidentModel& m) {
+  return std::to_string(reinterpret_cast<std::uintptr_t>(&m));
+}
+
 }  // namespace
 
 Status admission_check(const Job& job) {
@@ -37,7 +43,7 @@ Status admission_check(const Job& job) {
 
 PredictJob::PredictJob(std::string request_id, Priority priority,
                        std::optional<Clock::time_point> deadline,
-                       std::vector<const ResidentModel*> models, std::vector<std::uint8_t> raw,
+                       std::vector<ResidentModelPtr> models, std::vector<std::uint8_t> raw,
                        int n, Done done)
     : Job(std::move(request_id), priority, deadline),
       models_(std::move(models)),
@@ -47,8 +53,10 @@ PredictJob::PredictJob(std::string request_id, Priority priority,
         release_slot();
         done(std::move(result));
       }) {
+  // The resident copy's address is part of the key: a replaced (recalibrated) model with the
+  // same id must not answer for a job that asked before the replacement.
   key_ = "predict";
-  for (const auto* m : models_) key_ += "|" + m->model->info.id;
+  for (const auto& m : models_) key_ += "|" + m->model->info.id + "@" + address_of(*m);
 }
 
 SliceResult PredictJob::run(std::vector<std::shared_ptr<Job>>& companions) {
@@ -61,7 +69,7 @@ SliceResult PredictJob::run(std::vector<std::shared_ptr<Job>>& companions) {
     total += j->n_;
   }
   std::vector<PredictResult> results(jobs.size());
-  for (const ResidentModel* m : models_) {
+  for (const auto& m : models_) {
     const int outputs = m->model->info.num_outputs;
     const std::vector<float> input = recenter_rgb8(raw, m->model->channel_means);
     std::vector<float> responses(static_cast<std::size_t>(total) * outputs);
@@ -82,10 +90,10 @@ SliceResult PredictJob::run(std::vector<std::shared_ptr<Job>>& companions) {
 }
 
 GradientJob::GradientJob(std::string request_id, Priority priority,
-                         std::optional<Clock::time_point> deadline, const ResidentModel* model,
+                         std::optional<Clock::time_point> deadline, ResidentModelPtr model,
                          std::vector<std::uint8_t> raw, int n, std::vector<float> seed, Done done)
     : Job(std::move(request_id), priority, deadline),
-      model_(model),
+      model_(std::move(model)),
       raw_(std::move(raw)),
       n_(n),
       seed_(std::move(seed)),
@@ -93,7 +101,7 @@ GradientJob::GradientJob(std::string request_id, Priority priority,
         release_slot();
         done(std::move(result));
       }),
-      key_("gradient|" + model->model->info.id) {}
+      key_("gradient|" + model_->model->info.id + "@" + address_of(*model_)) {}
 
 SliceResult GradientJob::run(std::vector<std::shared_ptr<Job>>& companions) {
   std::vector<GradientJob*> jobs = runnable_jobs(*this, companions);

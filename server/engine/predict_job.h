@@ -20,7 +20,7 @@ class PredictJob : public Job {
  public:
   using Done = std::function<void(StatusOr<PredictResult>)>;
   PredictJob(std::string request_id, Priority priority, std::optional<Clock::time_point> deadline,
-             std::vector<const ResidentModel*> models, std::vector<std::uint8_t> raw, int n,
+             std::vector<ResidentModelPtr> models, std::vector<std::uint8_t> raw, int n,
              Done done);
 
   std::string batch_key() const override { return key_; }
@@ -29,7 +29,7 @@ class PredictJob : public Job {
   void fail(const Status& status) override { done_(status); }
 
  private:
-  std::vector<const ResidentModel*> models_;
+  std::vector<ResidentModelPtr> models_;
   std::vector<std::uint8_t> raw_;  // n x h x w x 3
   int n_;
   Done done_;
@@ -46,7 +46,7 @@ class GradientJob : public Job {
   using Done = std::function<void(StatusOr<GradientResult>)>;
   // `seed`: num_outputs weights applied to every image's outputs.
   GradientJob(std::string request_id, Priority priority, std::optional<Clock::time_point> deadline,
-              const ResidentModel* model, std::vector<std::uint8_t> raw, int n,
+              ResidentModelPtr model, std::vector<std::uint8_t> raw, int n,
               std::vector<float> seed, Done done);
 
   std::string batch_key() const override { return key_; }
@@ -55,7 +55,7 @@ class GradientJob : public Job {
   void fail(const Status& status) override { done_(status); }
 
  private:
-  const ResidentModel* model_;
+  ResidentModelPtr model_;
   std::vector<std::uint8_t> raw_;
   int n_;
   std::vector<float> seed_;

@@ -25,11 +25,11 @@ void StepTimeBook::update(const std::string& model, int count, double seconds) {
 }
 
 SynthesizeJob::SynthesizeJob(std::string request_id, Priority priority,
-                             std::optional<Clock::time_point> deadline, const ResidentModel* model,
+                             std::optional<Clock::time_point> deadline, ResidentModelPtr model,
                              Backend& backend, synthesis::SynthesisRequest request,
                              SynthesizeOptions options, std::shared_ptr<SynthesisSink> sink)
     : Job(std::move(request_id), priority, deadline),
-      model_(model),
+      model_(std::move(model)),
       backend_(backend),
       request_(std::move(request)),
       options_(std::move(options)),

@@ -62,7 +62,7 @@ struct SynthesizeOptions {
 class SynthesizeJob : public Job {
  public:
   SynthesizeJob(std::string request_id, Priority priority,
-                std::optional<Clock::time_point> deadline, const ResidentModel* model,
+                std::optional<Clock::time_point> deadline, ResidentModelPtr model,
                 Backend& backend, synthesis::SynthesisRequest request, SynthesizeOptions options,
                 std::shared_ptr<SynthesisSink> sink);
 
@@ -76,7 +76,7 @@ class SynthesizeJob : public Job {
   int min_steps_done() const;
   synthesis::ProgressEvent progress() const;
 
-  const ResidentModel* model_;
+  ResidentModelPtr model_;
   Backend& backend_;
   synthesis::SynthesisRequest request_;
   SynthesizeOptions options_;

@@ -15,6 +15,7 @@
 #include "server/engine/model_registry.h"
 #include "server/service/convert.h"
 #include "server/service/metrics_endpoint.h"
+#include "server/service/sessions_service.h"
 #include "server/service/stimloop_service.h"
 
 namespace stimloop::service {
@@ -26,6 +27,9 @@ struct StimloopServer::State {
   std::unique_ptr<engine::Engine> engine;
   std::unique_ptr<engine::ModelRegistry> registry;
   std::unique_ptr<StimloopService> service;
+  // Declared before the sessions service, which must stop its threads before the manager goes.
+  std::unique_ptr<sessions::SessionManager> sessions;
+  std::unique_ptr<SessionsService> sessions_service;
   std::unique_ptr<grpc::Server> server;
   std::unique_ptr<MetricsEndpoint> metrics_endpoint;
   int port = 0;
@@ -40,7 +44,7 @@ struct StimloopServer::State {
     g.backend = backend->name();
     g.serving = serving.load();
     if (g.serving) {
-      g.models_loaded = static_cast<int>(registry->models().size());
+      g.models_loaded = registry->size();
       const std::int64_t used = backend->memory_in_use();
       g.device_memory_bytes = used >= 0 ? used : registry->weight_bytes();
     }
@@ -107,7 +111,13 @@ StatusOr<std::unique_ptr<StimloopServer>> StimloopServer::start(const ServerOpti
   context.max_step_images = options.max_step_images >= 0 ? options.max_step_images
                             : s.backend->name() == "cpu" ? 1
                                                          : 0;
+  s.sessions_service = std::make_unique<SessionsService>(context.auth, &s.metrics);
   s.service = std::make_unique<StimloopService>(std::move(context));
+  std::vector<sessions::PoolFlag> pools;
+  for (const auto& flag : options.pools) {
+    ASSIGN_OR_RETURN(auto pool, sessions::parse_pool_flag(flag));
+    pools.push_back(pool);
+  }
 
   std::shared_ptr<grpc::ServerCredentials> credentials = grpc::InsecureServerCredentials();
   if (!options.tls_cert.empty()) {
@@ -129,6 +139,7 @@ StatusOr<std::unique_ptr<StimloopServer>> StimloopServer::start(const ServerOpti
   grpc::ServerBuilder builder;
   builder.AddListeningPort(options.listen, credentials, &s.port);
   builder.RegisterService(s.service.get());
+  builder.RegisterService(s.sessions_service.get());
   builder.SetMaxReceiveMessageSize(kMaxRequestBytes);
   builder.SetMaxSendMessageSize(256 << 20);
   s.server = builder.BuildAndStart();
@@ -157,11 +168,19 @@ StatusOr<std::unique_ptr<StimloopServer>> StimloopServer::start(const ServerOpti
   ASSIGN_OR_RETURN(s.registry,
                    engine::ModelRegistry::load(options.model_dirs, options.with_demo, *s.backend));
   RETURN_IF_ERROR(s.registry->warm_up());
+  ASSIGN_OR_RETURN(s.sessions,
+                   sessions::SessionManager::create(
+                       sessions::SessionManagerOptions{options.data_dir, pools, s.backend->name()},
+                       *s.registry, *s.engine));
+  // Open sessions come back before SERVING, so a rig that reconnects finds its calibrated
+  // channels where it left them.
+  s.sessions->resume();
   s.service->set_registry(s.registry.get());
+  s.sessions_service->set_manager(s.sessions.get());
   s.serving = true;
   health->SetServingStatus(true);
   spdlog::info(
-      "event=serving models={} load_ms={:.0f}", s.registry->models().size(),
+      "event=serving models={} load_ms={:.0f}", s.registry->size(),
       std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
   return server;
 }

@@ -27,6 +27,9 @@ struct ServerOptions {
   // Seeds of a non-rig synthesis batch stepped per engine slice (what a rig may wait behind);
   // -1: 1 on the CPU (batching gains nothing there), 0 = whole batches on a GPU.
   int max_step_images = -1;
+  // Closed-loop sessions: the SQLite store and stored images live here (created if needed).
+  std::string data_dir = "stimloop-data";
+  std::vector<std::string> pools;  // NAME=PATH image pools sessions draw from
 };
 
 // Checks the combination of options (TLS pairs, the loopback rule) without touching files.

@@ -48,6 +48,12 @@ int main(int argc, char** argv) {
                  "HOST:PORT for the Prometheus /metrics endpoint (default: off)");
   app.add_option("--results-dir", o.results_dir,
                  "Also write every synthesized stimulus (PNG + record) here");
+  app.add_option("--data-dir", o.data_dir,
+                 "Closed-loop sessions: SQLite store and shown images (created if needed)")
+      ->capture_default_str();
+  app.add_option("--pool", o.pools,
+                 "NAME=PATH: an image pool for sessions, a directory of PNG/JPEG or a .zip of "
+                 "them (repeatable)");
   app.add_option("--max-queue", o.max_queue, "Jobs per priority before RESOURCE_EXHAUSTED")
       ->capture_default_str();
   app.add_option("--max-batch-images", o.max_batch_images,

@@ -127,14 +127,14 @@ grpc::ServerUnaryReactor* StimloopService::Predict(grpc::CallbackServerContext* 
       return invalid_argument("model_ids: at most " + std::to_string(kMaxPredictModels) +
                               " models per request");
     }
-    std::vector<const engine::ResidentModel*> models;
+    std::vector<engine::ResidentModelPtr> models;
     for (int i = 0; i < request->model_ids_size(); ++i) {
       auto m = registry.find(request->model_ids(i));
       if (!m.ok()) return m.status().with_context("model_ids[" + std::to_string(i) + "]");
       models.push_back(*m);
     }
     const ModelInfo& first = models.front()->model->info;
-    for (const auto* m : models) {
+    for (const auto& m : models) {
       if (m->model->info.in_h != first.in_h || m->model->info.in_w != first.in_w) {
         return invalid_argument("model_ids: " + m->model->info.id + " and " + first.id +
                                 " take different image sizes; send them in separate requests");
@@ -189,7 +189,7 @@ grpc::ServerUnaryReactor* StimloopService::InputGradient(grpc::CallbackServerCon
     RETURN_IF_ERROR(admit(*context));
     auto found = registry_.load()->find(request->model_id());
     if (!found.ok()) return found.status().with_context("model_id");
-    const engine::ResidentModel* m = *found;
+    engine::ResidentModelPtr m = *found;
     const ModelInfo& info = m->model->info;
     std::vector<float> seed(info.num_outputs, 0.0f);
     if (request->output_seed_size() > 0) {
@@ -265,7 +265,7 @@ grpc::ServerWriteReactor<v1::SynthesisEvent>* StimloopService::Synthesize(
   };
 
   struct Prepared {
-    const engine::ResidentModel* model = nullptr;
+    engine::ResidentModelPtr model;
     synthesis::SynthesisRequest request;
     engine::Priority priority = engine::Priority::kInteractive;
     std::optional<Clock::time_point> deadline;

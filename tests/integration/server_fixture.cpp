@@ -8,6 +8,9 @@
 #include <cmath>
 #include <sstream>
 #include <thread>
+#include <unistd.h>
+
+#include "tests/support/test_data.h"
 
 namespace stimloop::testing {
 
@@ -16,6 +19,10 @@ service::ServerOptions TestServer::default_options() {
   o.listen = "127.0.0.1:0";
   o.backend = "cpu";
   o.metrics_listen = "127.0.0.1:0";
+  // Each server its own session store: ctest runs test cases as parallel processes.
+  static std::atomic<int> counter{0};
+  o.data_dir = test::scratch_dir("sessions-" + std::to_string(getpid()) + "-" +
+                                 std::to_string(counter++));
   return o;
 }
 

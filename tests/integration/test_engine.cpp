@@ -145,7 +145,7 @@ TEST_CASE("queued predict jobs on the same model run as one batch with per-job r
     images.push_back(raw);
     auto job = std::make_shared<PredictJob>(
         "p" + std::to_string(j), j % 2 ? Priority::kInteractive : Priority::kCampaign, std::nullopt,
-        std::vector<const ResidentModel*>{*model}, raw, n,
+        std::vector<ResidentModelPtr>{*model}, raw, n,
         [&results, j](StatusOr<PredictResult> r) { results[j].set_value(std::move(r)); });
     REQUIRE(engine.submit(job).ok());
   }

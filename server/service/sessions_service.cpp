@@ -1,0 +1,177 @@
+#include "server/service/sessions_service.h"
+
+#include <spdlog/spdlog.h>
+
+#include "server/service/grpc_status.h"
+#include "server/service/session_convert.h"
+
+namespace stimloop::service {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// Calls queued for the session threads beyond this are refused: a flood of session calls must
+// not grow memory without bound.
+constexpr std::size_t kMaxQueuedCalls = 256;
+
+}  // namespace
+
+SessionsService::SessionsService(TokenAuthenticator auth, engine::EngineMetrics* metrics,
+                                 int threads)
+    : auth_(std::move(auth)), metrics_(metrics) {
+  for (int i = 0; i < threads; ++i) threads_.emplace_back([this] { worker(); });
+}
+
+SessionsService::~SessionsService() {
+  {
+    std::lock_guard lock(mutex_);
+    stopping_ = true;
+  }
+  wake_.notify_all();
+  for (auto& t : threads_) t.join();
+}
+
+void SessionsService::worker() {
+  for (;;) {
+    std::function<void(bool)> call;
+    {
+      std::unique_lock lock(mutex_);
+      wake_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
+      if (queue_.empty()) return;
+      call = std::move(queue_.front());
+      queue_.pop_front();
+    }
+    bool stopping;
+    {
+      std::lock_guard lock(mutex_);
+      stopping = stopping_;
+    }
+    call(!stopping);
+  }
+}
+
+grpc::ServerUnaryReactor* SessionsService::dispatch(
+    const char* rpc, grpc::CallbackServerContext* context, std::string detail,
+    std::function<Status(sessions::SessionManager&)> work) {
+  const auto start = Clock::now();
+  auto* reactor = context->DefaultReactor();
+  auto finish = [this, reactor, rpc, start, detail](const Status& s) {
+    metrics_->count_request(rpc, status_code_name(s.code()));
+    const double ms = std::chrono::duration<double, std::milli>(Clock::now() - start).count();
+    if (s.ok()) {
+      spdlog::info("rpc={} code=OK ms={:.2f}{}", rpc, ms, detail);
+    } else {
+      spdlog::warn("rpc={} code={} ms={:.2f}{} error=\"{}\"", rpc, status_code_name(s.code()), ms,
+                   detail, s.message());
+    }
+    reactor->Finish(to_grpc(s));
+  };
+  Status admitted = auth_.check(*context);
+  sessions::SessionManager* manager = manager_.load();
+  if (admitted.ok() && manager == nullptr) {
+    admitted = unavailable("sessions are still loading; wait for the health service to say SERVING");
+  }
+  if (!admitted.ok()) {
+    finish(admitted);
+    return reactor;
+  }
+  {
+    std::lock_guard lock(mutex_);
+    if (stopping_ || queue_.size() >= kMaxQueuedCalls) {
+      finish(stopping_ ? unavailable("the server is shutting down")
+                       : resource_exhausted("too many session calls queued (" +
+                                            std::to_string(kMaxQueuedCalls) + ")"));
+      return reactor;
+    }
+    queue_.push_back([manager, work = std::move(work), finish](bool run) {
+      finish(run ? work(*manager) : unavailable("the server is shutting down"));
+    });
+  }
+  wake_.notify_one();
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* SessionsService::OpenSession(grpc::CallbackServerContext* context,
+                                                       const v1::OpenSessionRequest* request,
+                                                       v1::SessionInfo* response) {
+  return dispatch("OpenSession", context, " session=" + sessions::clip(request->session_id()),
+                  [request, response](sessions::SessionManager& m) -> Status {
+                    ASSIGN_OR_RETURN(auto config, to_session_config(*request));
+                    ASSIGN_OR_RETURN(auto status, m.open(std::move(config)));
+                    fill_session_info(status, response);
+                    return Status::Ok();
+                  });
+}
+
+grpc::ServerUnaryReactor* SessionsService::NextBlock(grpc::CallbackServerContext* context,
+                                                     const v1::NextBlockRequest* request,
+                                                     v1::Block* response) {
+  return dispatch("NextBlock", context,
+                  " session=" + sessions::clip(request->session_id()) +
+                      " count=" + std::to_string(request->count()),
+                  [request, response, context](sessions::SessionManager& m) -> Status {
+                    ASSIGN_OR_RETURN(auto block_request, to_block_request(*request, *context));
+                    ASSIGN_OR_RETURN(auto block, m.next_block(block_request));
+                    auto decoded_size = [&]() -> std::pair<int, int> {
+                      if (block.stimuli.empty()) return {0, 0};
+                      auto img = ::stimloop::decode_image(block.stimuli.front().png);
+                      return img.ok() ? std::pair{img->height, img->width} : std::pair{0, 0};
+                    }();
+                    fill_block(block, request->session_id(), request->encoding(),
+                               decoded_size.first, decoded_size.second, response);
+                    return Status::Ok();
+                  });
+}
+
+grpc::ServerUnaryReactor* SessionsService::ReportResponses(
+    grpc::CallbackServerContext* context, const v1::ReportResponsesRequest* request,
+    v1::ReportResponsesResponse* response) {
+  return dispatch("ReportResponses", context,
+                  " session=" + sessions::clip(request->session_id()) +
+                      " trials=" + std::to_string(request->trials_size()),
+                  [request, response](sessions::SessionManager& m) -> Status {
+                    ASSIGN_OR_RETURN(auto trials, to_trials(*request));
+                    ASSIGN_OR_RETURN(auto result, m.report(request->session_id(),
+                                                           std::move(trials),
+                                                           engine::Priority::kRig));
+                    response->set_stored(result.outcome.stored);
+                    response->set_duplicates(result.outcome.duplicates);
+                    response->set_total_trials(result.total_trials);
+                    fill_calibration(result.calibration, response->mutable_calibration());
+                    return Status::Ok();
+                  });
+}
+
+grpc::ServerUnaryReactor* SessionsService::GetSession(grpc::CallbackServerContext* context,
+                                                      const v1::GetSessionRequest* request,
+                                                      v1::SessionInfo* response) {
+  return dispatch("GetSession", context, " session=" + sessions::clip(request->session_id()),
+                  [request, response](sessions::SessionManager& m) -> Status {
+                    ASSIGN_OR_RETURN(auto status, m.get(request->session_id()));
+                    fill_session_info(status, response);
+                    return Status::Ok();
+                  });
+}
+
+grpc::ServerUnaryReactor* SessionsService::ListSessions(grpc::CallbackServerContext* context,
+                                                        const v1::ListSessionsRequest*,
+                                                        v1::ListSessionsResponse* response) {
+  return dispatch("ListSessions", context, "",
+                  [response](sessions::SessionManager& m) -> Status {
+                    for (const auto& s : m.list()) fill_session_info(s, response->add_sessions());
+                    return Status::Ok();
+                  });
+}
+
+grpc::ServerUnaryReactor* SessionsService::CloseSession(grpc::CallbackServerContext* context,
+                                                        const v1::CloseSessionRequest* request,
+                                                        v1::SessionInfo* response) {
+  return dispatch("CloseSession", context, " session=" + sessions::clip(request->session_id()),
+                  [request, response](sessions::SessionManager& m) -> Status {
+                    ASSIGN_OR_RETURN(auto status, m.close(request->session_id()));
+                    fill_session_info(status, response);
+                    return Status::Ok();
+                  });
+}
+
+}  // namespace stimloop::service

@@ -1,0 +1,221 @@
+#include "server/sessions/block_maker.h"
+
+#include <future>
+#include <map>
+#include <mutex>
+
+#include "server/engine/synthesize_job.h"
+#include "server/sessions/selection.h"
+
+namespace stimloop::sessions {
+namespace {
+
+// Collects one synthesis job's stimulus; never blocks the engine thread.
+class CollectingSink : public engine::SynthesisSink {
+ public:
+  void on_progress(const synthesis::ProgressEvent&) override {}
+  void on_snapshot(const synthesis::ProgressEvent&, std::vector<std::vector<std::uint8_t>>) override {
+  }
+  void on_stimulus(const engine::SynthesisOutput& output) override {
+    std::lock_guard lock(mutex_);
+    outputs_.push_back(output);
+  }
+  void on_done(const engine::SynthesisSummary& summary) override {
+    stopped_early_ = summary.stop_reason != synthesis::StopReason::kCompleted;
+    done_.set_value(Status::Ok());
+  }
+  void on_error(const Status& status) override { done_.set_value(status); }
+
+  std::future<Status> done() { return done_.get_future(); }
+  std::vector<engine::SynthesisOutput> outputs() {
+    std::lock_guard lock(mutex_);
+    return outputs_;
+  }
+  bool stopped_early() const { return stopped_early_; }
+
+ private:
+  std::mutex mutex_;
+  std::vector<engine::SynthesisOutput> outputs_;
+  std::promise<Status> done_;
+  bool stopped_early_ = false;
+};
+
+StatusOr<BlockItem> pool_item(const ImagePool& pool, int index, const char* origin) {
+  const PoolImage& img = pool.images[index];
+  BlockItem item;
+  item.origin = origin;
+  item.source_json = nlohmann::json{{"pool", pool.name}, {"pool_image", img.name}}.dump();
+  item.pixels = img.image.pixels;
+  ASSIGN_OR_RETURN(item.png, encode_png(img.image));
+  return item;
+}
+
+StatusOr<synthesis::SynthesisRequest> synthesis_request(const BlockRequest& r, std::uint64_t seed) {
+  synthesis::SynthesisRequest s;
+  if (r.objective != synthesis::ObjectiveKind::kMax &&
+      r.objective != synthesis::ObjectiveKind::kMin) {
+    return invalid_argument("strategy.objective: SYNTHESIZE blocks take MAX or MIN");
+  }
+  s.objective = r.objective;
+  s.method = r.method.value_or(synthesis::MethodKind::kCowley2026);
+  const auto defaults = synthesis::method_defaults(s.method, s.norm, s.epsilon);
+  s.steps = r.steps > 0 ? r.steps : defaults.steps;
+  s.step_size = defaults.step_size;
+  s.seed = seed;
+  s.count = 1;
+  if (Status st = synthesis::validate(s); !st.ok()) return st.with_context("strategy");
+  return s;
+}
+
+// Runs every synthesis of the block at once (the engine interleaves them step by step) and
+// waits for all of them.
+Status synthesize(BlockContext& ctx, int count, int first_position, std::uint64_t seed,
+                  std::vector<BlockItem>& items) {
+  if (ctx.calibrated_models.empty()) {
+    return failed_precondition(
+        "strategy: SYNTHESIZE needs a calibrated channel, and none is yet (the first fit comes "
+        "once calibration.min_stimuli stimuli have valid trials): ask for POOL blocks first");
+  }
+  std::optional<engine::Clock::time_point> deadline = ctx.request.deadline;
+  if (deadline) *deadline -= ctx.reserve;
+  std::vector<std::shared_ptr<CollectingSink>> sinks;
+  std::vector<std::future<Status>> done;
+  std::vector<std::string> model_ids;
+  for (int j = 0; j < count; ++j) {
+    const int position = first_position + j;
+    const std::string& model_id =
+        ctx.calibrated_models[(ctx.block_index + position) % ctx.calibrated_models.size()];
+    ASSIGN_OR_RETURN(auto model, ctx.registry.find(model_id));
+    ASSIGN_OR_RETURN(auto request, synthesis_request(ctx.request, seed + position));
+    if (deadline) {
+      request.deadline_ms =
+          std::chrono::duration<double, std::milli>(*deadline - engine::Clock::now()).count();
+    }
+    auto sink = std::make_shared<CollectingSink>();
+    done.push_back(sink->done());
+    auto job = std::make_shared<engine::SynthesizeJob>(
+        "session:" + ctx.request.session_id + ":synthesize", ctx.request.priority, deadline,
+        model, ctx.registry.backend(), std::move(request), engine::SynthesizeOptions{}, sink);
+    if (Status st = ctx.engine.submit(job); !st.ok()) {
+      // Jobs already submitted still end and fulfil their futures: wait, then report.
+      done.pop_back();
+      for (auto& f : done) f.wait();
+      return st;
+    }
+    sinks.push_back(sink);
+    model_ids.push_back(model_id);
+  }
+  Status first_error;
+  for (auto& f : done) {
+    Status st = f.get();
+    if (!st.ok() && first_error.ok()) first_error = st;
+  }
+  RETURN_IF_ERROR(first_error);
+  for (int j = 0; j < count; ++j) {
+    auto outputs = sinks[j]->outputs();
+    if (outputs.empty()) {
+      return deadline_exceeded("the deadline left no time for a synthesis step (stimulus " +
+                               std::to_string(first_position + j) + ")");
+    }
+    BlockItem item;
+    item.origin = "synthesized";
+    item.source_json =
+        nlohmann::json{{"model_id", model_ids[j]},
+                       {"channel_id", model_ids[j].substr(model_ids[j].find('/') + 1)},
+                       {"record", outputs.front().record}}
+            .dump();
+    item.pixels = outputs.front().stimulus.pixels;
+    item.png = outputs.front().png;
+    item.stopped_early = sinks[j]->stopped_early();
+    items.push_back(std::move(item));
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
+std::uint64_t derived_block_seed(const std::string& session_id, int block_index) {
+  std::uint64_t h = 1469598103934665603ull;  // FNV-1a: stable everywhere, unlike std::hash
+  for (unsigned char c : session_id) h = (h ^ c) * 1099511628211ull;
+  return h ^ (static_cast<std::uint64_t>(block_index) * 0x9e3779b97f4a7c15ull);
+}
+
+StatusOr<std::vector<BlockItem>> make_block_items(BlockContext& ctx) {
+  const BlockRequest& r = ctx.request;
+  if (r.count < 1 || r.count > kMaxBlockStimuli) {
+    return invalid_argument("count: " + std::to_string(r.count) + " is outside 1.." +
+                            std::to_string(kMaxBlockStimuli));
+  }
+  if (static_cast<int>(r.references.size()) > r.count) {
+    return invalid_argument("strategy.references: more references than the block's count");
+  }
+  std::vector<StrategyShare> shares = r.shares;
+  const int rest = r.count - static_cast<int>(r.references.size());
+  if (shares.empty() && rest > 0) shares.push_back({StrategyKind::kPool, rest});
+  int total = 0;
+  for (std::size_t i = 0; i < shares.size(); ++i) {
+    if (shares[i].count < 0) {
+      return invalid_argument("strategy.mix[" + std::to_string(i) + "].count is negative");
+    }
+    total += shares[i].count;
+  }
+  if (total != rest) {
+    return invalid_argument("strategy.mix: counts add up to " + std::to_string(total) +
+                            "; the block has " + std::to_string(rest) +
+                            " stimuli besides its references");
+  }
+  const std::uint64_t seed = r.seed != 0 ? r.seed : derived_block_seed(r.session_id, ctx.block_index);
+
+  std::map<std::string, int> index_of;
+  for (std::size_t i = 0; i < ctx.pool.images.size(); ++i) index_of[ctx.pool.images[i].name] = i;
+  // A plain bool array: std::vector<bool> packs bits and cannot be viewed as a span.
+  const int pool_size = static_cast<int>(ctx.pool.images.size());
+  std::unique_ptr<bool[]> eligible(new bool[pool_size]);
+  std::fill_n(eligible.get(), pool_size, true);
+  for (const auto& name : ctx.shown_pool) {
+    if (auto it = index_of.find(name); it != index_of.end()) eligible[it->second] = false;
+  }
+
+  std::vector<BlockItem> items;
+  nlohmann::json mix = nlohmann::json::array();
+  for (std::size_t i = 0; i < r.references.size(); ++i) {
+    auto it = index_of.find(r.references[i]);
+    if (it == index_of.end()) {
+      return invalid_argument("strategy.references[" + std::to_string(i) + "]: '" +
+                              clip(r.references[i]) + "' is not an image of pool '" +
+                              ctx.pool.name + "'");
+    }
+    eligible[it->second] = false;
+    ASSIGN_OR_RETURN(auto item, pool_item(ctx.pool, it->second, "reference"));
+    items.push_back(std::move(item));
+  }
+  for (std::size_t k = 0; k < shares.size(); ++k) {
+    const StrategyShare& share = shares[k];
+    mix.push_back({{"kind", to_string(share.kind)}, {"count", share.count}});
+    if (share.kind == StrategyKind::kPool) {
+      const auto chosen = select_random(pool_size, std::span<const bool>(eligible.get(), pool_size),
+                                        share.count, seed + 7919 * (k + 1));
+      if (static_cast<int>(chosen.size()) < share.count) {
+        return failed_precondition("strategy: pool '" + ctx.pool.name + "' has only " +
+                                   std::to_string(chosen.size()) + " images not yet shown; " +
+                                   std::to_string(share.count) + " asked for");
+      }
+      for (int index : chosen) {
+        eligible[index] = false;
+        ASSIGN_OR_RETURN(auto item, pool_item(ctx.pool, index, "pool"));
+        items.push_back(std::move(item));
+      }
+    } else {
+      RETURN_IF_ERROR(synthesize(ctx, share.count, static_cast<int>(items.size()), seed, items));
+    }
+  }
+  ctx.strategy_json = nlohmann::json{{"references", r.references},
+                                     {"mix", mix},
+                                     {"seed", seed},
+                                     {"objective", synthesis::to_string(r.objective)},
+                                     {"steps", r.steps}}
+                          .dump();
+  return items;
+}
+
+}  // namespace stimloop::sessions

@@ -1,0 +1,47 @@
+// The strategies of NextBlock: which stimuli make up a block. References (named pool images)
+// come first, then each share of the strategy mix in order: POOL draws unshown pool images at
+// random (seeded), SYNTHESIZE runs one synthesis per stimulus on the calibrated channels' models
+// (round-robin over channels) as ordinary engine jobs at the request's priority, stopping in time
+// for the rest of the block's work when a deadline is given.
+#pragma once
+
+#include <chrono>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "server/engine/engine.h"
+#include "server/engine/model_registry.h"
+#include "server/sessions/image_pool.h"
+#include "server/sessions/session_manager.h"
+
+namespace stimloop::sessions {
+
+struct BlockContext {
+  const ImagePool& pool;
+  const std::set<std::string>& shown_pool;
+  const BlockRequest& request;
+  int block_index = 0;
+  engine::ModelRegistry& registry;
+  engine::Engine& engine;
+  std::string backend_name;
+  std::vector<std::string> calibrated_models;  // model ids, in channel order
+  // Time the caller needs after the items are made (features, store): synthesis stops earlier.
+  std::chrono::milliseconds reserve{0};
+  std::string strategy_json;  // filled by make_block_items: what was asked, for the store
+};
+
+struct BlockItem {
+  std::string origin;  // "pool", "synthesized", "reference"
+  std::string source_json;
+  std::vector<std::uint8_t> pixels;  // the model's input size, RGB
+  std::vector<std::uint8_t> png;
+  bool stopped_early = false;  // a synthesis that stopped at the deadline
+};
+
+StatusOr<std::vector<BlockItem>> make_block_items(BlockContext& ctx);
+
+// The block's seed when the request gives none: stable across machines and restarts.
+std::uint64_t derived_block_seed(const std::string& session_id, int block_index);
+
+}  // namespace stimloop::sessions

@@ -1,0 +1,467 @@
+#include "server/sessions/session_manager.h"
+
+#include <spdlog/spdlog.h>
+
+#include <map>
+#include <set>
+
+#include "models/preprocess.h"
+#include "server/engine/task_job.h"
+#include "server/sessions/block_maker.h"
+#include "server/sessions/readout_model.h"
+
+namespace stimloop::sessions {
+namespace {
+
+// Images a feature job forwards per engine slice: small enough that a rig's request waits at
+// most one such slice behind a session rebuilding its features.
+constexpr int kFeatureChunk = 16;
+
+std::string session_request_id(const std::string& session_id, const char* what) {
+  return "session:" + session_id + ":" + what;
+}
+
+}  // namespace
+
+struct SessionManager::Base {
+  std::shared_ptr<const Model> model;
+  FeatureExtractor features;
+  std::unique_ptr<ResidentNetwork> prefix;  // resident on the backend; used on the engine thread
+};
+
+struct SessionManager::Live {
+  std::mutex mutex;  // serialises the session's calls
+  SessionConfig config;
+  const ImagePool* pool = nullptr;
+  std::shared_ptr<Base> base;
+  std::unique_ptr<FeatureBank> bank;
+  std::map<std::string, int> row_of;   // stimulus id -> bank row
+  std::set<std::string> shown_pool;    // pool image names handed out before
+  std::vector<std::optional<ChannelFit>> fits;  // per channel
+  CalibrationState calibration;
+  bool rebuilt = false;
+};
+
+const char* to_string(StrategyKind kind) {
+  switch (kind) {
+    case StrategyKind::kPool:
+      return "pool";
+    case StrategyKind::kSynthesize:
+      return "synthesize";
+  }
+  return "?";
+}
+
+SessionManager::SessionManager(SessionManagerOptions options, engine::ModelRegistry& registry,
+                               engine::Engine& engine)
+    : options_(std::move(options)), registry_(registry), engine_(engine) {}
+
+SessionManager::~SessionManager() = default;
+
+StatusOr<std::unique_ptr<SessionManager>> SessionManager::create(
+    const SessionManagerOptions& options, engine::ModelRegistry& registry, engine::Engine& engine) {
+  auto m = std::unique_ptr<SessionManager>(new SessionManager(options, registry, engine));
+  ASSIGN_OR_RETURN(m->store_, SessionStore::open(options.data_dir));
+  for (const PoolFlag& flag : options.pools) {
+    if (m->pools_.count(flag.name)) {
+      return invalid_argument("--pool: the name '" + flag.name + "' is given twice");
+    }
+    ASSIGN_OR_RETURN(auto pool, load_image_pool(flag.name, flag.path));
+    m->pools_.emplace(flag.name, std::move(pool));
+  }
+  return m;
+}
+
+std::vector<std::string> SessionManager::pool_names() const {
+  std::vector<std::string> names;
+  for (const auto& [name, pool] : pools_) names.push_back(name);
+  return names;
+}
+
+StatusOr<const ImagePool*> SessionManager::pool(const std::string& name) const {
+  auto it = pools_.find(name);
+  if (it != pools_.end()) return &it->second;
+  std::string known;
+  for (const auto& n : pool_names()) known += (known.empty() ? "" : ", ") + n;
+  return not_found("pool: unknown pool '" + clip(name) + "' (this server has " +
+                   (known.empty() ? std::string("none; start it with --pool NAME=PATH")
+                                  : known) +
+                   ")");
+}
+
+StatusOr<std::shared_ptr<SessionManager::Base>> SessionManager::base(const std::string& model_id) {
+  {
+    std::lock_guard lock(mutex_);
+    if (auto it = bases_.find(model_id); it != bases_.end()) return it->second;
+  }
+  ASSIGN_OR_RETURN(auto resident, registry_.find(model_id));
+  auto b = std::make_shared<Base>();
+  b->model = resident->model;
+  ASSIGN_OR_RETURN(b->features, split_at_readout(*b->model));
+  RETURN_IF_ERROR(engine::run_on_engine(
+      engine_, "session:upload", engine::Priority::kInteractive, std::nullopt, [&]() -> Status {
+        ASSIGN_OR_RETURN(b->prefix, registry_.backend().upload(b->features.prefix));
+        return Status::Ok();
+      }));
+  std::lock_guard lock(mutex_);
+  return bases_.emplace(model_id, b).first->second;  // a racing loser's copy is dropped
+}
+
+StatusOr<std::shared_ptr<SessionManager::Live>> SessionManager::live(const std::string& id) {
+  RETURN_IF_ERROR(check_id(id, "session_id"));
+  {
+    std::lock_guard lock(mutex_);
+    if (auto it = live_.find(id); it != live_.end()) return it->second;
+  }
+  ASSIGN_OR_RETURN(SessionRow row, store_->get_session(id));
+  auto s = std::make_shared<Live>();
+  ASSIGN_OR_RETURN(s->config, config_from_json(row.config_json));
+  ASSIGN_OR_RETURN(s->pool, pool(s->config.pool));
+  ASSIGN_OR_RETURN(s->base, base(s->config.base_model));
+  s->bank = std::make_unique<FeatureBank>(s->base->features.shape);
+  s->fits.resize(s->config.channels.size());
+  s->calibration.form = s->config.calibration.form;
+  for (const auto& ch : s->config.channels) {
+    ChannelCalibration cal;
+    cal.channel_id = ch.id;
+    s->calibration.channels.push_back(cal);
+  }
+  std::lock_guard lock(mutex_);
+  return live_.emplace(id, s).first->second;
+}
+
+Status SessionManager::add_features(Live& s, const std::vector<std::string>& ids,
+                                    const std::vector<const std::uint8_t*>& pixels,
+                                    engine::Priority priority,
+                                    std::optional<engine::Clock::time_point> deadline) {
+  const Base& b = *s.base;
+  const ModelInfo& info = b.model->info;
+  const std::size_t image_bytes = static_cast<std::size_t>(info.in_h) * info.in_w * 3;
+  const std::size_t p = static_cast<std::size_t>(b.features.shape.size());
+  for (std::size_t first = 0; first < ids.size(); first += kFeatureChunk) {
+    const int n = static_cast<int>(std::min<std::size_t>(kFeatureChunk, ids.size() - first));
+    std::vector<std::uint8_t> raw(image_bytes * n);
+    for (int i = 0; i < n; ++i) {
+      std::copy(pixels[first + i], pixels[first + i] + image_bytes, raw.begin() + image_bytes * i);
+    }
+    std::vector<float> features(p * n);
+    RETURN_IF_ERROR(engine::run_on_engine(
+        engine_, session_request_id(s.config.session_id, "features"), priority, deadline, [&] {
+          const auto start = engine::Clock::now();
+          const std::vector<float> input = recenter_rgb8(raw, b.model->channel_means);
+          Status st = b.prefix->forward(input, n, features);
+          const double ms =
+              std::chrono::duration<double, std::milli>(engine::Clock::now() - start).count();
+          feature_ms_per_image_.store(0.7 * feature_ms_per_image_.load() + 0.3 * ms / n);
+          return st;
+        }));
+    for (int i = 0; i < n; ++i) {
+      ASSIGN_OR_RETURN(int row, s.bank->add(std::span<const float>(features).subspan(p * i, p)));
+      s.row_of[ids[first + i]] = row;
+    }
+  }
+  return Status::Ok();
+}
+
+std::vector<double> SessionManager::predict_channels(const Live& s, int bank_row) const {
+  std::vector<double> out;
+  if (s.calibration.version == 0) return out;
+  for (const auto& fit : s.fits) {
+    out.push_back(fit ? predict(*fit, s.base->features.shape, s.bank->row(bank_row)) : 0.0);
+  }
+  return out;
+}
+
+Status SessionManager::refit(Live& s, engine::Priority priority) {
+  const int channels = static_cast<int>(s.config.channels.size());
+  // Repeats averaged per stimulus, valid trials only, in the order stimuli were first reported.
+  std::map<std::string, std::pair<std::vector<double>, int>> sums;
+  std::vector<std::string> order;
+  for (const TrialRow& t : store_->trials(s.config.session_id)) {
+    if (!t.valid) continue;
+    auto [it, fresh] = sums.try_emplace(t.stimulus_id, std::vector<double>(channels, 0.0), 0);
+    if (fresh) order.push_back(t.stimulus_id);
+    for (int c = 0; c < channels; ++c) it->second.first[c] += t.responses[c];
+    ++it->second.second;
+  }
+  if (static_cast<int>(order.size()) < s.config.calibration.min_stimuli) return Status::Ok();
+
+  // Features of reported stimuli the bank lacks (handed out before a restart).
+  std::vector<std::string> missing;
+  std::vector<std::vector<std::uint8_t>> images;
+  for (const auto& id : order) {
+    if (s.row_of.count(id)) continue;
+    missing.push_back(id);
+  }
+  if (!missing.empty()) {
+    std::map<std::string, std::string> sha_of;
+    for (const auto& st : store_->stimuli(s.config.session_id)) sha_of[st.stimulus_id] = st.image_sha256;
+    for (const auto& id : missing) {
+      ASSIGN_OR_RETURN(auto png, store_->get_image(sha_of[id]));
+      ASSIGN_OR_RETURN(Rgb8Image img, decode_image(png));
+      images.push_back(std::move(img.pixels));
+    }
+    std::vector<const std::uint8_t*> pixels;
+    for (const auto& img : images) pixels.push_back(img.data());
+    RETURN_IF_ERROR(add_features(s, missing, pixels, priority, std::nullopt));
+  }
+
+  std::vector<int> rows;
+  std::vector<double> targets;
+  for (const auto& id : order) {
+    rows.push_back(s.row_of.at(id));
+    const auto& [sum, count] = sums.at(id);
+    for (int c = 0; c < channels; ++c) targets.push_back(sum[c] / count);
+  }
+  CalibrationOptions options;
+  options.form = s.config.calibration.form;
+  options.folds = s.config.calibration.folds;
+  ASSIGN_OR_RETURN(auto fits, s.bank->fit(rows, targets, channels, options));
+
+  // Install every channel's model first, then publish the new state: a failure leaves the
+  // previous fit in place everywhere.
+  const int version = s.calibration.version + 1;
+  std::vector<FitRow> history;
+  for (int c = 0; c < channels; ++c) {
+    const ChannelSpec& ch = s.config.channels[c];
+    const std::string model_id = channel_model_id(s.config.session_id, ch.id);
+    char description[256];
+    std::snprintf(description, sizeof description,
+                  "session %s channel %s: %s readout (cv r %.3f, %d stimuli, fit %d)",
+                  s.config.session_id.c_str(), ch.id.c_str(), to_string(fits[c].form),
+                  fits[c].cv_r, fits[c].images, version);
+    auto model = calibrated_model(*s.base->model, s.base->features, fits[c], model_id, description);
+    auto resident = std::make_shared<engine::ResidentModel>();
+    resident->model = model;
+    RETURN_IF_ERROR(engine::run_on_engine(
+        engine_, session_request_id(s.config.session_id, "install"), priority, std::nullopt,
+        [&]() -> Status {
+          ASSIGN_OR_RETURN(resident->network, registry_.backend().upload(model->network));
+          return Status::Ok();
+        }));
+    RETURN_IF_ERROR(registry_.install(resident));
+    nlohmann::json summary = {{"form", to_string(fits[c].form)}, {"lambda", fits[c].lambda},
+                              {"cv_r", fits[c].cv_r},            {"stimuli", fits[c].images},
+                              {"model_id", model_id},            {"sha256", model->info.sha256}};
+    history.push_back(FitRow{version, ch.id, summary.dump(), 0});
+  }
+  for (int c = 0; c < channels; ++c) {
+    ChannelCalibration& cal = s.calibration.channels[c];
+    cal.calibrated = true;
+    cal.model_id = channel_model_id(s.config.session_id, s.config.channels[c].id);
+    cal.cv_r = fits[c].cv_r;
+    cal.lambda = fits[c].lambda;
+    cal.stimuli = fits[c].images;
+    s.fits[c] = std::move(fits[c]);
+  }
+  s.calibration.version = version;
+  return store_->add_fits(s.config.session_id, history);
+}
+
+Status SessionManager::rebuild(Live& s, engine::Priority priority) {
+  if (s.rebuilt) return Status::Ok();
+  for (const StimulusRow& st : store_->stimuli(s.config.session_id)) {
+    if (st.origin != "synthesized") {
+      const auto j = nlohmann::json::parse(st.source_json, nullptr, false);
+      if (j.is_object() && j.contains("pool_image")) s.shown_pool.insert(j["pool_image"]);
+    }
+  }
+  // Continue the fit count where the stored history ends, so versions never repeat.
+  for (const FitRow& f : store_->fits(s.config.session_id)) {
+    s.calibration.version = std::max(s.calibration.version, f.version);
+  }
+  const int stored_version = s.calibration.version;
+  if (stored_version > 0) s.calibration.version = stored_version - 1;
+  Status st = refit(s, priority);
+  if (!st.ok()) return st;
+  if (s.calibration.version < stored_version) s.calibration.version = stored_version;
+  s.rebuilt = true;
+  return Status::Ok();
+}
+
+void SessionManager::resume() {
+  for (const SessionRow& row : store_->list_sessions()) {
+    if (row.closed) continue;
+    auto s = live(row.id);
+    Status st = s.ok() ? Status::Ok() : s.status();
+    if (s.ok()) {
+      std::lock_guard lock((*s)->mutex);
+      st = rebuild(**s, engine::Priority::kInteractive);
+    }
+    if (st.ok()) {
+      spdlog::info("event=session_resumed session={} trials={}", row.id, row.trials);
+    } else {
+      spdlog::warn("event=session_resume_failed session={} error=\"{}\"", row.id, st.message());
+    }
+  }
+}
+
+SessionStatus SessionManager::status_of(Live& s) {
+  SessionStatus st;
+  st.config = s.config;
+  auto row = store_->get_session(s.config.session_id);
+  if (row.ok()) st.row = *row;
+  st.pool_images = s.pool ? static_cast<int>(s.pool->images.size()) : 0;
+  st.calibration = s.calibration;
+  return st;
+}
+
+StatusOr<SessionStatus> SessionManager::open(SessionConfig config) {
+  RETURN_IF_ERROR(validate(config));
+  ASSIGN_OR_RETURN(const ImagePool* p, pool(config.pool));
+  auto found = base(config.base_model);
+  if (!found.ok()) return found.status().with_context("base_model");
+  const std::shared_ptr<Base> b = *found;
+  const ModelInfo& info = b->model->info;
+  const Rgb8Image& first = p->images.front().image;
+  if (first.height != info.in_h || first.width != info.in_w) {
+    return invalid_argument("pool: images of '" + p->name + "' are " +
+                            std::to_string(first.width) + "x" + std::to_string(first.height) +
+                            "; base_model '" + info.id + "' takes " + std::to_string(info.in_w) +
+                            "x" + std::to_string(info.in_h));
+  }
+  RETURN_IF_ERROR(store_->create_session(config.session_id, to_json(config).dump()).status());
+  ASSIGN_OR_RETURN(auto s, live(config.session_id));
+  std::lock_guard lock(s->mutex);
+  RETURN_IF_ERROR(rebuild(*s, engine::Priority::kInteractive));
+  return status_of(*s);
+}
+
+StatusOr<SessionStatus> SessionManager::get(const std::string& session_id) {
+  ASSIGN_OR_RETURN(auto s, live(session_id));
+  std::lock_guard lock(s->mutex);
+  return status_of(*s);
+}
+
+std::vector<SessionStatus> SessionManager::list() {
+  std::vector<SessionStatus> out;
+  for (const SessionRow& row : store_->list_sessions()) {
+    auto st = get(row.id);
+    if (st.ok()) out.push_back(std::move(*st));
+  }
+  return out;
+}
+
+StatusOr<SessionStatus> SessionManager::close(const std::string& session_id) {
+  ASSIGN_OR_RETURN(auto s, live(session_id));
+  std::lock_guard lock(s->mutex);
+  RETURN_IF_ERROR(store_->close_session(session_id).status());
+  return status_of(*s);
+}
+
+StatusOr<ReportResult> SessionManager::report(const std::string& session_id,
+                                              std::vector<TrialRow> trials,
+                                              engine::Priority priority) {
+  ASSIGN_OR_RETURN(auto s, live(session_id));
+  std::lock_guard lock(s->mutex);
+  RETURN_IF_ERROR(rebuild(*s, priority));
+  if (trials.empty()) return invalid_argument("trials: at least one trial is required");
+  if (static_cast<int>(trials.size()) > kMaxTrialsPerReport) {
+    return invalid_argument("trials: " + std::to_string(trials.size()) + " trials; at most " +
+                            std::to_string(kMaxTrialsPerReport) + " per report");
+  }
+  ReportResult result;
+  ASSIGN_OR_RETURN(result.outcome,
+                   store_->add_trials(session_id, static_cast<int>(s->config.channels.size()),
+                                      trials));
+  // The trials are on disk: from here a failure to refit leaves the previous fit serving, and
+  // the next report (or a restart) fits again.
+  if (result.outcome.stored > 0) {
+    if (Status st = refit(*s, priority); !st.ok()) {
+      spdlog::warn("event=refit_failed session={} error=\"{}\"", session_id, st.message());
+    }
+  }
+  ASSIGN_OR_RETURN(SessionRow row, store_->get_session(session_id));
+  result.total_trials = row.trials;
+  result.calibration = s->calibration;
+  return result;
+}
+
+StatusOr<BlockResult> SessionManager::next_block(const BlockRequest& request) {
+  ASSIGN_OR_RETURN(auto s, live(request.session_id));
+  std::lock_guard lock(s->mutex);
+  RETURN_IF_ERROR(rebuild(*s, request.priority));
+  if (!request.block_id.empty()) {
+    RETURN_IF_ERROR(check_id(request.block_id, "block_id"));
+    ASSIGN_OR_RETURN(auto stored, store_->find_block(request.session_id, request.block_id));
+    if (stored) {
+      BlockResult r;
+      r.block_id = stored->block_id;
+      r.block_index = stored->block_index;
+      r.replayed = true;
+      for (StimulusRow& row : stored->stimuli) {
+        ASSIGN_OR_RETURN(auto png, store_->get_image(row.image_sha256));
+        r.stimuli.push_back(BlockStimulus{std::move(row), std::move(png)});
+      }
+      r.calibration_version = s->calibration.version;
+      return r;
+    }
+  }
+  ASSIGN_OR_RETURN(SessionRow row, store_->get_session(request.session_id));
+  if (row.closed) {
+    return failed_precondition("session '" + request.session_id + "' is closed");
+  }
+  BlockContext ctx{*s->pool,
+                   s->shown_pool,
+                   request,
+                   row.blocks,
+                   registry_,
+                   engine_,
+                   options_.backend_name,
+                   {},
+                   std::chrono::milliseconds(0),
+                   ""};
+  for (std::size_t c = 0; c < s->fits.size(); ++c) {
+    if (s->fits[c]) ctx.calibrated_models.push_back(s->calibration.channels[c].model_id);
+  }
+  ctx.reserve = std::chrono::milliseconds(
+      15 + static_cast<int>(1.5 * feature_ms_per_image_.load() * request.count));
+  ASSIGN_OR_RETURN(auto items, make_block_items(ctx));
+
+  BlockResult result;
+  result.block_index = row.blocks;
+  char generated[32];
+  std::snprintf(generated, sizeof generated, "block%04d", row.blocks);
+  result.block_id = request.block_id.empty() ? generated : request.block_id;
+  result.calibration_version = s->calibration.version;
+  for (std::size_t c = 0; c < s->fits.size(); ++c) {
+    if (!s->fits[c]) result.uncalibrated_channels.push_back(s->config.channels[c].id);
+  }
+  for (const auto& item : items) {
+    if (item.stopped_early) result.stop_reason = "DEADLINE";
+  }
+
+  std::vector<std::string> ids;
+  std::vector<const std::uint8_t*> pixels;
+  for (std::size_t i = 0; i < items.size(); ++i) {
+    ids.push_back(result.block_id + "-" + std::to_string(i));
+    pixels.push_back(items[i].pixels.data());
+  }
+  RETURN_IF_ERROR(add_features(*s, ids, pixels, request.priority, std::nullopt));
+
+  BlockRow block;
+  block.block_id = result.block_id;
+  block.strategy_json = items.empty() ? "{}" : ctx.strategy_json;
+  for (std::size_t i = 0; i < items.size(); ++i) {
+    StimulusRow st;
+    st.stimulus_id = ids[i];
+    st.position = static_cast<int>(i);
+    st.origin = items[i].origin;
+    st.source_json = items[i].source_json;
+    ASSIGN_OR_RETURN(st.image_sha256, store_->put_image(items[i].png));
+    st.predicted = predict_channels(*s, s->row_of.at(ids[i]));
+    block.stimuli.push_back(st);
+    result.stimuli.push_back(BlockStimulus{std::move(st), std::move(items[i].png)});
+  }
+  ASSIGN_OR_RETURN(result.block_index, store_->add_block(request.session_id, block));
+  for (auto& st : result.stimuli) {
+    st.row.block_index = result.block_index;
+    if (!items.empty()) {
+      const auto j = nlohmann::json::parse(st.row.source_json, nullptr, false);
+      if (j.is_object() && j.contains("pool_image")) s->shown_pool.insert(j["pool_image"]);
+    }
+  }
+  return result;
+}
+
+}  // namespace stimloop::sessions

@@ -1,0 +1,148 @@
+// Closed-loop sessions, live: the store (durable truth), the image pools, each session's
+// features and fits in memory, and the calibrated channels installed as models in the registry.
+// Every call blocks until its work is done (store commits, engine jobs, fits), so callers run it
+// off gRPC's threads (server/service/sessions_service.cpp). Calls on one session are serialised;
+// different sessions proceed in parallel. After a restart, resume() rebuilds every open session
+// from the store: features recomputed from the stored images, readouts refitted, models
+// reinstalled.
+#pragma once
+
+#include <atomic>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "server/engine/engine.h"
+#include "server/engine/model_registry.h"
+#include "server/sessions/image_pool.h"
+#include "server/sessions/session_config.h"
+#include "server/sessions/session_store.h"
+#include "server/synthesis/request.h"
+
+namespace stimloop::sessions {
+
+struct ChannelCalibration {
+  std::string channel_id;
+  bool calibrated = false;
+  std::string model_id;
+  double cv_r = 0.0;
+  double lambda = 0.0;
+  int stimuli = 0;
+};
+
+struct CalibrationState {
+  int version = 0;
+  ReadoutForm form = ReadoutForm::kRidge;
+  std::vector<ChannelCalibration> channels;
+};
+
+struct SessionStatus {
+  SessionConfig config;
+  SessionRow row;
+  int pool_images = 0;
+  CalibrationState calibration;
+};
+
+enum class StrategyKind { kPool, kSynthesize };
+const char* to_string(StrategyKind kind);
+
+struct StrategyShare {
+  StrategyKind kind = StrategyKind::kPool;
+  int count = 0;
+};
+
+struct BlockRequest {
+  std::string session_id;
+  int count = 1;
+  std::vector<StrategyShare> shares;    // adding up to count - references.size()
+  std::vector<std::string> references;  // pool image names, shown first
+  synthesis::ObjectiveKind objective = synthesis::ObjectiveKind::kMax;
+  std::optional<synthesis::MethodKind> method;  // unset: the objective's default
+  int steps = 0;                                // 0: the method's default
+  std::uint64_t seed = 0;                       // 0: derived from session id and block index
+  engine::Priority priority = engine::Priority::kRig;
+  std::optional<engine::Clock::time_point> deadline;
+  std::string block_id;  // optional idempotency key
+};
+
+struct BlockStimulus {
+  StimulusRow row;
+  std::vector<std::uint8_t> png;
+};
+
+struct BlockResult {
+  std::string block_id;
+  int block_index = 0;
+  std::vector<BlockStimulus> stimuli;
+  int calibration_version = 0;
+  std::vector<std::string> uncalibrated_channels;
+  std::string stop_reason = "COMPLETED";
+  bool replayed = false;
+};
+
+struct ReportResult {
+  ReportOutcome outcome;
+  int total_trials = 0;
+  CalibrationState calibration;
+};
+
+struct SessionManagerOptions {
+  std::string data_dir;
+  std::vector<PoolFlag> pools;
+  std::string backend_name;
+};
+
+class SessionManager {
+ public:
+  // Opens the store and loads every pool (errors name the pool and file).
+  static StatusOr<std::unique_ptr<SessionManager>> create(const SessionManagerOptions& options,
+                                                          engine::ModelRegistry& registry,
+                                                          engine::Engine& engine);
+  ~SessionManager();
+
+  // Rebuilds every open session (features, fits, installed models). Call once after create(),
+  // before serving; sessions that fail to resume are logged and left to their next call.
+  void resume();
+
+  StatusOr<SessionStatus> open(SessionConfig config);
+  StatusOr<SessionStatus> get(const std::string& session_id);
+  std::vector<SessionStatus> list();
+  StatusOr<SessionStatus> close(const std::string& session_id);
+  StatusOr<BlockResult> next_block(const BlockRequest& request);
+  StatusOr<ReportResult> report(const std::string& session_id, std::vector<TrialRow> trials,
+                                engine::Priority priority);
+
+  std::vector<std::string> pool_names() const;
+
+ private:
+  struct Base;
+  struct Live;
+  SessionManager(SessionManagerOptions options, engine::ModelRegistry& registry,
+                 engine::Engine& engine);
+  StatusOr<std::shared_ptr<Live>> live(const std::string& session_id);
+  StatusOr<std::shared_ptr<Base>> base(const std::string& model_id);
+  StatusOr<const ImagePool*> pool(const std::string& name) const;
+  Status rebuild(Live& s, engine::Priority priority);
+  Status add_features(Live& s, const std::vector<std::string>& stimulus_ids,
+                      const std::vector<const std::uint8_t*>& pixels, engine::Priority priority,
+                      std::optional<engine::Clock::time_point> deadline);
+  Status refit(Live& s, engine::Priority priority);
+  SessionStatus status_of(Live& s);
+  std::vector<double> predict_channels(const Live& s, int bank_row) const;
+
+  SessionManagerOptions options_;
+  engine::ModelRegistry& registry_;
+  engine::Engine& engine_;
+  std::unique_ptr<SessionStore> store_;
+  std::map<std::string, ImagePool> pools_;
+  std::mutex mutex_;  // guards live_ and bases_ (not the sessions themselves)
+  std::map<std::string, std::shared_ptr<Live>> live_;
+  std::map<std::string, std::shared_ptr<Base>> bases_;
+  // Measured cost of the feature pass, so a synthesis leaves it time before the deadline.
+  std::atomic<double> feature_ms_per_image_{5.0};
+};
+
+}  // namespace stimloop::sessions
