@@ -53,10 +53,9 @@ class StimloopClient {
   // Closed-loop sessions (stimloop.v1.Sessions); every call is safe to retry (sessions.proto).
   StatusOr<v1::SessionInfo> open_session(const v1::OpenSessionRequest& request,
                                          const CallOptions& call = {});
-  StatusOr<v1::Block> next_block(const v1::NextBlockRequest& request,
-                                 const CallOptions& call = {});
-  StatusOr<v1::ReportResponsesResponse> report_responses(
-      const v1::ReportResponsesRequest& request, const CallOptions& call = {});
+  StatusOr<v1::Block> next_block(const v1::NextBlockRequest& request, const CallOptions& call = {});
+  StatusOr<v1::ReportResponsesResponse> report_responses(const v1::ReportResponsesRequest& request,
+                                                         const CallOptions& call = {});
   StatusOr<v1::SessionInfo> get_session(const std::string& session_id,
                                         const CallOptions& call = {});
   StatusOr<v1::ListSessionsResponse> list_sessions(const CallOptions& call = {});

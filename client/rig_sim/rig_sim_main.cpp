@@ -139,8 +139,8 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "error: %s\n", client.status().to_string().c_str());
     return 1;
   }
-  const auto budget = std::chrono::duration_cast<Clock::duration>(
-      std::chrono::duration<double>(retry_s));
+  const auto budget =
+      std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(retry_s));
   int retries = 0;
 
   v1::OpenSessionRequest open;
@@ -155,8 +155,8 @@ int main(int argc, char** argv) {
   open.set_pool(pool);
   open.mutable_calibration()->set_form(readout == "factorized" ? v1::FACTORIZED : v1::RIDGE);
   open.mutable_calibration()->set_min_stimuli(min_stimuli);
-  auto opened = with_retries("OpenSession", budget, retries,
-                             [&] { return (*client)->open_session(open); });
+  auto opened =
+      with_retries("OpenSession", budget, retries, [&] { return (*client)->open_session(open); });
   if (!opened.ok()) {
     std::fprintf(stderr, "error: OpenSession: %s\n", opened.status().to_string().c_str());
     return 1;
@@ -187,8 +187,8 @@ int main(int argc, char** argv) {
     next.mutable_strategy()->set_steps(steps);
     next.set_deadline_ms(deadline_ms);
     next.set_encoding(v1::RAW_RGB8);
-    auto block = with_retries("NextBlock", budget, retries,
-                              [&] { return (*client)->next_block(next); });
+    auto block =
+        with_retries("NextBlock", budget, retries, [&] { return (*client)->next_block(next); });
     if (!block.ok()) {
       std::fprintf(stderr, "error: NextBlock %d: %s\n", b, block.status().to_string().c_str());
       return 1;
@@ -250,8 +250,8 @@ int main(int argc, char** argv) {
     }
     if (!pool_means.empty()) std::snprintf(pm, sizeof pm, "%.2f", mean(pool_means));
     if (!synth_means.empty()) std::snprintf(sm, sizeof sm, "%.2f", mean(synth_means));
-    std::printf("%5d %-10s %6d %8s %10s %12s %12s %10s\n", b, kind.c_str(),
-                block->stimuli_size(), fit, median, pm, sm, ratio);
+    std::printf("%5d %-10s %6d %8s %10s %12s %12s %10s\n", b, kind.c_str(), block->stimuli_size(),
+                fit, median, pm, sm, ratio);
     std::fflush(stdout);
     per_block.push_back({{"block", b},
                          {"strategy", kind},
@@ -261,8 +261,8 @@ int main(int argc, char** argv) {
                          {"synthesized_mean_rate", mean(synth_means)},
                          {"median_synthesized_over_best_pool", median_ratio}});
   }
-  auto info = with_retries("GetSession", budget, retries,
-                           [&] { return (*client)->get_session(session); });
+  auto info =
+      with_retries("GetSession", budget, retries, [&] { return (*client)->get_session(session); });
   if (!info.ok()) {
     std::fprintf(stderr, "error: GetSession: %s\n", info.status().to_string().c_str());
     return 1;

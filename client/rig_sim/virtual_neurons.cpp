@@ -26,8 +26,9 @@ StatusOr<NeuronSpec> parse_neuron(const std::string& text) {
   return spec;
 }
 
-StatusOr<std::unique_ptr<VirtualNeurons>> VirtualNeurons::load(
-    const std::vector<NeuronSpec>& specs, const std::string& models_dir, double gain) {
+StatusOr<std::unique_ptr<VirtualNeurons>> VirtualNeurons::load(const std::vector<NeuronSpec>& specs,
+                                                               const std::string& models_dir,
+                                                               double gain) {
   if (specs.empty()) return invalid_argument("--neuron: at least one virtual neuron is needed");
   if (!(gain > 0) || !std::isfinite(gain)) return invalid_argument("--gain must be > 0");
   auto v = std::unique_ptr<VirtualNeurons>(new VirtualNeurons());

@@ -24,8 +24,7 @@ StatusOr<NeuronSpec> parse_neuron(const std::string& text);
 class VirtualNeurons {
  public:
   static StatusOr<std::unique_ptr<VirtualNeurons>> load(const std::vector<NeuronSpec>& specs,
-                                                        const std::string& models_dir,
-                                                        double gain);
+                                                        const std::string& models_dir, double gain);
   int size() const { return static_cast<int>(neurons_.size()); }
   // Expected spike counts (gain * max(0, output)) of every neuron for one 8-bit RGB image.
   StatusOr<std::vector<double>> rates(const std::vector<std::uint8_t>& pixels, int height,

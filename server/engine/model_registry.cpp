@@ -91,9 +91,8 @@ Status ModelRegistry::install(ResidentModelPtr model) {
     *it = std::move(model);
   } else {
     installed_.push_back(std::move(model));
-    std::sort(installed_.begin(), installed_.end(), [](const auto& a, const auto& b) {
-      return a->model->info.id < b->model->info.id;
-    });
+    std::sort(installed_.begin(), installed_.end(),
+              [](const auto& a, const auto& b) { return a->model->info.id < b->model->info.id; });
   }
   return Status::Ok();
 }

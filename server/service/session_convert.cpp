@@ -209,8 +209,8 @@ void fill_block(const sessions::BlockResult& block, const std::string& session_i
     for (double p : st.row.predicted) s->add_predicted(p);
     if (encoding == v1::RAW_RGB8) {
       auto decoded = ::stimloop::decode_image(st.png);
-      if (decoded.ok()) encode_image(decoded->pixels, height, width, v1::RAW_RGB8, nullptr,
-                                     s->mutable_image());
+      if (decoded.ok())
+        encode_image(decoded->pixels, height, width, v1::RAW_RGB8, nullptr, s->mutable_image());
     } else {
       encode_image({}, height, width, v1::PNG, &st.png, s->mutable_image());
     }

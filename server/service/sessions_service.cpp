@@ -69,7 +69,8 @@ grpc::ServerUnaryReactor* SessionsService::dispatch(
   Status admitted = auth_.check(*context);
   sessions::SessionManager* manager = manager_.load();
   if (admitted.ok() && manager == nullptr) {
-    admitted = unavailable("sessions are still loading; wait for the health service to say SERVING");
+    admitted =
+        unavailable("sessions are still loading; wait for the health service to say SERVING");
   }
   if (!admitted.ok()) {
     finish(admitted);
@@ -131,8 +132,7 @@ grpc::ServerUnaryReactor* SessionsService::ReportResponses(
                       " trials=" + std::to_string(request->trials_size()),
                   [request, response](sessions::SessionManager& m) -> Status {
                     ASSIGN_OR_RETURN(auto trials, to_trials(*request));
-                    ASSIGN_OR_RETURN(auto result, m.report(request->session_id(),
-                                                           std::move(trials),
+                    ASSIGN_OR_RETURN(auto result, m.report(request->session_id(), std::move(trials),
                                                            engine::Priority::kRig));
                     response->set_stored(result.outcome.stored);
                     response->set_duplicates(result.outcome.duplicates);
@@ -156,11 +156,10 @@ grpc::ServerUnaryReactor* SessionsService::GetSession(grpc::CallbackServerContex
 grpc::ServerUnaryReactor* SessionsService::ListSessions(grpc::CallbackServerContext* context,
                                                         const v1::ListSessionsRequest*,
                                                         v1::ListSessionsResponse* response) {
-  return dispatch("ListSessions", context, "",
-                  [response](sessions::SessionManager& m) -> Status {
-                    for (const auto& s : m.list()) fill_session_info(s, response->add_sessions());
-                    return Status::Ok();
-                  });
+  return dispatch("ListSessions", context, "", [response](sessions::SessionManager& m) -> Status {
+    for (const auto& s : m.list()) fill_session_info(s, response->add_sessions());
+    return Status::Ok();
+  });
 }
 
 grpc::ServerUnaryReactor* SessionsService::CloseSession(grpc::CallbackServerContext* context,

@@ -14,8 +14,8 @@ namespace {
 class CollectingSink : public engine::SynthesisSink {
  public:
   void on_progress(const synthesis::ProgressEvent&) override {}
-  void on_snapshot(const synthesis::ProgressEvent&, std::vector<std::vector<std::uint8_t>>) override {
-  }
+  void on_snapshot(const synthesis::ProgressEvent&,
+                   std::vector<std::vector<std::uint8_t>>) override {}
   void on_stimulus(const engine::SynthesisOutput& output) override {
     std::lock_guard lock(mutex_);
     outputs_.push_back(output);
@@ -94,8 +94,8 @@ Status synthesize(BlockContext& ctx, int count, int first_position, std::uint64_
     auto sink = std::make_shared<CollectingSink>();
     done.push_back(sink->done());
     auto job = std::make_shared<engine::SynthesizeJob>(
-        "session:" + ctx.request.session_id + ":synthesize", ctx.request.priority, deadline,
-        model, ctx.registry.backend(), std::move(request), engine::SynthesizeOptions{}, sink);
+        "session:" + ctx.request.session_id + ":synthesize", ctx.request.priority, deadline, model,
+        ctx.registry.backend(), std::move(request), engine::SynthesizeOptions{}, sink);
     if (Status st = ctx.engine.submit(job); !st.ok()) {
       // Jobs already submitted still end and fulfil their futures: wait, then report.
       done.pop_back();
@@ -164,7 +164,8 @@ StatusOr<std::vector<BlockItem>> make_block_items(BlockContext& ctx) {
                             "; the block has " + std::to_string(rest) +
                             " stimuli besides its references");
   }
-  const std::uint64_t seed = r.seed != 0 ? r.seed : derived_block_seed(r.session_id, ctx.block_index);
+  const std::uint64_t seed =
+      r.seed != 0 ? r.seed : derived_block_seed(r.session_id, ctx.block_index);
 
   std::map<std::string, int> index_of;
   for (std::size_t i = 0; i < ctx.pool.images.size(); ++i) index_of[ctx.pool.images[i].name] = i;
@@ -209,12 +210,12 @@ StatusOr<std::vector<BlockItem>> make_block_items(BlockContext& ctx) {
       RETURN_IF_ERROR(synthesize(ctx, share.count, static_cast<int>(items.size()), seed, items));
     }
   }
-  ctx.strategy_json = nlohmann::json{{"references", r.references},
-                                     {"mix", mix},
-                                     {"seed", seed},
-                                     {"objective", synthesis::to_string(r.objective)},
-                                     {"steps", r.steps}}
-                          .dump();
+  ctx.strategy_json = nlohmann::json{
+      {"references", r.references},
+      {"mix", mix},
+      {"seed", seed},
+      {"objective", synthesis::to_string(r.objective)},
+      {"steps", r.steps}}.dump();
   return items;
 }
 

@@ -44,7 +44,8 @@ constexpr std::int64_t kBlock = 256;    // features per task in the weight accum
 bool parallel_worth(std::int64_t work) { return work >= (std::int64_t{1} << 18); }
 
 // Four partial sums let the compiler keep several products in flight; the order is fixed.
-double dot(const float* a, const float* b, std::int64_t n) {
+template <typename T>
+double dot(const float* a, const T* b, std::int64_t n) {
   double acc[4] = {0.0, 0.0, 0.0, 0.0};
   std::int64_t i = 0;
   for (; i + 4 <= n; i += 4) {
@@ -136,15 +137,17 @@ struct FeatureBank::Impl {
 
   // z_i = sum_s mask[s] x_i[s, :] for each image of `images`.
   Mat pool_positions(const std::vector<int>& images, const Vec& mask, int c) const {
-    Mat z = Mat::Zero(static_cast<Eigen::Index>(images.size()), c);
+    Mat zt = Mat::Zero(c, static_cast<Eigen::Index>(images.size()));  // z_i contiguous
 #pragma omp parallel for schedule(static) if (parallel_worth(work(images)))
     for (int i = 0; i < static_cast<int>(images.size()); ++i) {
       const float* xi = x(images[i]);
+      double* zi = zt.col(i).data();
       for (int s = 0; s < mask.size(); ++s) {
-        for (int k = 0; k < c; ++k) z(i, k) += mask[s] * xi[std::int64_t{s} * c + k];
+        const double ms = mask[s];
+        for (int k = 0; k < c; ++k) zi[k] += ms * xi[std::int64_t{s} * c + k];
       }
     }
-    return z;
+    return zt.transpose();
   }
 
   // u_i[s] = dot(a, x_i[s, :]) for each image of `images`.
@@ -154,11 +157,7 @@ struct FeatureBank::Impl {
 #pragma omp parallel for schedule(static) if (parallel_worth(work(images)))
     for (int i = 0; i < static_cast<int>(images.size()); ++i) {
       const float* xi = x(images[i]);
-      for (int s = 0; s < positions; ++s) {
-        double acc = 0.0;
-        for (int k = 0; k < c; ++k) acc += a[k] * xi[std::int64_t{s} * c + k];
-        u(i, s) = acc;
-      }
+      for (int s = 0; s < positions; ++s) u(i, s) = dot(xi + std::int64_t{s} * c, a.data(), c);
     }
     return u;
   }
@@ -173,7 +172,8 @@ struct FeatureBank::Impl {
     for (int s = 0; s < positions; ++s) {
       for (std::size_t i = 0; i < images.size(); ++i) {
         const float* xs = x(images[i]) + std::int64_t{s} * c;
-        for (int k = 0; k < c; ++k) cov(k, s) += yc[i] * xs[k];
+        double* out = cov.col(s).data();
+        for (int k = 0; k < c; ++k) out[k] += yc[i] * xs[k];
       }
     }
     Vec mask = cov.colwise().norm().transpose();
@@ -252,6 +252,8 @@ StatusOr<int> FeatureBank::add(std::span<const float> features) {
 #pragma omp parallel for schedule(static) if (parallel_worth(n * p))
     for (int j = 0; j < n; ++j) g[j] = dot(impl_->x(j), row.data(), p);
     g[n] = dot(row.data(), row.data(), p);
+    impl_->rows.reserve(n + 1);  // both first, so that a failure leaves the bank consistent
+    impl_->gram.reserve(n + 1);
     impl_->rows.push_back(std::move(row));
     impl_->gram.push_back(std::move(g));
     return n;

@@ -77,15 +77,17 @@ std::shared_ptr<const Model> calibrated_model(const Model& base, const FeatureEx
   const std::size_t first_readout = net->layers.size();
   if (fit.form == ReadoutForm::kRidge) {
     NetworkLayer dense{"calibrated_dense",
-                       pointwise(1, 1, static_cast<int>(s.size()), 1, true), fit.weights,
+                       pointwise(1, 1, static_cast<int>(s.size()), 1, true),
+                       fit.weights,
                        {static_cast<float>(fit.bias)}};
     net->layers.push_back(std::move(dense));
   } else {
-    net->layers.push_back(
-        NetworkLayer{"calibrated_features", pointwise(s.h, s.w, s.c, 1, false),
-                     fit.feature_weights, {}});
-    net->layers.push_back(NetworkLayer{"calibrated_spatial_mask", spatial_mask(s.h, s.w),
-                                       fit.spatial_mask, {static_cast<float>(fit.bias)}});
+    net->layers.push_back(NetworkLayer{
+        "calibrated_features", pointwise(s.h, s.w, s.c, 1, false), fit.feature_weights, {}});
+    net->layers.push_back(NetworkLayer{"calibrated_spatial_mask",
+                                       spatial_mask(s.h, s.w),
+                                       fit.spatial_mask,
+                                       {static_cast<float>(fit.bias)}});
   }
   auto model = std::make_shared<Model>();
   model->channel_means = base.channel_means;

@@ -97,7 +97,7 @@ std::vector<int> select_adept(std::span<const float> predicted, int pool_size, i
     double best_score = kNegInf;
     for (int i = 0; i < pool_size; ++i) {
       if (taken[i] || !is_eligible(eligible, i)) continue;
-      const double diversity = 0.0;
+      const double diversity = previous > 0 ? distance_sum[i] / previous : 0.0;
       const double score = rankable(norm[i] + diversity);
       if (best < 0 || score > best_score) {
         best = i;

@@ -35,8 +35,8 @@ struct SessionManager::Live {
   const ImagePool* pool = nullptr;
   std::shared_ptr<Base> base;
   std::unique_ptr<FeatureBank> bank;
-  std::map<std::string, int> row_of;   // stimulus id -> bank row
-  std::set<std::string> shown_pool;    // pool image names handed out before
+  std::map<std::string, int> row_of;            // stimulus id -> bank row
+  std::set<std::string> shown_pool;             // pool image names handed out before
   std::vector<std::optional<ChannelFit>> fits;  // per channel
   CalibrationState calibration;
   bool rebuilt = false;
@@ -84,8 +84,7 @@ StatusOr<const ImagePool*> SessionManager::pool(const std::string& name) const {
   std::string known;
   for (const auto& n : pool_names()) known += (known.empty() ? "" : ", ") + n;
   return not_found("pool: unknown pool '" + clip(name) + "' (this server has " +
-                   (known.empty() ? std::string("none; start it with --pool NAME=PATH")
-                                  : known) +
+                   (known.empty() ? std::string("none; start it with --pool NAME=PATH") : known) +
                    ")");
 }
 
@@ -195,7 +194,8 @@ Status SessionManager::refit(Live& s, engine::Priority priority) {
   }
   if (!missing.empty()) {
     std::map<std::string, std::string> sha_of;
-    for (const auto& st : store_->stimuli(s.config.session_id)) sha_of[st.stimulus_id] = st.image_sha256;
+    for (const auto& st : store_->stimuli(s.config.session_id))
+      sha_of[st.stimulus_id] = st.image_sha256;
     for (const auto& id : missing) {
       ASSIGN_OR_RETURN(auto png, store_->get_image(sha_of[id]));
       ASSIGN_OR_RETURN(Rgb8Image img, decode_image(png));
@@ -228,8 +228,8 @@ Status SessionManager::refit(Live& s, engine::Priority priority) {
     char description[256];
     std::snprintf(description, sizeof description,
                   "session %s channel %s: %s readout (cv r %.3f, %d stimuli, fit %d)",
-                  s.config.session_id.c_str(), ch.id.c_str(), to_string(fits[c].form),
-                  fits[c].cv_r, fits[c].images, version);
+                  s.config.session_id.c_str(), ch.id.c_str(), to_string(fits[c].form), fits[c].cv_r,
+                  fits[c].images, version);
     auto model = calibrated_model(*s.base->model, s.base->features, fits[c], model_id, description);
     auto resident = std::make_shared<engine::ResidentModel>();
     resident->model = model;
@@ -240,9 +240,12 @@ Status SessionManager::refit(Live& s, engine::Priority priority) {
           return Status::Ok();
         }));
     RETURN_IF_ERROR(registry_.install(resident));
-    nlohmann::json summary = {{"form", to_string(fits[c].form)}, {"lambda", fits[c].lambda},
-                              {"cv_r", fits[c].cv_r},            {"stimuli", fits[c].images},
-                              {"model_id", model_id},            {"sha256", model->info.sha256}};
+    nlohmann::json summary = {{"form", to_string(fits[c].form)},
+                              {"lambda", fits[c].lambda},
+                              {"cv_r", fits[c].cv_r},
+                              {"stimuli", fits[c].images},
+                              {"model_id", model_id},
+                              {"sha256", model->info.sha256}};
     history.push_back(FitRow{version, ch.id, summary.dump(), 0});
   }
   for (int c = 0; c < channels; ++c) {
@@ -315,10 +318,10 @@ StatusOr<SessionStatus> SessionManager::open(SessionConfig config) {
   const ModelInfo& info = b->model->info;
   const Rgb8Image& first = p->images.front().image;
   if (first.height != info.in_h || first.width != info.in_w) {
-    return invalid_argument("pool: images of '" + p->name + "' are " +
-                            std::to_string(first.width) + "x" + std::to_string(first.height) +
-                            "; base_model '" + info.id + "' takes " + std::to_string(info.in_w) +
-                            "x" + std::to_string(info.in_h));
+    return invalid_argument("pool: images of '" + p->name + "' are " + std::to_string(first.width) +
+                            "x" + std::to_string(first.height) + "; base_model '" + info.id +
+                            "' takes " + std::to_string(info.in_w) + "x" +
+                            std::to_string(info.in_h));
   }
   RETURN_IF_ERROR(store_->create_session(config.session_id, to_json(config).dump()).status());
   ASSIGN_OR_RETURN(auto s, live(config.session_id));
@@ -361,9 +364,9 @@ StatusOr<ReportResult> SessionManager::report(const std::string& session_id,
                             std::to_string(kMaxTrialsPerReport) + " per report");
   }
   ReportResult result;
-  ASSIGN_OR_RETURN(result.outcome,
-                   store_->add_trials(session_id, static_cast<int>(s->config.channels.size()),
-                                      trials));
+  ASSIGN_OR_RETURN(
+      result.outcome,
+      store_->add_trials(session_id, static_cast<int>(s->config.channels.size()), trials));
   // The trials are on disk: from here a failure to refit leaves the previous fit serving, and
   // the next report (or a restart) fits again.
   if (result.outcome.stored > 0) {

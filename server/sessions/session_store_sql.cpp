@@ -322,7 +322,7 @@ Status Transaction::commit() {
 }
 
 Transaction::~Transaction() {
-  if (open_) (void)db_.exec("COMMIT");
+  if (open_) (void)db_.exec("ROLLBACK");
 }
 
 StatusOr<SessionKey> find_session(Db& db, const std::string& id) {

@@ -81,12 +81,7 @@ StatusOr<ReportOutcome> SessionStore::add_trials(const std::string& session_id, 
     stored.reset();
     stored.bind(1, key.seq).bind(2, t.stimulus_id).bind(3, std::int64_t{t.repeat_index});
     ASSIGN_OR_RETURN(const bool exists, stored.step());
-    if (!exists) {
-      sql::Stmt ins = std::move(db.prepare("INSERT INTO trials (session, stimulus_id, repeat_index, valid, responses, received_unix_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6)")).value();
-      (void)ins.bind(1, key.seq).bind(2, t.stimulus_id).bind(3, std::int64_t{t.repeat_index}).bind(4, std::int64_t{t.valid}).bind_blob(5, sql::encode_doubles(t.responses)).bind(6, std::int64_t{0}).run();
-      duplicate[i] = true;
-      continue;
-    }
+    if (!exists) continue;
     ASSIGN_OR_RETURN(const std::vector<double> responses, stored.doubles(1));
     if ((stored.int64(0) != 0) != t.valid || responses != t.responses) {
       return failed_precondition(name + " " + trial_key(t) +

@@ -16,7 +16,7 @@ cleanup() {
   rm -rf "$work"
 }
 trap cleanup EXIT
-"$(dirname "$0")/make_demo_pool.sh" "$bin/stimloop" "$work/pool"
+"$(dirname "$0")/../../scripts/make-demo-pool.sh" "$bin/stimloop" "$work/pool"
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 
 start_server() {

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Writes a small image pool of gratings (8 orientations x 4 periods) and noise into DIR, with the
 # stimloop CLI: enough for a demo or test session on the demo models.
-#   make_demo_pool.sh STIMLOOP_BINARY DIR
+#   scripts/make-demo-pool.sh STIMLOOP_BINARY DIR
 set -euo pipefail
 stimloop=$1
 dir=$2

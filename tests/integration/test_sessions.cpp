@@ -1,0 +1,237 @@
+// The Sessions service end to end on an in-process server: idempotent open, blocks and their
+// retries, reports (duplicates, conflicts, every kind of bad trial storing nothing), calibration
+// installing <session>/<channel> models whose Predict matches the block's predictions, and
+// closed sessions.
+#include <catch2/catch.hpp>
+#include <cmath>
+
+#include "common/image_io.h"
+#include "tests/integration/server_fixture.h"
+#include "tests/support/test_data.h"
+
+using namespace stimloop;
+using namespace stimloop::testing;
+namespace v1 = stimloop::v1;
+using Catch::Matchers::Contains;
+
+namespace {
+
+// A pool of 24 seeded 112x112 images.
+std::string make_pool() {
+  const std::string dir = test::scratch_dir("session-pool-" + std::to_string(getpid()));
+  for (int i = 0; i < 24; ++i) {
+    Rgb8Image img{112, 112, test_pixels(i)};
+    REQUIRE(write_png(dir + "/img" + std::to_string(i) + ".png", img).ok());
+  }
+  return dir;
+}
+
+v1::OpenSessionRequest open_request(const std::string& id) {
+  v1::OpenSessionRequest r;
+  r.set_session_id(id);
+  r.set_rig("test rig");
+  for (int c = 0; c < 2; ++c) r.add_channels()->set_id("ch" + std::to_string(c));
+  r.set_base_model("demo_population");
+  r.set_pool("demo");
+  r.mutable_calibration()->set_min_stimuli(6);
+  return r;
+}
+
+v1::NextBlockRequest block_request(const std::string& session, int count, const std::string& id) {
+  v1::NextBlockRequest r;
+  r.set_session_id(session);
+  r.set_count(count);
+  r.set_block_id(id);
+  return r;
+}
+
+v1::Trial trial(const std::string& stimulus, int repeat, std::vector<double> responses) {
+  v1::Trial t;
+  t.set_stimulus_id(stimulus);
+  t.set_repeat_index(repeat);
+  for (double r : responses) t.add_responses(r);
+  return t;
+}
+
+}  // namespace
+
+TEST_CASE("sessions: open, blocks, reports, calibration and close", "[sessions]") {
+  auto options = TestServer::default_options();
+  options.pools = {"demo=" + make_pool()};
+  auto server = TestServer::start(options);
+  auto client = server->client();
+
+  auto opened = client->open_session(open_request("s1"));
+  REQUIRE(opened.ok());
+  CHECK(opened->pool_images() == 24);
+  CHECK(opened->state() == v1::OPEN);
+
+  SECTION("open is idempotent, a different request for the id is refused") {
+    CHECK(client->open_session(open_request("s1")).ok());
+    auto other = open_request("s1");
+    other.set_rig("another rig");
+    auto refused = client->open_session(other);
+    CHECK(refused.status().code() == StatusCode::kFailedPrecondition);
+  }
+
+  SECTION("bad open requests name their field") {
+    auto r = open_request("s2");
+    r.set_pool("nope");
+    auto s = client->open_session(r).status();
+    CHECK(s.code() == StatusCode::kNotFound);
+    CHECK_THAT(s.message(), Contains("pool"));
+    r = open_request("s2");
+    r.set_base_model("no_such_model");
+    s = client->open_session(r).status();
+    CHECK(s.code() == StatusCode::kNotFound);
+    CHECK_THAT(s.message(), Contains("base_model"));
+    r = open_request("bad id!");
+    CHECK_THAT(client->open_session(r).status().message(), Contains("session_id"));
+    r = open_request("s2");
+    r.mutable_channels(1)->set_id("ch0");
+    CHECK_THAT(client->open_session(r).status().message(), Contains("channels[1].id"));
+    CHECK(client->get_session("s2").status().code() == StatusCode::kNotFound);
+  }
+
+  SECTION("a block, its retry, and reports") {
+    auto block = client->next_block(block_request("s1", 4, "b0"));
+    REQUIRE(block.ok());
+    REQUIRE(block->stimuli_size() == 4);
+    CHECK(block->calibration_version() == 0);
+    CHECK(block->uncalibrated_channels_size() == 2);
+    std::set<std::string> pool_images;
+    for (const auto& st : block->stimuli()) {
+      CHECK(st.origin() == v1::POOL_IMAGE);
+      CHECK(st.predicted_size() == 0);
+      pool_images.insert(st.pool_image());
+    }
+    CHECK(pool_images.size() == 4);
+
+    auto again = client->next_block(block_request("s1", 4, "b0"));
+    REQUIRE(again.ok());
+    CHECK(again->replayed());
+    for (int i = 0; i < 4; ++i) {
+      CHECK(again->stimuli(i).stimulus_id() == block->stimuli(i).stimulus_id());
+      CHECK(again->stimuli(i).image().data() == block->stimuli(i).image().data());
+    }
+
+    const std::string first = block->stimuli(0).stimulus_id();
+    v1::ReportResponsesRequest report;
+    report.set_session_id("s1");
+    *report.add_trials() = trial(first, 0, {3, 4});
+    auto stored = client->report_responses(report);
+    REQUIRE(stored.ok());
+    CHECK(stored->stored() == 1);
+    auto retried = client->report_responses(report);
+    REQUIRE(retried.ok());
+    CHECK(retried->stored() == 0);
+    CHECK(retried->duplicates() == 1);
+
+    // Each bad report fails naming its field and stores nothing, not even its good trials.
+    struct Bad {
+      v1::Trial trial;
+      StatusCode code;
+      const char* field;
+    };
+    const std::vector<Bad> bad = {
+        {trial(first, 0, {3, 5}), StatusCode::kFailedPrecondition, "trials[1]"},
+        {trial("unknown", 0, {1, 1}), StatusCode::kInvalidArgument, "trials[1].stimulus_id"},
+        {trial(first, 1, {1}), StatusCode::kInvalidArgument, "trials[1]"},
+        {trial(first, 1, {1, NAN}), StatusCode::kInvalidArgument, "trials[1].responses[1]"},
+        {trial(first, 1, {-1, 1}), StatusCode::kInvalidArgument, "trials[1].responses[0]"},
+        {trial(first, 1, {INFINITY, 1}), StatusCode::kInvalidArgument, "trials[1].responses[0]"},
+    };
+    for (const Bad& b : bad) {
+      v1::ReportResponsesRequest r;
+      r.set_session_id("s1");
+      *r.add_trials() = trial(block->stimuli(1).stimulus_id(), 0, {1, 2});
+      *r.add_trials() = b.trial;
+      auto s = client->report_responses(r).status();
+      INFO(s.to_string());
+      CHECK(s.code() == b.code);
+      CHECK_THAT(s.message(), Contains(b.field));
+    }
+    auto info = client->get_session("s1");
+    REQUIRE(info.ok());
+    CHECK(info->trials() == 1);
+
+    v1::ReportResponsesRequest other_session = report;
+    other_session.set_session_id("nope");
+    CHECK(client->report_responses(other_session).status().code() == StatusCode::kNotFound);
+  }
+
+  SECTION("calibration installs channel models whose Predict matches the block's predictions") {
+    auto synth = block_request("s1", 2, "");
+    synth.mutable_strategy()->set_kind(v1::SYNTHESIZE);
+    CHECK(client->next_block(synth).status().code() == StatusCode::kFailedPrecondition);
+
+    // Responses of two known linear-ish functions of the image: mean red and mean blue.
+    for (int b = 0; b < 2; ++b) {
+      auto block = client->next_block(block_request("s1", 4, "cal" + std::to_string(b)));
+      REQUIRE(block.ok());
+      v1::ReportResponsesRequest report;
+      report.set_session_id("s1");
+      for (const auto& st : block->stimuli()) {
+        auto img = decode_image(
+            std::vector<std::uint8_t>(st.image().data().begin(), st.image().data().end()));
+        REQUIRE(img.ok());
+        double red = 0, blue = 0;
+        for (std::size_t i = 0; i < img->pixels.size(); i += 3) {
+          red += img->pixels[i], blue += img->pixels[i + 2];
+        }
+        const double n = img->pixels.size() / 3.0;
+        *report.add_trials() = trial(st.stimulus_id(), 0, {red / n / 10, blue / n / 10});
+      }
+      auto reported = client->report_responses(report);
+      REQUIRE(reported.ok());
+      CHECK(reported->calibration().version() == (b == 0 ? 0 : 1));
+    }
+    auto info = client->get_session("s1");
+    REQUIRE(info.ok());
+    REQUIRE(info->calibration().channels_size() == 2);
+    CHECK(info->calibration().channels(0).calibrated());
+    CHECK(info->calibration().channels(0).model_id() == "s1/ch0");
+
+    auto block = client->next_block(block_request("s1", 3, "after"));
+    REQUIRE(block.ok());
+    CHECK(block->calibration_version() == 1);
+    v1::PredictRequest predict;
+    predict.add_model_ids("s1/ch0");
+    predict.add_model_ids("s1/ch1");
+    for (const auto& st : block->stimuli()) *predict.add_images() = st.image();
+    auto predicted = client->predict(predict);
+    REQUIRE(predicted.ok());
+    for (int c = 0; c < 2; ++c) {
+      for (int i = 0; i < 3; ++i) {
+        const double live = predicted->results(c).responses(i);
+        const double at_block = block->stimuli(i).predicted(c);
+        CHECK(std::abs(live - at_block) <= 1e-3 * (1 + std::abs(at_block)));
+      }
+    }
+
+    auto made = client->next_block(synth);
+    REQUIRE(made.ok());
+    REQUIRE(made->stimuli_size() == 2);
+    CHECK(made->stimuli(0).origin() == v1::SYNTHESIZED);
+    CHECK_FALSE(made->stimuli(0).record_json().empty());
+    CHECK(made->stimuli(0).target_channel() != made->stimuli(1).target_channel());
+  }
+
+  SECTION("a closed session takes no blocks or reports") {
+    auto block = client->next_block(block_request("s1", 2, "c0"));
+    REQUIRE(block.ok());
+    auto closed = client->close_session("s1");
+    REQUIRE(closed.ok());
+    CHECK(closed->state() == v1::CLOSED);
+    CHECK(client->close_session("s1").ok());
+    CHECK(client->next_block(block_request("s1", 2, "c1")).status().code() ==
+          StatusCode::kFailedPrecondition);
+    v1::ReportResponsesRequest report;
+    report.set_session_id("s1");
+    *report.add_trials() = trial(block->stimuli(0).stimulus_id(), 0, {1, 1});
+    CHECK(client->report_responses(report).status().code() == StatusCode::kFailedPrecondition);
+    auto list = client->list_sessions();
+    REQUIRE(list.ok());
+    CHECK(list->sessions_size() == 1);
+  }
+}
