@@ -280,7 +280,7 @@ StatusOr<ImagePool> load_image_pool(const std::string& name, const std::string& 
   for (const Source& s : sources) {
     auto bytes = zip ? read_member(zip.get(), s, limits) : read_file(path, s, limits);
     if (!bytes.ok()) return bytes.status().with_context(context);
-    if (auto size = std::optional<std::pair<std::uint32_t, std::uint32_t>>();
+    if (auto size = header_size(*bytes);
         size && (size->first > static_cast<std::uint32_t>(limits.max_side) ||
                  size->second > static_cast<std::uint32_t>(limits.max_side))) {
       return resource_exhausted(context + ": " + shown(s.where) + " is " +

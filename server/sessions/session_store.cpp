@@ -4,15 +4,16 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
+#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <map>
 #include <mutex>
-#include <set>
 #include <utility>
 
 #include "common/sha256.h"
@@ -37,6 +38,7 @@ Status errno_status(int err, const std::string& what) {
   if (err == EACCES || err == EPERM || err == EROFS) code = StatusCode::kPermissionDenied;
   if (err == ENOSPC || err == EDQUOT) code = StatusCode::kResourceExhausted;
   if (err == EIO) code = StatusCode::kUnavailable;
+  if (err == ENOTDIR || err == EEXIST) code = StatusCode::kFailedPrecondition;
   return {code, what + ": " + std::strerror(err)};
 }
 
@@ -54,11 +56,11 @@ bool is_sha256_hex(const std::string& s) {
 }
 
 Status make_dir(const std::string& dir) {
-  std::error_code ec;
+  std::error_code ec, probe;
   fs::create_directories(dir, ec);
-  if (ec && !fs::is_directory(dir)) return errno_status(ec.value(), "cannot create " + dir);
-  if (!fs::is_directory(dir, ec)) return failed_precondition(dir + " is not a directory");
-  return Status::Ok();
+  if (fs::is_directory(dir, probe)) return Status::Ok();
+  if (fs::exists(dir, probe)) return failed_precondition(dir + " exists and is not a directory");
+  return errno_status(ec ? ec.value() : ENOENT, "cannot create " + dir);
 }
 
 // A rename or a new file is durable only once the directory holding its name is synced.
