@@ -176,7 +176,7 @@ StatusOr<std::unique_ptr<StimloopServer>> StimloopServer::start(const ServerOpti
   // channels where it left them.
   s.sessions->resume();
   s.service->set_registry(s.registry.get());
-  s.sessions_service->set_manager(s.sessions.get());
+  s.sessions_service->set_manager(s.sessions.get(), s.registry.get());
   s.serving = true;
   health->SetServingStatus(true);
   spdlog::info(

@@ -2,6 +2,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "server/service/convert.h"
 #include "server/service/grpc_status.h"
 #include "server/service/session_convert.h"
 
@@ -15,6 +16,21 @@ using Clock = std::chrono::steady_clock;
 constexpr std::size_t kMaxQueuedCalls = 256;
 
 }  // namespace
+
+StatusOr<synthesis::SynthesisRequest> SessionsService::synthesis_spec(
+    sessions::SessionManager& manager, const std::string& session_id,
+    const v1::SynthesisSpec& spec) const {
+  // Checked against the base model, whose input the calibrated channels share; the server sets
+  // the output index (a channel's model has one output), seed and count itself.
+  ASSIGN_OR_RETURN(auto status, manager.get(session_id));
+  ASSIGN_OR_RETURN(auto base, registry_->find(status.config.base_model));
+  v1::SynthesisSpec checked = spec;
+  checked.set_output_index(0);
+  checked.set_count(1);
+  auto request = to_request(checked, *base->model);
+  if (!request.ok()) return request.status().with_context("strategy.synthesis");
+  return request;
+}
 
 SessionsService::SessionsService(TokenAuthenticator auth, engine::EngineMetrics* metrics,
                                  int threads)
@@ -110,8 +126,13 @@ grpc::ServerUnaryReactor* SessionsService::NextBlock(grpc::CallbackServerContext
   return dispatch("NextBlock", context,
                   " session=" + sessions::clip(request->session_id()) +
                       " count=" + std::to_string(request->count()),
-                  [request, response, context](sessions::SessionManager& m) -> Status {
+                  [this, request, response, context](sessions::SessionManager& m) -> Status {
                     ASSIGN_OR_RETURN(auto block_request, to_block_request(*request, *context));
+                    if (request->strategy().has_synthesis()) {
+                      ASSIGN_OR_RETURN(block_request.synthesis,
+                                       synthesis_spec(m, request->session_id(),
+                                                      request->strategy().synthesis()));
+                    }
                     ASSIGN_OR_RETURN(auto block, m.next_block(block_request));
                     auto decoded_size = [&]() -> std::pair<int, int> {
                       if (block.stimuli.empty()) return {0, 0};

@@ -24,7 +24,10 @@ class SessionsService final : public stimloop::v1::Sessions::CallbackService {
   ~SessionsService() override;  // finishes queued calls with UNAVAILABLE, joins the threads
 
   // Until set, every call answers UNAVAILABLE (the server is still loading or resuming).
-  void set_manager(sessions::SessionManager* manager) { manager_.store(manager); }
+  void set_manager(sessions::SessionManager* manager, const engine::ModelRegistry* registry) {
+    registry_ = registry;
+    manager_.store(manager);
+  }
 
   grpc::ServerUnaryReactor* OpenSession(grpc::CallbackServerContext* context,
                                         const v1::OpenSessionRequest* request,
@@ -51,10 +54,14 @@ class SessionsService final : public stimloop::v1::Sessions::CallbackService {
                                      std::string detail,
                                      std::function<Status(sessions::SessionManager&)> work);
   void worker();
+  StatusOr<synthesis::SynthesisRequest> synthesis_spec(sessions::SessionManager& manager,
+                                                       const std::string& session_id,
+                                                       const v1::SynthesisSpec& spec) const;
 
   TokenAuthenticator auth_;
   engine::EngineMetrics* metrics_;
   std::atomic<sessions::SessionManager*> manager_{nullptr};
+  const engine::ModelRegistry* registry_ = nullptr;  // set before manager_ (release order)
   std::mutex mutex_;
   std::condition_variable wake_;
   std::deque<std::function<void(bool run)>> queue_;

@@ -52,15 +52,20 @@ StatusOr<BlockItem> pool_item(const ImagePool& pool, int index, const char* orig
 
 StatusOr<synthesis::SynthesisRequest> synthesis_request(const BlockRequest& r, std::uint64_t seed) {
   synthesis::SynthesisRequest s;
-  if (r.objective != synthesis::ObjectiveKind::kMax &&
-      r.objective != synthesis::ObjectiveKind::kMin) {
+  if (r.synthesis) {
+    s = *r.synthesis;
+  } else {
+    s.objective = r.objective;
+    s.method = r.method.value_or(synthesis::MethodKind::kCowley2026);
+    const auto defaults = synthesis::method_defaults(s.method, s.norm, s.epsilon);
+    s.steps = r.steps > 0 ? r.steps : defaults.steps;
+    s.step_size = defaults.step_size;
+  }
+  if (s.objective != synthesis::ObjectiveKind::kMax &&
+      s.objective != synthesis::ObjectiveKind::kMin) {
     return invalid_argument("strategy.objective: SYNTHESIZE blocks take MAX or MIN");
   }
-  s.objective = r.objective;
-  s.method = r.method.value_or(synthesis::MethodKind::kCowley2026);
-  const auto defaults = synthesis::method_defaults(s.method, s.norm, s.epsilon);
-  s.steps = r.steps > 0 ? r.steps : defaults.steps;
-  s.step_size = defaults.step_size;
+  s.output_index = 0;  // a calibrated channel's model has one output
   s.seed = seed;
   s.count = 1;
   if (Status st = synthesis::validate(s); !st.ok()) return st.with_context("strategy");
@@ -210,12 +215,13 @@ StatusOr<std::vector<BlockItem>> make_block_items(BlockContext& ctx) {
       RETURN_IF_ERROR(synthesize(ctx, share.count, static_cast<int>(items.size()), seed, items));
     }
   }
-  ctx.strategy_json = nlohmann::json{
-      {"references", r.references},
-      {"mix", mix},
-      {"seed", seed},
-      {"objective", synthesis::to_string(r.objective)},
-      {"steps", r.steps}}.dump();
+  nlohmann::json strategy = {{"references", r.references},
+                             {"mix", mix},
+                             {"seed", seed},
+                             {"objective", synthesis::to_string(r.objective)},
+                             {"steps", r.steps}};
+  if (r.synthesis) strategy["synthesis"] = synthesis::to_json(*r.synthesis);
+  ctx.strategy_json = strategy.dump();
   return items;
 }
 

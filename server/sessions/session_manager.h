@@ -63,6 +63,8 @@ struct BlockRequest {
   std::optional<synthesis::MethodKind> method;  // unset: the objective's default
   int steps = 0;                                // 0: the method's default
   std::uint64_t seed = 0;                       // 0: derived from session id and block index
+  // Full synthesis parameters (checked by the caller); replaces objective, method and steps.
+  std::optional<synthesis::SynthesisRequest> synthesis;
   engine::Priority priority = engine::Priority::kRig;
   std::optional<engine::Clock::time_point> deadline;
   std::string block_id;  // optional idempotency key

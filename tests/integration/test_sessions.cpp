@@ -215,6 +215,22 @@ TEST_CASE("sessions: open, blocks, reports, calibration and close", "[sessions]"
     CHECK(made->stimuli(0).origin() == v1::SYNTHESIZED);
     CHECK_FALSE(made->stimuli(0).record_json().empty());
     CHECK(made->stimuli(0).target_channel() != made->stimuli(1).target_channel());
+
+    // Full synthesis parameters: Adam with jitter, recorded in the stimulus's record.
+    auto adam = block_request("s1", 1, "");
+    adam.mutable_strategy()->set_kind(v1::SYNTHESIZE);
+    auto* spec = adam.mutable_strategy()->mutable_synthesis();
+    spec->set_objective(v1::MAX);
+    spec->set_method(v1::ADAM);
+    spec->set_steps(5);
+    spec->set_jitter(2);
+    auto jittered = client->next_block(adam);
+    REQUIRE(jittered.ok());
+    CHECK_THAT(jittered->stimuli(0).record_json(), Contains("\"jitter\":2"));
+    spec->set_objective(v1::POPULATION);
+    auto refused = client->next_block(adam).status();
+    CHECK(refused.code() == StatusCode::kInvalidArgument);
+    CHECK_THAT(refused.message(), Contains("strategy"));
   }
 
   SECTION("a closed session takes no blocks or reports") {
