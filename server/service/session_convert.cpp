@@ -146,6 +146,7 @@ StatusOr<std::vector<sessions::TrialRow>> to_trials(const v1::ReportResponsesReq
 
 void fill_calibration(const sessions::CalibrationState& state, v1::CalibrationState* out) {
   out->set_version(state.version);
+  out->set_model_id(state.model_id);
   out->set_form(state.form == sessions::ReadoutForm::kFactorized ? v1::FACTORIZED : v1::RIDGE);
   for (const auto& c : state.channels) {
     auto* ch = out->add_channels();

@@ -65,7 +65,6 @@ StatusOr<synthesis::SynthesisRequest> synthesis_request(const BlockRequest& r, s
       s.objective != synthesis::ObjectiveKind::kMin) {
     return invalid_argument("strategy.objective: SYNTHESIZE blocks take MAX or MIN");
   }
-  s.output_index = 0;  // a calibrated channel's model has one output
   s.seed = seed;
   s.count = 1;
   if (Status st = synthesis::validate(s); !st.ok()) return st.with_context("strategy");
@@ -76,7 +75,7 @@ StatusOr<synthesis::SynthesisRequest> synthesis_request(const BlockRequest& r, s
 // waits for all of them.
 Status synthesize(BlockContext& ctx, int count, int first_position, std::uint64_t seed,
                   std::vector<BlockItem>& items) {
-  if (ctx.calibrated_models.empty()) {
+  if (ctx.session_model.empty()) {
     return failed_precondition(
         "strategy: SYNTHESIZE needs a calibrated channel, and none is yet (the first fit comes "
         "once calibration.min_stimuli stimuli have valid trials): ask for POOL blocks first");
@@ -85,13 +84,13 @@ Status synthesize(BlockContext& ctx, int count, int first_position, std::uint64_
   if (deadline) *deadline -= ctx.reserve;
   std::vector<std::shared_ptr<CollectingSink>> sinks;
   std::vector<std::future<Status>> done;
-  std::vector<std::string> model_ids;
+  std::vector<int> channels;
+  ASSIGN_OR_RETURN(auto model, ctx.registry.find(ctx.session_model));
   for (int j = 0; j < count; ++j) {
     const int position = first_position + j;
-    const std::string& model_id =
-        ctx.calibrated_models[(ctx.block_index + position) % ctx.calibrated_models.size()];
-    ASSIGN_OR_RETURN(auto model, ctx.registry.find(model_id));
+    const int channel = (ctx.block_index + position) % static_cast<int>(ctx.channel_ids.size());
     ASSIGN_OR_RETURN(auto request, synthesis_request(ctx.request, seed + position));
+    request.output_index = channel;
     if (deadline) {
       request.deadline_ms =
           std::chrono::duration<double, std::milli>(*deadline - engine::Clock::now()).count();
@@ -108,7 +107,7 @@ Status synthesize(BlockContext& ctx, int count, int first_position, std::uint64_
       return st;
     }
     sinks.push_back(sink);
-    model_ids.push_back(model_id);
+    channels.push_back(channel);
   }
   Status first_error;
   for (auto& f : done) {
@@ -124,11 +123,13 @@ Status synthesize(BlockContext& ctx, int count, int first_position, std::uint64_
     }
     BlockItem item;
     item.origin = "synthesized";
-    item.source_json =
-        nlohmann::json{{"model_id", model_ids[j]},
-                       {"channel_id", model_ids[j].substr(model_ids[j].find('/') + 1)},
-                       {"record", outputs.front().record}}
-            .dump();
+    item.source_json = nlohmann::json{{"model_id", ctx.session_model},
+                                      {"output_index", channels[j]},
+                                      {"channel_id", ctx.channel_ids[channels[j]]},
+                                      {"record", outputs.front().record}}
+                           .dump();
+    const auto& predicted = outputs.front().stimulus.outputs;
+    item.predicted.assign(predicted.begin(), predicted.end());
     item.pixels = outputs.front().stimulus.pixels;
     item.png = outputs.front().png;
     item.stopped_early = sinks[j]->stopped_early();

@@ -25,7 +25,10 @@ struct BlockContext {
   engine::ModelRegistry& registry;
   engine::Engine& engine;
   std::string backend_name;
-  std::vector<std::string> calibrated_models;  // model ids, in channel order
+  // The session's model (one output per channel) once calibrated, else empty; channel ids in
+  // output order.
+  std::string session_model;
+  std::vector<std::string> channel_ids;
   // Time the caller needs after the items are made (features, store): synthesis stops earlier.
   std::chrono::milliseconds reserve{0};
   std::string strategy_json;  // filled by make_block_items: what was asked, for the store
@@ -37,6 +40,9 @@ struct BlockItem {
   std::vector<std::uint8_t> pixels;  // the model's input size, RGB
   std::vector<std::uint8_t> png;
   bool stopped_early = false;  // a synthesis that stopped at the deadline
+  // Synthesized items: every channel's prediction, from the synthesis's own final evaluation on
+  // the session model (pool items are predicted from their features by the caller).
+  std::vector<double> predicted;
 };
 
 StatusOr<std::vector<BlockItem>> make_block_items(BlockContext& ctx);

@@ -17,12 +17,12 @@ LayerParams pointwise(int h, int w, int in_c, int out_c, bool bias) {
   return p;
 }
 
-// An h x w 'valid' depthwise over a one-channel map: the spatial mask, one output.
-LayerParams spatial_mask(int h, int w) {
+// An h x w 'valid' depthwise over a `channels`-channel map: one spatial mask per channel.
+LayerParams spatial_mask(int h, int w, int channels) {
   LayerParams p;
   p.kind = LayerKind::kDepthwise;
-  p.in_h = h, p.in_w = w, p.in_c = 1;
-  p.out_h = p.out_w = 1, p.out_c = 1;
+  p.in_h = h, p.in_w = w, p.in_c = channels;
+  p.out_h = p.out_w = 1, p.out_c = channels;
   p.k_h = h, p.k_w = w;
   p.has_bias = true;
   return p;
@@ -69,25 +69,36 @@ StatusOr<FeatureExtractor> split_at_readout(const Model& base) {
   return FeatureExtractor{std::move(prefix), FeatureShape{out.out_h, out.out_w, out.out_c}};
 }
 
-std::shared_ptr<const Model> calibrated_model(const Model& base, const FeatureExtractor& features,
-                                              const ChannelFit& fit, const std::string& id,
-                                              const std::string& description) {
+std::shared_ptr<const Model> session_model(const Model& base, const FeatureExtractor& features,
+                                           const std::vector<ChannelFit>& fits,
+                                           const std::string& id, const std::string& description) {
   const FeatureShape& s = features.shape;
+  const int outputs = static_cast<int>(fits.size());
   auto net = std::make_shared<Network>(*features.prefix);
   const std::size_t first_readout = net->layers.size();
-  if (fit.form == ReadoutForm::kRidge) {
-    NetworkLayer dense{"calibrated_dense",
-                       pointwise(1, 1, static_cast<int>(s.size()), 1, true),
-                       fit.weights,
-                       {static_cast<float>(fit.bias)}};
-    net->layers.push_back(std::move(dense));
+  std::vector<float> bias(outputs);
+  for (int k = 0; k < outputs; ++k) bias[k] = static_cast<float>(fits[k].bias);
+  // Weights are (in, out) row-major: input i's weights for every output, side by side.
+  auto interleave = [&](auto member, std::size_t rows) {
+    std::vector<float> w(rows * outputs);
+    for (std::size_t i = 0; i < rows; ++i) {
+      for (int k = 0; k < outputs; ++k) w[i * outputs + k] = (fits[k].*member)[i];
+    }
+    return w;
+  };
+  if (fits.front().form == ReadoutForm::kRidge) {
+    const auto p = static_cast<std::size_t>(s.size());
+    net->layers.push_back(NetworkLayer{"calibrated_dense",
+                                       pointwise(1, 1, static_cast<int>(p), outputs, true),
+                                       interleave(&ChannelFit::weights, p), bias});
   } else {
+    net->layers.push_back(NetworkLayer{"calibrated_features",
+                                       pointwise(s.h, s.w, s.c, outputs, false),
+                                       interleave(&ChannelFit::feature_weights, s.c),
+                                       {}});
     net->layers.push_back(NetworkLayer{
-        "calibrated_features", pointwise(s.h, s.w, s.c, 1, false), fit.feature_weights, {}});
-    net->layers.push_back(NetworkLayer{"calibrated_spatial_mask",
-                                       spatial_mask(s.h, s.w),
-                                       fit.spatial_mask,
-                                       {static_cast<float>(fit.bias)}});
+        "calibrated_spatial_mask", spatial_mask(s.h, s.w, outputs),
+        interleave(&ChannelFit::spatial_mask, static_cast<std::size_t>(s.h) * s.w), bias});
   }
   auto model = std::make_shared<Model>();
   model->channel_means = base.channel_means;
@@ -95,12 +106,18 @@ std::shared_ptr<const Model> calibrated_model(const Model& base, const FeatureEx
   model->info.id = id;
   model->info.source = "calibrated on " + base.info.id;
   model->info.description = description;
-  model->info.num_outputs = 1;
+  model->info.num_outputs = outputs;
   model->info.parameters = parameter_count(*net);
   model->info.macs_per_image = net->macs();
   model->info.sha256 = readout_digest(base, *net, first_readout);
   model->network = std::move(net);
   return model;
+}
+
+std::shared_ptr<const Model> calibrated_model(const Model& base, const FeatureExtractor& features,
+                                              const ChannelFit& fit, const std::string& id,
+                                              const std::string& description) {
+  return session_model(base, features, {fit}, id, description);
 }
 
 }  // namespace stimloop::sessions

@@ -33,4 +33,12 @@ std::shared_ptr<const Model> calibrated_model(const Model& base, const FeatureEx
                                               const ChannelFit& fit, const std::string& id,
                                               const std::string& description);
 
+// Every channel of a session as one model with one output per channel (all fits of one form):
+// the shared models' own shape (features, then a C-output readout). A synthesis for channel k
+// runs on it with output index k and returns every channel's prediction for its stimulus at the
+// cost of one channel's.
+std::shared_ptr<const Model> session_model(const Model& base, const FeatureExtractor& features,
+                                           const std::vector<ChannelFit>& fits,
+                                           const std::string& id, const std::string& description);
+
 }  // namespace stimloop::sessions

@@ -164,11 +164,23 @@ Status SessionManager::add_features(Live& s, const std::vector<std::string>& ids
 
 std::vector<double> SessionManager::predict_channels(const Live& s, int bank_row) const {
   std::vector<double> out;
-  if (s.calibration.version == 0) return out;
+  if (s.calibration.model_id.empty()) return out;  // not calibrated yet
   for (const auto& fit : s.fits) {
     out.push_back(fit ? predict(*fit, s.base->features.shape, s.bank->row(bank_row)) : 0.0);
   }
   return out;
+}
+
+Status SessionManager::install(std::shared_ptr<const Model> model, const std::string& session_id,
+                               engine::Priority priority) {
+  auto resident = std::make_shared<engine::ResidentModel>();
+  resident->model = model;
+  RETURN_IF_ERROR(engine::run_on_engine(
+      engine_, session_request_id(session_id, "install"), priority, std::nullopt, [&]() -> Status {
+        ASSIGN_OR_RETURN(resident->network, registry_.backend().upload(model->network));
+        return Status::Ok();
+      }));
+  return registry_.install(resident);
 }
 
 Status SessionManager::refit(Live& s, engine::Priority priority) {
@@ -231,15 +243,7 @@ Status SessionManager::refit(Live& s, engine::Priority priority) {
                   s.config.session_id.c_str(), ch.id.c_str(), to_string(fits[c].form), fits[c].cv_r,
                   fits[c].images, version);
     auto model = calibrated_model(*s.base->model, s.base->features, fits[c], model_id, description);
-    auto resident = std::make_shared<engine::ResidentModel>();
-    resident->model = model;
-    RETURN_IF_ERROR(engine::run_on_engine(
-        engine_, session_request_id(s.config.session_id, "install"), priority, std::nullopt,
-        [&]() -> Status {
-          ASSIGN_OR_RETURN(resident->network, registry_.backend().upload(model->network));
-          return Status::Ok();
-        }));
-    RETURN_IF_ERROR(registry_.install(resident));
+    RETURN_IF_ERROR(install(model, s.config.session_id, priority));
     nlohmann::json summary = {{"form", to_string(fits[c].form)},
                               {"lambda", fits[c].lambda},
                               {"cv_r", fits[c].cv_r},
@@ -247,6 +251,15 @@ Status SessionManager::refit(Live& s, engine::Priority priority) {
                               {"model_id", model_id},
                               {"sha256", model->info.sha256}};
     history.push_back(FitRow{version, ch.id, summary.dump(), 0});
+  }
+  {
+    char description[256];
+    std::snprintf(description, sizeof description,
+                  "session %s: every channel's %s readout, one output per channel (fit %d)",
+                  s.config.session_id.c_str(), to_string(fits.front().form), version);
+    auto model =
+        session_model(*s.base->model, s.base->features, fits, s.config.session_id, description);
+    RETURN_IF_ERROR(install(model, s.config.session_id, priority));
   }
   for (int c = 0; c < channels; ++c) {
     ChannelCalibration& cal = s.calibration.channels[c];
@@ -258,6 +271,7 @@ Status SessionManager::refit(Live& s, engine::Priority priority) {
     s.fits[c] = std::move(fits[c]);
   }
   s.calibration.version = version;
+  s.calibration.model_id = s.config.session_id;
   return store_->add_fits(s.config.session_id, history);
 }
 
@@ -269,15 +283,12 @@ Status SessionManager::rebuild(Live& s, engine::Priority priority) {
       if (j.is_object() && j.contains("pool_image")) s.shown_pool.insert(j["pool_image"]);
     }
   }
-  // Continue the fit count where the stored history ends, so versions never repeat.
+  // Continue the fit count where the stored history ends: the refit after a restart is a new
+  // version (the trials may have moved on since the last stored fit), so versions never repeat.
   for (const FitRow& f : store_->fits(s.config.session_id)) {
     s.calibration.version = std::max(s.calibration.version, f.version);
   }
-  const int stored_version = s.calibration.version;
-  if (stored_version > 0) s.calibration.version = stored_version - 1;
-  Status st = refit(s, priority);
-  if (!st.ok()) return st;
-  if (s.calibration.version < stored_version) s.calibration.version = stored_version;
+  RETURN_IF_ERROR(refit(s, priority));
   s.rebuilt = true;
   return Status::Ok();
 }
@@ -311,6 +322,14 @@ SessionStatus SessionManager::status_of(Live& s) {
 
 StatusOr<SessionStatus> SessionManager::open(SessionConfig config) {
   RETURN_IF_ERROR(validate(config));
+  // The session's own model takes the session id: it must not be a served model's id.
+  if (auto clash = registry_.find(config.session_id); clash.ok()) {
+    const bool own = (*clash)->model->info.source.rfind("calibrated on ", 0) == 0;
+    if (!own) {
+      return invalid_argument("session_id: '" + config.session_id +
+                              "' is the id of a model this server serves; choose another");
+    }
+  }
   ASSIGN_OR_RETURN(const ImagePool* p, pool(config.pool));
   auto found = base(config.base_model);
   if (!found.ok()) return found.status().with_context("base_model");
@@ -411,14 +430,18 @@ StatusOr<BlockResult> SessionManager::next_block(const BlockRequest& request) {
                    registry_,
                    engine_,
                    options_.backend_name,
+                   s->calibration.model_id,
                    {},
                    std::chrono::milliseconds(0),
                    ""};
-  for (std::size_t c = 0; c < s->fits.size(); ++c) {
-    if (s->fits[c]) ctx.calibrated_models.push_back(s->calibration.channels[c].model_id);
+  for (const auto& ch : s->config.channels) ctx.channel_ids.push_back(ch.id);
+  // Pool items still need a feature pass after the syntheses end.
+  int pool_items = static_cast<int>(request.references.size());
+  for (const auto& share : request.shares) {
+    if (share.kind == StrategyKind::kPool) pool_items += share.count;
   }
   ctx.reserve = std::chrono::milliseconds(
-      15 + static_cast<int>(1.5 * feature_ms_per_image_.load() * request.count));
+      15 + static_cast<int>(1.5 * feature_ms_per_image_.load() * pool_items));
   ASSIGN_OR_RETURN(auto items, make_block_items(ctx));
 
   BlockResult result;
@@ -434,13 +457,19 @@ StatusOr<BlockResult> SessionManager::next_block(const BlockRequest& request) {
     if (item.stopped_early) result.stop_reason = "DEADLINE";
   }
 
-  std::vector<std::string> ids;
+  // Pool images are predicted from their features; a synthesized stimulus comes with every
+  // channel's prediction already, and its features wait for its report (refit() adds them), so
+  // a deadline-bound block spends no time on them.
+  std::vector<std::string> ids, feature_ids;
   std::vector<const std::uint8_t*> pixels;
   for (std::size_t i = 0; i < items.size(); ++i) {
     ids.push_back(result.block_id + "-" + std::to_string(i));
-    pixels.push_back(items[i].pixels.data());
+    if (items[i].predicted.empty()) {
+      feature_ids.push_back(ids.back());
+      pixels.push_back(items[i].pixels.data());
+    }
   }
-  RETURN_IF_ERROR(add_features(*s, ids, pixels, request.priority, std::nullopt));
+  RETURN_IF_ERROR(add_features(*s, feature_ids, pixels, request.priority, std::nullopt));
 
   BlockRow block;
   block.block_id = result.block_id;
@@ -452,7 +481,8 @@ StatusOr<BlockResult> SessionManager::next_block(const BlockRequest& request) {
     st.origin = items[i].origin;
     st.source_json = items[i].source_json;
     ASSIGN_OR_RETURN(st.image_sha256, store_->put_image(items[i].png));
-    st.predicted = predict_channels(*s, s->row_of.at(ids[i]));
+    st.predicted = items[i].predicted.empty() ? predict_channels(*s, s->row_of.at(ids[i]))
+                                              : items[i].predicted;
     block.stimuli.push_back(st);
     result.stimuli.push_back(BlockStimulus{std::move(st), std::move(items[i].png)});
   }

@@ -35,6 +35,7 @@ struct ChannelCalibration {
 
 struct CalibrationState {
   int version = 0;
+  std::string model_id;  // the session's model (one output per channel) once calibrated
   ReadoutForm form = ReadoutForm::kRidge;
   std::vector<ChannelCalibration> channels;
 };
@@ -132,6 +133,9 @@ class SessionManager {
                       const std::vector<const std::uint8_t*>& pixels, engine::Priority priority,
                       std::optional<engine::Clock::time_point> deadline);
   Status refit(Live& s, engine::Priority priority);
+  // Uploads `model` (on the engine's thread) and installs or replaces it in the registry.
+  Status install(std::shared_ptr<const Model> model, const std::string& session_id,
+                 engine::Priority priority);
   SessionStatus status_of(Live& s);
   std::vector<double> predict_channels(const Live& s, int bank_row) const;
 

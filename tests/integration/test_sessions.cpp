@@ -75,6 +75,8 @@ TEST_CASE("sessions: open, blocks, reports, calibration and close", "[sessions]"
   }
 
   SECTION("bad open requests name their field") {
+    auto clash = open_request("demo");
+    CHECK_THAT(client->open_session(clash).status().message(), Contains("id of a model"));
     auto r = open_request("s2");
     r.set_pool("nope");
     auto s = client->open_session(r).status();
@@ -209,9 +211,39 @@ TEST_CASE("sessions: open, blocks, reports, calibration and close", "[sessions]"
       }
     }
 
+    // The session's own model answers for every channel at once, as the channel models do.
+    CHECK(info->calibration().model_id() == "s1");
+    v1::PredictRequest both;
+    both.add_model_ids("s1");
+    for (const auto& st : block->stimuli()) *both.add_images() = st.image();
+    auto together = client->predict(both);
+    REQUIRE(together.ok());
+    REQUIRE(together->results(0).num_outputs() == 2);
+    for (int i = 0; i < 3; ++i) {
+      for (int c = 0; c < 2; ++c) {
+        const double alone = predicted->results(c).responses(i);
+        CHECK(std::abs(together->results(0).responses(i * 2 + c) - alone) <=
+              1e-4 * (1 + std::abs(alone)));
+      }
+    }
+
     auto made = client->next_block(synth);
     REQUIRE(made.ok());
     REQUIRE(made->stimuli_size() == 2);
+    // A synthesized stimulus's predictions come from its own final evaluation on the session
+    // model: they match Predict on its image.
+    for (const auto& st : made->stimuli()) {
+      REQUIRE(st.predicted_size() == 2);
+      v1::PredictRequest check;
+      check.add_model_ids("s1");
+      *check.add_images() = st.image();
+      auto live = client->predict(check);
+      REQUIRE(live.ok());
+      for (int c = 0; c < 2; ++c) {
+        CHECK(std::abs(live->results(0).responses(c) - st.predicted(c)) <=
+              1e-4 * (1 + std::abs(st.predicted(c))));
+      }
+    }
     CHECK(made->stimuli(0).origin() == v1::SYNTHESIZED);
     CHECK_FALSE(made->stimuli(0).record_json().empty());
     CHECK(made->stimuli(0).target_channel() != made->stimuli(1).target_channel());
