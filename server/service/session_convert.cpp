@@ -20,6 +20,8 @@ StatusOr<sessions::StrategyKind> to_kind(v1::StrategyKind kind, const std::strin
       return sessions::StrategyKind::kPool;
     case v1::SYNTHESIZE:
       return sessions::StrategyKind::kSynthesize;
+    case v1::ADEPT:
+      return sessions::StrategyKind::kAdept;
     default:
       return invalid_argument(field + ": unknown strategy " + std::to_string(kind));
   }

@@ -44,6 +44,7 @@ StatusOr<BlockItem> pool_item(const ImagePool& pool, int index, const char* orig
   const PoolImage& img = pool.images[index];
   BlockItem item;
   item.origin = origin;
+  item.pool_index = index;
   item.source_json = nlohmann::json{{"pool", pool.name}, {"pool_image", img.name}}.dump();
   item.pixels = img.image.pixels;
   ASSIGN_OR_RETURN(item.png, encode_png(img.image));
@@ -202,6 +203,28 @@ StatusOr<std::vector<BlockItem>> make_block_items(BlockContext& ctx) {
     if (share.kind == StrategyKind::kPool) {
       const auto chosen = select_random(pool_size, std::span<const bool>(eligible.get(), pool_size),
                                         share.count, seed + 7919 * (k + 1));
+      if (static_cast<int>(chosen.size()) < share.count) {
+        return failed_precondition("strategy: pool '" + ctx.pool.name + "' has only " +
+                                   std::to_string(chosen.size()) + " images not yet shown; " +
+                                   std::to_string(share.count) + " asked for");
+      }
+      for (int index : chosen) {
+        eligible[index] = false;
+        ASSIGN_OR_RETURN(auto item, pool_item(ctx.pool, index, "pool"));
+        items.push_back(std::move(item));
+      }
+    } else if (share.kind == StrategyKind::kAdept) {
+      if (ctx.session_model.empty() || !ctx.pool_predictions) {
+        return failed_precondition(
+            "strategy: ADEPT chooses by the calibrated predictions, and no channel is calibrated "
+            "yet: ask for POOL blocks first");
+      }
+      ASSIGN_OR_RETURN(auto predicted, ctx.pool_predictions());
+      const auto shown = ctx.shown_predictions();
+      const int channels = static_cast<int>(ctx.channel_ids.size());
+      const auto chosen =
+          select_adept(predicted, pool_size, channels,
+                       std::span<const bool>(eligible.get(), pool_size), shown, share.count);
       if (static_cast<int>(chosen.size()) < share.count) {
         return failed_precondition("strategy: pool '" + ctx.pool.name + "' has only " +
                                    std::to_string(chosen.size()) + " images not yet shown; " +

@@ -1,11 +1,13 @@
 // The strategies of NextBlock: which stimuli make up a block. References (named pool images)
 // come first, then each share of the strategy mix in order: POOL draws unshown pool images at
-// random (seeded), SYNTHESIZE runs one synthesis per stimulus on the calibrated channels' models
-// (round-robin over channels) as ordinary engine jobs at the request's priority, stopping in time
-// for the rest of the block's work when a deadline is given.
+// random (seeded), ADEPT picks unshown pool images by Adept's objective on the calibrated
+// predictions (selection.h), SYNTHESIZE runs one synthesis per stimulus on the calibrated channels'
+// models (round-robin over channels) as ordinary engine jobs at the request's priority, stopping in
+// time for the rest of the block's work when a deadline is given.
 #pragma once
 
 #include <chrono>
+#include <functional>
 #include <set>
 #include <string>
 #include <vector>
@@ -24,14 +26,18 @@ struct BlockContext {
   int block_index = 0;
   engine::ModelRegistry& registry;
   engine::Engine& engine;
-  std::string backend_name;
+  std::string backend_name{};
   // The session's model (one output per channel) once calibrated, else empty; channel ids in
   // output order.
-  std::string session_model;
-  std::vector<std::string> channel_ids;
+  std::string session_model{};
+  std::vector<std::string> channel_ids{};
+  // ADEPT: every pool image's predicted response per channel (pool size x channels), and the
+  // predictions for the stimuli shown so far (m x channels); errors say why they are not ready.
+  std::function<StatusOr<std::vector<float>>()> pool_predictions{};
+  std::function<std::vector<float>()> shown_predictions{};
   // Time the caller needs after the items are made (features, store): synthesis stops earlier.
   std::chrono::milliseconds reserve{0};
-  std::string strategy_json;  // filled by make_block_items: what was asked, for the store
+  std::string strategy_json{};  // filled by make_block_items: what was asked, for the store
 };
 
 struct BlockItem {
@@ -39,6 +45,7 @@ struct BlockItem {
   std::string source_json;
   std::vector<std::uint8_t> pixels;  // the model's input size, RGB
   std::vector<std::uint8_t> png;
+  int pool_index = -1;         // pool and reference items: the image's index in the pool
   bool stopped_early = false;  // a synthesis that stopped at the deadline
   // Synthesized items: every channel's prediction, from the synthesis's own final evaluation on
   // the session model (pool items are predicted from their features by the caller).

@@ -29,6 +29,23 @@ struct SessionManager::Base {
   std::unique_ptr<ResidentNetwork> prefix;  // resident on the backend; used on the engine thread
 };
 
+struct SessionManager::PoolFeatures {
+  std::mutex mutex;
+  std::vector<float> rows;  // pool size x p, allocated whole up front (rows never move)
+  int done = 0;             // leading images whose rows are final
+  int total = 0;
+  Status failed;
+  // A row once final is never written again, so it may be read without the lock.
+  const float* row(int index, std::size_t p) {
+    std::lock_guard lock(mutex);
+    return index < done ? rows.data() + p * index : nullptr;
+  }
+  bool complete() {
+    std::lock_guard lock(mutex);
+    return done == total;
+  }
+};
+
 struct SessionManager::Live {
   std::mutex mutex;  // serialises the session's calls
   SessionConfig config;
@@ -38,6 +55,7 @@ struct SessionManager::Live {
   std::map<std::string, int> row_of;            // stimulus id -> bank row
   std::set<std::string> shown_pool;             // pool image names handed out before
   std::vector<std::optional<ChannelFit>> fits;  // per channel
+  std::shared_ptr<PoolFeatures> pool_cache;
   CalibrationState calibration;
   bool rebuilt = false;
 };
@@ -48,6 +66,8 @@ const char* to_string(StrategyKind kind) {
       return "pool";
     case StrategyKind::kSynthesize:
       return "synthesize";
+    case StrategyKind::kAdept:
+      return "adept";
   }
   return "?";
 }
@@ -56,7 +76,96 @@ SessionManager::SessionManager(SessionManagerOptions options, engine::ModelRegis
                                engine::Engine& engine)
     : options_(std::move(options)), registry_(registry), engine_(engine) {}
 
-SessionManager::~SessionManager() = default;
+SessionManager::~SessionManager() {
+  stopping_ = true;
+  for (auto& t : background_) t.join();
+}
+
+// Above this the pool's features are not cached (ADEPT is then unavailable for the pool).
+constexpr std::int64_t kMaxPoolFeatureBytes = std::int64_t{4} << 30;
+
+std::shared_ptr<SessionManager::PoolFeatures> SessionManager::pool_features(
+    const std::shared_ptr<Base>& base, const ImagePool& pool) {
+  std::lock_guard lock(mutex_);
+  const std::string key = base->model->info.id + "|" + pool.name;
+  if (auto it = pool_features_.find(key); it != pool_features_.end()) return it->second;
+  auto cache = std::make_shared<PoolFeatures>();
+  cache->total = static_cast<int>(pool.images.size());
+  const std::int64_t bytes = base->features.shape.size() * cache->total * 4;
+  if (bytes > kMaxPoolFeatureBytes) {
+    cache->failed =
+        resource_exhausted("the features of pool '" + pool.name + "' on " + base->model->info.id +
+                           " would take " + std::to_string(bytes >> 20) + " MiB; not cached");
+  } else {
+    cache->rows.resize(static_cast<std::size_t>(base->features.shape.size()) * cache->total);
+    background_.emplace_back(
+        [this, base, p = &pool, cache] { compute_pool_features(base, p, cache); });
+  }
+  pool_features_.emplace(key, cache);
+  return cache;
+}
+
+void SessionManager::compute_pool_features(std::shared_ptr<Base> base, const ImagePool* pool,
+                                           std::shared_ptr<PoolFeatures> cache) {
+  const ModelInfo& info = base->model->info;
+  const std::size_t p = static_cast<std::size_t>(base->features.shape.size());
+  const std::size_t image_bytes = static_cast<std::size_t>(info.in_h) * info.in_w * 3;
+  for (int first = 0; first < cache->total && !stopping_; first += kFeatureChunk) {
+    const int n = std::min(kFeatureChunk, cache->total - first);
+    std::vector<std::uint8_t> raw(image_bytes * n);
+    for (int i = 0; i < n; ++i) {
+      const auto& px = pool->images[first + i].image.pixels;
+      std::copy(px.begin(), px.end(), raw.begin() + image_bytes * i);
+    }
+    // Rows [first, first + n) are written only here, before `done` covers them.
+    std::span<float> out(cache->rows.data() + p * first, p * n);
+    Status st = engine::run_on_engine(
+        engine_, "session:pool-features", engine::Priority::kCampaign, std::nullopt, [&] {
+          const std::vector<float> input = recenter_rgb8(raw, base->model->channel_means);
+          return base->prefix->forward(input, n, out);
+        });
+    std::lock_guard lock(cache->mutex);
+    if (!st.ok()) {
+      cache->failed = st;
+      // UNAVAILABLE: the engine is shutting down, which is not the pool's fault.
+      if (st.code() == StatusCode::kUnavailable) {
+        spdlog::info("event=pool_features_stopped pool={}", pool->name);
+      } else {
+        spdlog::warn("event=pool_features_failed pool={} error=\"{}\"", pool->name, st.message());
+      }
+      return;
+    }
+    cache->done = first + n;
+  }
+  if (!stopping_) spdlog::info("event=pool_features_ready pool={} base={}", pool->name, info.id);
+}
+
+StatusOr<std::vector<float>> SessionManager::pool_predictions(const Live& s) const {
+  PoolFeatures& cache = *s.pool_cache;
+  {
+    std::lock_guard lock(cache.mutex);
+    if (!cache.failed.ok()) return cache.failed.with_context("strategy: ADEPT");
+    if (cache.done < cache.total) {
+      return failed_precondition(
+          "strategy: ADEPT needs the base model's features of every pool "
+          "image, still being computed (" +
+          std::to_string(cache.done) + " of " + std::to_string(cache.total) +
+          "); ask again shortly or use POOL");
+    }
+  }
+  const int n = cache.total, channels = static_cast<int>(s.fits.size());
+  const std::size_t p = static_cast<std::size_t>(s.base->features.shape.size());
+  std::vector<float> out(static_cast<std::size_t>(n) * channels);
+#pragma omp parallel for schedule(static)
+  for (int i = 0; i < n; ++i) {
+    const std::span<const float> row(cache.rows.data() + p * i, p);
+    for (int c = 0; c < channels; ++c) {
+      out[static_cast<std::size_t>(i) * channels + c] =
+          s.fits[c] ? static_cast<float>(predict(*s.fits[c], s.base->features.shape, row)) : 0.0f;
+    }
+  }
+  return out;
+}
 
 StatusOr<std::unique_ptr<SessionManager>> SessionManager::create(
     const SessionManagerOptions& options, engine::ModelRegistry& registry, engine::Engine& engine) {
@@ -118,6 +227,7 @@ StatusOr<std::shared_ptr<SessionManager::Live>> SessionManager::live(const std::
   ASSIGN_OR_RETURN(s->pool, pool(s->config.pool));
   ASSIGN_OR_RETURN(s->base, base(s->config.base_model));
   s->bank = std::make_unique<FeatureBank>(s->base->features.shape);
+  s->pool_cache = pool_features(s->base, *s->pool);
   s->fits.resize(s->config.channels.size());
   s->calibration.form = s->config.calibration.form;
   for (const auto& ch : s->config.channels) {
@@ -423,19 +533,27 @@ StatusOr<BlockResult> SessionManager::next_block(const BlockRequest& request) {
   if (row.closed) {
     return failed_precondition("session '" + request.session_id + "' is closed");
   }
-  BlockContext ctx{*s->pool,
-                   s->shown_pool,
-                   request,
-                   row.blocks,
-                   registry_,
-                   engine_,
-                   options_.backend_name,
-                   s->calibration.model_id,
-                   {},
-                   std::chrono::milliseconds(0),
-                   ""};
+  BlockContext ctx{.pool = *s->pool,
+                   .shown_pool = s->shown_pool,
+                   .request = request,
+                   .block_index = row.blocks,
+                   .registry = registry_,
+                   .engine = engine_,
+                   .backend_name = options_.backend_name,
+                   .session_model = s->calibration.model_id};
+
   for (const auto& ch : s->config.channels) ctx.channel_ids.push_back(ch.id);
-  // Pool items still need a feature pass after the syntheses end.
+  Live& live_session = *s;
+  ctx.pool_predictions = [this, &live_session] { return pool_predictions(live_session); };
+  ctx.shown_predictions = [this, &live_session] {
+    std::vector<float> shown;
+    for (int row = 0; row < live_session.bank->images(); ++row) {
+      for (double v : predict_channels(live_session, row)) shown.push_back(static_cast<float>(v));
+    }
+    return shown;
+  };
+  // Pool items still need a feature pass after the syntheses end (unless the pool's features are
+  // cached by then).
   int pool_items = static_cast<int>(request.references.size());
   for (const auto& share : request.shares) {
     if (share.kind == StrategyKind::kPool) pool_items += share.count;
@@ -462,9 +580,16 @@ StatusOr<BlockResult> SessionManager::next_block(const BlockRequest& request) {
   // a deadline-bound block spends no time on them.
   std::vector<std::string> ids, feature_ids;
   std::vector<const std::uint8_t*> pixels;
+  const std::size_t p = static_cast<std::size_t>(s->base->features.shape.size());
   for (std::size_t i = 0; i < items.size(); ++i) {
     ids.push_back(result.block_id + "-" + std::to_string(i));
-    if (items[i].predicted.empty()) {
+    if (!items[i].predicted.empty()) continue;
+    const float* cached =
+        items[i].pool_index >= 0 ? s->pool_cache->row(items[i].pool_index, p) : nullptr;
+    if (cached != nullptr) {
+      ASSIGN_OR_RETURN(int row, s->bank->add(std::span<const float>(cached, p)));
+      s->row_of[ids.back()] = row;
+    } else {
       feature_ids.push_back(ids.back());
       pixels.push_back(items[i].pixels.data());
     }

@@ -13,6 +13,7 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "server/engine/engine.h"
@@ -47,7 +48,7 @@ struct SessionStatus {
   CalibrationState calibration;
 };
 
-enum class StrategyKind { kPool, kSynthesize };
+enum class StrategyKind { kPool, kSynthesize, kAdept };
 const char* to_string(StrategyKind kind);
 
 struct StrategyShare {
@@ -123,6 +124,7 @@ class SessionManager {
  private:
   struct Base;
   struct Live;
+  struct PoolFeatures;
   SessionManager(SessionManagerOptions options, engine::ModelRegistry& registry,
                  engine::Engine& engine);
   StatusOr<std::shared_ptr<Live>> live(const std::string& session_id);
@@ -137,6 +139,13 @@ class SessionManager {
   Status install(std::shared_ptr<const Model> model, const std::string& session_id,
                  engine::Priority priority);
   SessionStatus status_of(Live& s);
+  // The base's features of every pool image, computed once per (base, pool) in the background at
+  // campaign priority; NextBlock uses them for pool images (no feature pass) and for ADEPT.
+  std::shared_ptr<PoolFeatures> pool_features(const std::shared_ptr<Base>& base,
+                                              const ImagePool& pool);
+  void compute_pool_features(std::shared_ptr<Base> base, const ImagePool* pool,
+                             std::shared_ptr<PoolFeatures> cache);
+  StatusOr<std::vector<float>> pool_predictions(const Live& s) const;
   std::vector<double> predict_channels(const Live& s, int bank_row) const;
 
   SessionManagerOptions options_;
@@ -147,6 +156,9 @@ class SessionManager {
   std::mutex mutex_;  // guards live_ and bases_ (not the sessions themselves)
   std::map<std::string, std::shared_ptr<Live>> live_;
   std::map<std::string, std::shared_ptr<Base>> bases_;
+  std::map<std::string, std::shared_ptr<PoolFeatures>> pool_features_;
+  std::vector<std::thread> background_;
+  std::atomic<bool> stopping_{false};
   // Measured cost of the feature pass, so a synthesis leaves it time before the deadline.
   std::atomic<double> feature_ms_per_image_{5.0};
 };

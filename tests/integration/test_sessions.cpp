@@ -4,6 +4,8 @@
 // closed sessions.
 #include <catch2/catch.hpp>
 #include <cmath>
+#include <set>
+#include <thread>
 
 #include "common/image_io.h"
 #include "tests/integration/server_fixture.h"
@@ -247,6 +249,27 @@ TEST_CASE("sessions: open, blocks, reports, calibration and close", "[sessions]"
     CHECK(made->stimuli(0).origin() == v1::SYNTHESIZED);
     CHECK_FALSE(made->stimuli(0).record_json().empty());
     CHECK(made->stimuli(0).target_channel() != made->stimuli(1).target_channel());
+
+    // ADEPT picks unshown pool images once the pool's features are cached (in the background).
+    auto adept = block_request("s1", 3, "");
+    adept.mutable_strategy()->set_kind(v1::ADEPT);
+    StatusOr<v1::Block> picked = client->next_block(adept);
+    for (int i = 0; i < 100 && !picked.ok() &&
+                    picked.status().message().find("still being computed") != std::string::npos;
+         ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      picked = client->next_block(adept);
+    }
+    INFO(picked.status().to_string());
+    REQUIRE(picked.ok());
+    REQUIRE(picked->stimuli_size() == 3);
+    std::set<std::string> names;
+    for (const auto& st : picked->stimuli()) {
+      CHECK(st.origin() == v1::POOL_IMAGE);
+      CHECK(st.predicted_size() == 2);
+      names.insert(st.pool_image());
+    }
+    CHECK(names.size() == 3);
 
     // Full synthesis parameters: Adam with jitter, recorded in the stimulus's record.
     auto adam = block_request("s1", 1, "");
