@@ -178,6 +178,7 @@ int main(int argc, char** argv) {
   // Per channel: the best true rate of a pool image so far (what synthesis must beat).
   std::vector<double> best_pool(specs.size(), 0.0);
   nlohmann::json per_block = nlohmann::json::array();
+  std::map<std::string, std::vector<double>> latencies;
   for (int b = 0; b < blocks; ++b) {
     const std::string kind = schedule[std::min<std::size_t>(b, schedule.size() - 1)];
     v1::NextBlockRequest next;
@@ -188,8 +189,12 @@ int main(int argc, char** argv) {
     next.mutable_strategy()->set_steps(steps);
     next.set_deadline_ms(deadline_ms);
     next.set_encoding(v1::RAW_RGB8);
+    const auto asked = Clock::now();
     auto block =
         with_retries("NextBlock", budget, retries, [&] { return (*client)->next_block(next); });
+    const double latency_ms =
+        std::chrono::duration<double, std::milli>(Clock::now() - asked).count();
+    latencies[kind].push_back(latency_ms);
     if (!block.ok()) {
       std::fprintf(stderr, "error: NextBlock %d: %s\n", b, block.status().to_string().c_str());
       return 1;
@@ -260,7 +265,21 @@ int main(int argc, char** argv) {
                          {"median_cv_r", median_r},
                          {"pool_mean_rate", mean(pool_means)},
                          {"synthesized_mean_rate", mean(synth_means)},
-                         {"median_synthesized_over_best_pool", median_ratio}});
+                         {"median_synthesized_over_best_pool", median_ratio},
+                         {"next_block_ms", latency_ms},
+                         {"stop_reason", block->stop_reason()}});
+  }
+  // NextBlock latency per strategy (what a rig waits between trials), p50 and p99.
+  nlohmann::json latency_json = nlohmann::json::object();
+  for (auto& [kind, ms] : latencies) {
+    std::sort(ms.begin(), ms.end());
+    const auto at = [&](double q) {
+      return ms[std::min(ms.size() - 1, std::size_t(q * ms.size()))];
+    };
+    std::printf("NextBlock %-10s n=%zu p50=%.1f ms p99=%.1f ms max=%.1f ms\n", kind.c_str(),
+                ms.size(), at(0.5), at(0.99), ms.back());
+    latency_json[kind] = {
+        {"n", ms.size()}, {"p50_ms", at(0.5)}, {"p99_ms", at(0.99)}, {"max_ms", ms.back()}};
   }
   auto info =
       with_retries("GetSession", budget, retries, [&] { return (*client)->get_session(session); });
@@ -281,6 +300,7 @@ int main(int argc, char** argv) {
                           {"duplicates", duplicates},
                           {"server_trials", info->trials()},
                           {"retries", retries},
+                          {"next_block_latency", latency_json},
                           {"per_block", per_block}}
                .dump(2)
         << "\n";

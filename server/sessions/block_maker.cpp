@@ -81,12 +81,23 @@ Status synthesize(BlockContext& ctx, int count, int first_position, std::uint64_
         "strategy: SYNTHESIZE needs a calibrated channel, and none is yet (the first fit comes "
         "once calibration.min_stimuli stimuli have valid trials): ask for POOL blocks first");
   }
+  // The block's syntheses step round-robin on one engine: each job's own check keeps only its
+  // next step inside its deadline, so after the last check up to one more step runs, then every
+  // job's final evaluation and encoding, one after another. Those come off the deadline too.
   std::optional<engine::Clock::time_point> deadline = ctx.request.deadline;
-  if (deadline) *deadline -= ctx.reserve;
+  if (deadline) {
+    const double step_s =
+        ctx.step_times ? ctx.step_times->lookup(ctx.session_model, 1).value_or(0.0) : 0.0;
+    const double finals_s = count * (0.5 * step_s + 0.002);
+    *deadline -= ctx.reserve + std::chrono::duration_cast<engine::Clock::duration>(
+                                   std::chrono::duration<double>(step_s + finals_s));
+  }
   std::vector<std::shared_ptr<CollectingSink>> sinks;
   std::vector<std::future<Status>> done;
   std::vector<int> channels;
   ASSIGN_OR_RETURN(auto model, ctx.registry.find(ctx.session_model));
+  engine::SynthesizeOptions options;
+  options.step_times = ctx.step_times;
   for (int j = 0; j < count; ++j) {
     const int position = first_position + j;
     const int channel = (ctx.block_index + position) % static_cast<int>(ctx.channel_ids.size());

@@ -14,6 +14,7 @@
 
 #include "server/engine/engine.h"
 #include "server/engine/model_registry.h"
+#include "server/engine/synthesize_job.h"
 #include "server/sessions/image_pool.h"
 #include "server/sessions/session_manager.h"
 
@@ -35,6 +36,9 @@ struct BlockContext {
   // predictions for the stimuli shown so far (m x channels); errors say why they are not ready.
   std::function<StatusOr<std::vector<float>>()> pool_predictions{};
   std::function<std::vector<float>()> shown_predictions{};
+  // Step times of the session models, shared with every synthesis job of the block (so even a
+  // block's first step is not taken blind).
+  std::shared_ptr<engine::StepTimeBook> step_times{};
   // Time the caller needs after the items are made (features, store): synthesis stops earlier.
   std::chrono::milliseconds reserve{0};
   std::string strategy_json{};  // filled by make_block_items: what was asked, for the store

@@ -558,9 +558,11 @@ StatusOr<BlockResult> SessionManager::next_block(const BlockRequest& request) {
   for (const auto& share : request.shares) {
     if (share.kind == StrategyKind::kPool) pool_items += share.count;
   }
-  ctx.reserve = std::chrono::milliseconds(
-      15 + static_cast<int>(1.5 * feature_ms_per_image_.load() * pool_items));
+  ctx.step_times = step_times_;
+  ctx.reserve = std::chrono::milliseconds(static_cast<int>(
+      5 + 1.5 * finishing_ms_.load() + 1.5 * feature_ms_per_image_.load() * pool_items));
   ASSIGN_OR_RETURN(auto items, make_block_items(ctx));
+  const auto items_made = engine::Clock::now();
 
   BlockResult result;
   result.block_index = row.blocks;
@@ -612,6 +614,9 @@ StatusOr<BlockResult> SessionManager::next_block(const BlockRequest& request) {
     result.stimuli.push_back(BlockStimulus{std::move(st), std::move(items[i].png)});
   }
   ASSIGN_OR_RETURN(result.block_index, store_->add_block(request.session_id, block));
+  const double finishing_ms =
+      std::chrono::duration<double, std::milli>(engine::Clock::now() - items_made).count();
+  finishing_ms_.store(0.7 * finishing_ms_.load() + 0.3 * finishing_ms);
   for (auto& st : result.stimuli) {
     st.row.block_index = result.block_index;
     if (!items.empty()) {

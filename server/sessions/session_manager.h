@@ -18,6 +18,7 @@
 
 #include "server/engine/engine.h"
 #include "server/engine/model_registry.h"
+#include "server/engine/synthesize_job.h"
 #include "server/sessions/image_pool.h"
 #include "server/sessions/session_config.h"
 #include "server/sessions/session_store.h"
@@ -161,6 +162,10 @@ class SessionManager {
   std::atomic<bool> stopping_{false};
   // Measured cost of the feature pass, so a synthesis leaves it time before the deadline.
   std::atomic<double> feature_ms_per_image_{5.0};
+  // Measured time from a block's items to its reply (store writes, encoding), kept free before a
+  // deadline; and the session models' step times, shared by their synthesis jobs.
+  std::atomic<double> finishing_ms_{20.0};
+  std::shared_ptr<engine::StepTimeBook> step_times_ = std::make_shared<engine::StepTimeBook>();
 };
 
 }  // namespace stimloop::sessions
