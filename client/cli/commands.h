@@ -21,5 +21,7 @@ Command add_info_command(CLI::App& app, const CommonOptions& common);
 Command add_test_image_command(CLI::App& app, const CommonOptions& common);
 Command add_synthesize_command(CLI::App& app, const CommonOptions& common);
 Command add_replay_command(CLI::App& app, const CommonOptions& common);
+// Remote only: closed-loop sessions on a server.
+Command add_session_command(CLI::App& app, const CommonOptions& common);
 
 }  // namespace stimloop::cli

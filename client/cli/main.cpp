@@ -38,7 +38,7 @@ int main(int argc, char** argv) {
       add_models_command(app, common),     add_predict_command(app, common),
       add_gradient_command(app, common),   add_info_command(app, common),
       add_test_image_command(app, common), add_synthesize_command(app, common),
-      add_replay_command(app, common)};
+      add_replay_command(app, common),    add_session_command(app, common)};
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -241,7 +241,12 @@ fi
 # Remote mode: the same commands through a stimloop-server on an ephemeral loopback port.
 SERVER="$(dirname "$STIMLOOP")/stimloop-server"
 if [ -x "$SERVER" ]; then
-  "$SERVER" --listen 127.0.0.1:0 --backend cpu --log-level warn >"$WORK/server.out" 2>"$WORK/server.err" &
+  mkdir -p "$WORK/pool"
+  for o in 0 45 90 135; do
+    "$STIMLOOP" test-image --out "$WORK/pool/g$o.png" --orientation "$o" >/dev/null
+  done
+  "$SERVER" --listen 127.0.0.1:0 --backend cpu --log-level warn --data-dir "$WORK/sessions" \
+    --pool "cli=$WORK/pool" >"$WORK/server.out" 2>"$WORK/server.err" &
   server_pid=$!
   trap 'kill $server_pid 2>/dev/null; rm -rf "$WORK"' EXIT
   port=""
@@ -278,7 +283,36 @@ if [ -x "$SERVER" ]; then
       "$STIMLOOP" "${remote[@]}" predict --model nope "$WORK/vertical.png"
     expect_error "remote bad option" "steps.*outside" \
       "$STIMLOOP" "${remote[@]}" synthesize --model demo --objective max --steps 0 --out "$WORK/x.png"
+
+    # Closed-loop sessions from the shell.
+    expect_ok "session open" "$STIMLOOP" "${remote[@]}" session open --session cli1 \
+      --base-model demo_population --pool cli --channel a --channel b
+    json_check "session open answers the session" "j['session_id'] == 'cli1' and j['state'] == 'OPEN'"
+    expect_ok "session next" "$STIMLOOP" "${remote[@]}" session next --session cli1 --count 3 \
+      --block-id b0 --out-dir "$WORK/block"
+    json_check "session next lists 3 stimuli, images written apart" \
+      "len(j['stimuli']) == 3 and all('data' not in s['image'] for s in j['stimuli'])"
+    python3 -c "
+import json; b = json.load(open('$WORK/out'))
+json.dump([{'stimulus_id': s['stimulus_id'], 'responses': [1.5, 2]} for s in b['stimuli']],
+          open('$WORK/trials.json', 'w'))"
+    [ "$(ls "$WORK/block"/*.png | wc -l)" -eq 3 ] && pass "session next wrote 3 PNGs" ||
+      fail "session next did not write 3 PNGs"
+    expect_ok "session report" "$STIMLOOP" "${remote[@]}" session report --session cli1 \
+      --trials "$WORK/trials.json"
+    json_check "session report stored 3 trials" "j['stored'] == 3 and j['total_trials'] == 3"
+    expect_ok "session report retried" "$STIMLOOP" "${remote[@]}" session report --session cli1 \
+      --trials "$WORK/trials.json"
+    json_check "a retried report stores nothing twice" "j['duplicates'] == 3 and j['total_trials'] == 3"
+    expect_error "session report, unknown stimulus" "trials\\[0\\].stimulus_id.*INVALID_ARGUMENT" \
+      bash -c "echo '[{\"stimulus_id\": \"zz\", \"responses\": [1, 1]}]' |
+        '$STIMLOOP' ${remote[*]} session report --session cli1 --trials -"
+    expect_ok "session list" "$STIMLOOP" "${remote[@]}" session list
+    json_check "session list holds the session" "[s['session_id'] for s in j['sessions']] == ['cli1']"
+    expect_ok "session close" "$STIMLOOP" "${remote[@]}" session close --session cli1
+    json_check "session close closes" "j['state'] == 'CLOSED'"
   fi
+  expect_error "session commands need a server" "--server" "$STIMLOOP" session get --session x
   kill "$server_pid" 2>/dev/null
   wait "$server_pid" 2>/dev/null
   expect_error "no server listening" "UNAVAILABLE" "$STIMLOOP" --server "127.0.0.1:$port" models
