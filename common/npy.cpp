@@ -22,6 +22,40 @@ std::size_t dtype_size(NpyDtype d) {
   return 1;
 }
 
+// Header (format 1.0) and data of a C-order array of `element_size`-byte elements.
+Status write_npy_bytes(const std::string& path, const char* descr,
+                       const std::vector<std::int64_t>& shape, const void* values,
+                       std::size_t element_size) {
+  std::string dims;
+  std::int64_t count = 1;
+  for (auto d : shape) {
+    dims += std::to_string(d) + ", ";
+    count *= d;
+  }
+  if (shape.size() > 1)
+    dims.erase(dims.size() - 2);  // "(a, b)"; a 1-D shape keeps "(a,)"
+  else if (!dims.empty())
+    dims.erase(dims.size() - 1);
+  std::string header =
+      std::string("{'descr': '") + descr + "', 'fortran_order': False, 'shape': (" + dims + "), }";
+  // Pad so that magic (6) + version (2) + length (2) + header is a multiple of 64, ending in \n.
+  const std::size_t unpadded = 10 + header.size() + 1;
+  header.append((64 - unpadded % 64) % 64, ' ');
+  header += '\n';
+  std::ofstream out(path, std::ios::binary);
+  if (!out) return not_found("cannot write " + path);
+  out.write("\x93NUMPY\x01\x00", 8);
+  const std::uint16_t len = static_cast<std::uint16_t>(header.size());
+  const char len_bytes[2] = {static_cast<char>(len & 0xff), static_cast<char>(len >> 8)};
+  out.write(len_bytes, 2);
+  out.write(header.data(), static_cast<std::streamsize>(header.size()));
+  // x86/ARM hosts: little-endian.
+  out.write(static_cast<const char*>(values), static_cast<std::streamsize>(count * element_size));
+  out.close();
+  if (!out) return data_loss("failed writing " + path);
+  return Status::Ok();
+}
+
 }  // namespace
 
 std::int64_t NpyArray::element_count() const {
@@ -146,6 +180,11 @@ Status write_npy_float32(const std::string& path, const std::vector<std::int64_t
   out.write(reinterpret_cast<const char*>(values), count * 4);  // x86/ARM hosts: little-endian
   if (!out) return data_loss("failed writing " + path);
   return Status::Ok();
+}
+
+Status write_npy_float64(const std::string& path, const std::vector<std::int64_t>& shape,
+                         const double* values) {
+  return write_npy_bytes(path, "<f8", shape, values, sizeof(double));
 }
 
 }  // namespace stimloop

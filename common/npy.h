@@ -26,5 +26,7 @@ struct NpyArray {
 StatusOr<NpyArray> read_npy(const std::string& path);
 Status write_npy_float32(const std::string& path, const std::vector<std::int64_t>& shape,
                          const float* values);
+Status write_npy_float64(const std::string& path, const std::vector<std::int64_t>& shape,
+                         const double* values);
 
 }  // namespace stimloop

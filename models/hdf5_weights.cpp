@@ -8,15 +8,14 @@
 #include <string>
 
 #include "models/keras_config.h"
+#include "models/keras_writer_core.h"
 
 namespace stimloop {
 namespace {
 
-// Debian's libhdf5 is built without thread safety: every HDF5 call goes through this lock.
-std::mutex& hdf5_mutex() {
-  static std::mutex m;
-  return m;
-}
+// Debian's libhdf5 is built without thread safety: every HDF5 call in the process, reading here
+// and writing in keras_writer_core, goes through one lock.
+std::mutex& hdf5_mutex() { return hdf5_library_mutex(); }
 
 // Closes an HDF5 handle of any kind when it goes out of scope.
 class Handle {

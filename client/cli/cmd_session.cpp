@@ -1,5 +1,5 @@
-// `stimloop --server ADDR session open|next|report|get|list|close`: the closed-loop session calls
-// from a shell (sessions live on a server, so these are remote only). Replies print as JSON
+// `stimloop --server ADDR session open|next|report|get|list|close|export`: the closed-loop session
+// calls from a shell (sessions live on a server, so these are remote only). Replies print as JSON
 // (protobuf's JSON mapping); `next` writes each stimulus as <stimulus_id>.png into --out-dir and
 // leaves the image bytes out of what it prints; `report` reads trials from a JSON file.
 #include <google/protobuf/util/json_util.h>
@@ -86,7 +86,9 @@ Command add_session_command(CLI::App& app, const CommonOptions& common) {
   auto* get = cmd->add_subcommand("get", "A session's state and calibration");
   auto* list = cmd->add_subcommand("list", "Every session on the server");
   auto* close = cmd->add_subcommand("close", "Close a session");
-  for (auto* sub : {open, next, report, get, close}) {
+  auto* exported = cmd->add_subcommand(
+      "export", "Write the session as a plain directory on the server (CSV, .npy, PNG, .keras)");
+  for (auto* sub : {open, next, report, get, close, exported}) {
     sub->add_option("--session", o->session, "Session id")->required();
   }
   open->add_option("--base-model", o->base_model, "Model whose features are calibrated")
@@ -113,7 +115,7 @@ Command add_session_command(CLI::App& app, const CommonOptions& common) {
   report->add_option("--trials", o->trials, "JSON file of trials, or - for standard input")
       ->required();
 
-  return {cmd, [&common, o, open, next, report, get, list, close]() -> int {
+  return {cmd, [&common, o, open, next, report, get, list, close, exported]() -> int {
             if (!common.is_remote()) {
               return report_error(
                   invalid_argument("session commands run on a server: give --server HOST:PORT"));
@@ -166,6 +168,10 @@ Command add_session_command(CLI::App& app, const CommonOptions& common) {
               if (!r.ok()) return report_error(r.status());
               r->set_session_id(o->session);
               auto reply = c.report_responses(*r);
+              return reply.ok() ? print_message(*reply) : report_error(reply.status());
+            }
+            if (exported->parsed()) {
+              auto reply = c.export_session(o->session);
               return reply.ok() ? print_message(*reply) : report_error(reply.status());
             }
             if (list->parsed()) {

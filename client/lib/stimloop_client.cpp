@@ -192,4 +192,11 @@ StatusOr<v1::SessionInfo> StimloopClient::close_session(const std::string& sessi
   return session_call<v1::SessionInfo>(&v1::Sessions::Stub::CloseSession, request, call);
 }
 
+StatusOr<v1::ExportSessionResponse> StimloopClient::export_session(const std::string& session_id,
+                                                                   const CallOptions& call) {
+  v1::ExportSessionRequest request;
+  request.set_session_id(session_id);
+  return session_call<v1::ExportSessionResponse>(&v1::Sessions::Stub::ExportSession, request, call);
+}
+
 }  // namespace stimloop::client

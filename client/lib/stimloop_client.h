@@ -61,6 +61,8 @@ class StimloopClient {
   StatusOr<v1::ListSessionsResponse> list_sessions(const CallOptions& call = {});
   StatusOr<v1::SessionInfo> close_session(const std::string& session_id,
                                           const CallOptions& call = {});
+  StatusOr<v1::ExportSessionResponse> export_session(const std::string& session_id,
+                                                     const CallOptions& call = {});
 
   // Polls the standard health service until it reports SERVING or the timeout passes.
   Status wait_until_serving(std::chrono::milliseconds timeout);

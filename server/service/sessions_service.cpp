@@ -194,4 +194,16 @@ grpc::ServerUnaryReactor* SessionsService::CloseSession(grpc::CallbackServerCont
                   });
 }
 
+grpc::ServerUnaryReactor* SessionsService::ExportSession(grpc::CallbackServerContext* context,
+                                                         const v1::ExportSessionRequest* request,
+                                                         v1::ExportSessionResponse* response) {
+  return dispatch("ExportSession", context, " session=" + sessions::clip(request->session_id()),
+                  [request, response](sessions::SessionManager& m) -> Status {
+                    ASSIGN_OR_RETURN(auto summary, m.export_session(request->session_id()));
+                    response->set_directory(summary.directory);
+                    for (const auto& f : summary.files) response->add_files(f);
+                    return Status::Ok();
+                  });
+}
+
 }  // namespace stimloop::service

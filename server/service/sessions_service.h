@@ -47,6 +47,9 @@ class SessionsService final : public stimloop::v1::Sessions::CallbackService {
   grpc::ServerUnaryReactor* CloseSession(grpc::CallbackServerContext* context,
                                          const v1::CloseSessionRequest* request,
                                          v1::SessionInfo* response) override;
+  grpc::ServerUnaryReactor* ExportSession(grpc::CallbackServerContext* context,
+                                          const v1::ExportSessionRequest* request,
+                                          v1::ExportSessionResponse* response) override;
 
  private:
   // Admits the call, then runs `work` on a session thread and finishes the call with its status.

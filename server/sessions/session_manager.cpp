@@ -2,6 +2,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <filesystem>
 #include <map>
 #include <set>
 
@@ -479,6 +480,43 @@ StatusOr<SessionStatus> SessionManager::close(const std::string& session_id) {
   std::lock_guard lock(s->mutex);
   RETURN_IF_ERROR(store_->close_session(session_id).status());
   return status_of(*s);
+}
+
+StatusOr<ExportSummary> SessionManager::export_session(const std::string& session_id) {
+  ASSIGN_OR_RETURN(auto s, live(session_id));
+  std::lock_guard lock(s->mutex);
+  ExportInput input;
+  input.config = s->config;
+  ASSIGN_OR_RETURN(input.row, store_->get_session(session_id));
+  input.stimuli = store_->stimuli(session_id);
+  input.trials = store_->trials(session_id);
+  input.fits = store_->fits(session_id);
+  nlohmann::json calibration = {{"version", s->calibration.version},
+                                {"form", to_string(s->calibration.form)},
+                                {"model_id", s->calibration.model_id}};
+  for (const auto& c : s->calibration.channels) {
+    calibration["channels"].push_back({{"channel_id", c.channel_id},
+                                       {"calibrated", c.calibrated},
+                                       {"model_id", c.model_id},
+                                       {"cv_r", c.cv_r},
+                                       {"lambda", c.lambda},
+                                       {"stimuli", c.stimuli}});
+    if (!c.calibrated) continue;
+    ASSIGN_OR_RETURN(auto model, registry_.find(c.model_id));
+    input.channel_models.emplace_back(c.channel_id, model->model);
+  }
+  input.calibration_json = calibration.dump();
+  input.image = [this](const std::string& sha) { return store_->get_image(sha); };
+  const auto now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                          std::chrono::system_clock::now().time_since_epoch())
+                          .count();
+  const std::string exports = options_.data_dir + "/exports";
+  std::error_code ec;
+  std::filesystem::create_directories(exports, ec);
+  if (ec) {
+    return Status(StatusCode::kPermissionDenied, "cannot create " + exports + ": " + ec.message());
+  }
+  return sessions::export_session(input, exports + "/" + session_id + "-" + std::to_string(now_ms));
 }
 
 StatusOr<ReportResult> SessionManager::report(const std::string& session_id,

@@ -21,6 +21,7 @@
 #include "server/engine/synthesize_job.h"
 #include "server/sessions/image_pool.h"
 #include "server/sessions/session_config.h"
+#include "server/sessions/session_export.h"
 #include "server/sessions/session_store.h"
 #include "server/synthesis/request.h"
 
@@ -117,6 +118,8 @@ class SessionManager {
   std::vector<SessionStatus> list();
   StatusOr<SessionStatus> close(const std::string& session_id);
   StatusOr<BlockResult> next_block(const BlockRequest& request);
+  // Writes the session under <data_dir>/exports/<id>-<unix ms> (session_export.h).
+  StatusOr<ExportSummary> export_session(const std::string& session_id);
   StatusOr<ReportResult> report(const std::string& session_id, std::vector<TrialRow> trials,
                                 engine::Priority priority);
 

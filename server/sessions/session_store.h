@@ -52,8 +52,8 @@ struct BlockRow {
 struct TrialRow {
   std::string stimulus_id;
   int repeat_index = 0;
-  bool valid = true;               // false: aborted (stored, never fitted)
-  std::vector<double> responses;   // one per channel, finite and >= 0
+  bool valid = true;                  // false: aborted (stored, never fitted)
+  std::vector<double> responses;      // one per channel, finite and >= 0
   std::int64_t received_unix_ms = 0;  // set by the store
 };
 

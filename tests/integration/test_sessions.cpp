@@ -8,6 +8,10 @@
 #include <thread>
 
 #include "common/image_io.h"
+#include "common/npy.h"
+#include "kernels/backend.h"
+#include "models/keras_import.h"
+#include "models/preprocess.h"
 #include "tests/integration/server_fixture.h"
 #include "tests/support/test_data.h"
 
@@ -249,6 +253,35 @@ TEST_CASE("sessions: open, blocks, reports, calibration and close", "[sessions]"
     CHECK(made->stimuli(0).origin() == v1::SYNTHESIZED);
     CHECK_FALSE(made->stimuli(0).record_json().empty());
     CHECK(made->stimuli(0).target_channel() != made->stimuli(1).target_channel());
+
+    // The export: plain files, and each channel's .keras gives the live model's outputs.
+    auto exported = client->export_session("s1");
+    INFO(exported.status().to_string());
+    REQUIRE(exported.ok());
+    std::set<std::string> files(exported->files().begin(), exported->files().end());
+    for (const char* f : {"session.json", "stimuli.csv", "trials.csv", "trials.npy",
+                          "models/ch0.keras", "models/ch1.keras"}) {
+      CHECK(files.count(f) == 1);
+    }
+    auto npy = read_npy(exported->directory() + "/trials.npy");
+    REQUIRE(npy.ok());
+    CHECK(npy->shape == std::vector<std::int64_t>{8, 2});  // the 8 trials reported so far
+    auto reloaded = load_keras_model(exported->directory() + "/models/ch1.keras");
+    INFO(reloaded.status().to_string());
+    REQUIRE(reloaded.ok());
+    auto cpu = make_cpu_backend();
+    auto net = cpu->upload((*reloaded)->network);
+    REQUIRE(net.ok());
+    for (int i = 0; i < 3; ++i) {
+      const auto& data = block->stimuli(i).image().data();
+      auto img = decode_image(std::vector<std::uint8_t>(data.begin(), data.end()));
+      REQUIRE(img.ok());
+      const auto input = recenter_rgb8(img->pixels, (*reloaded)->channel_means);
+      std::vector<float> out(1);
+      REQUIRE((*net)->forward(input, 1, out).ok());
+      const double live = predicted->results(1).responses(i);
+      CHECK(std::abs(out[0] - live) <= 1e-5 * (1 + std::abs(live)));
+    }
 
     // ADEPT picks unshown pool images once the pool's features are cached (in the background).
     auto adept = block_request("s1", 3, "");

@@ -11,19 +11,19 @@
 
 #include "common/status.h"
 #include "models/keras_graph.h"
+#include "models/keras_writer_core.h"
 
 namespace stimloop::test {
 
 // ---- config.json ----------------------------------------------------------------------------
 
-// The whole config.json of a Keras 3 Functional model: an InputLayer "image_input" with
-// batch_shape [null, h, w, c], then every layer of `graph` with its class_name, config (name,
-// filters, kernel_size, strides, padding, ...), inbound_nodes whose keras_history names the
-// layer before it, and output_layers naming the last layer.
-nlohmann::json keras_config_json(const KerasGraph& graph);
+// The writer itself is library code (models/keras_writer_core.h), shared with write_keras; these
+// declarations keep the fixtures' names (stimloop::test::...) working.
 
-// The entry of config.json for one layer, taking its input from the layer named `previous`.
-nlohmann::json keras_layer_json(const KerasLayer& layer, const std::string& previous);
+// The whole config.json of a Keras 3 Functional model (keras_config_json) and one layer's entry
+// taking its input from the layer named `previous` (keras_layer_json).
+using ::stimloop::keras_config_json;
+using ::stimloop::keras_layer_json;
 
 // The layer entry with config.name == `name` inside a config built by keras_config_json (throws
 // std::out_of_range when there is none), so tests can edit one option in place.
@@ -31,24 +31,13 @@ nlohmann::json& config_layer(nlohmann::json& config, const std::string& name);
 
 // ---- model.weights.h5 -----------------------------------------------------------------------
 
-enum class H5Type { kFloat32, kFloat64, kInt32 };
-
-struct H5Dataset {
-  std::string path;  // absolute, e.g. "/layers/conv2d/vars/0"
-  std::vector<std::int64_t> shape;
-  std::vector<double> values;  // row-major, converted to `type` when written
-  H5Type type = H5Type::kFloat32;
-  bool write_data = true;  // false: declare the dataset but never allocate or write its storage
-};
-
-struct H5Contents {
-  std::vector<std::string> groups;  // created even when empty ("/layers/activation/vars")
-  std::vector<H5Dataset> datasets;
-};
+using H5Type = ::stimloop::H5Type;
+using H5Dataset = ::stimloop::H5Dataset;
+using H5Contents = ::stimloop::H5Contents;
 
 // What Keras writes for `graph`: /layers/<weights_group>/vars/<i> for every var of every layer
 // (float32), the empty vars groups of weightless layers, /layers/input_layer/vars and /vars.
-H5Contents keras_weights_contents(const KerasGraph& graph);
+using ::stimloop::keras_weights_contents;
 
 // The bytes of an HDF5 file holding `contents`, built in memory (core driver, no backing file).
 // Aborts the test (Catch FAIL) if HDF5 refuses.
@@ -62,20 +51,14 @@ H5Dataset& h5_dataset(H5Contents& contents, const std::string& path);
 
 // ---- the zip --------------------------------------------------------------------------------
 
-struct ZipMember {
-  std::string name;
-  std::vector<std::uint8_t> data;
-  bool deflate = false;  // Keras stores members uncompressed; deflate on request
-};
+using ZipMember = ::stimloop::ZipMember;
 
 // Writes a zip holding exactly `members`, in order.
-Status write_zip(const std::string& path, const std::vector<ZipMember>& members);
+using ::stimloop::write_zip;
 
 // A .keras archive: metadata.json, config.json (`config_text`) and model.weights.h5 (`h5`),
-// followed by any `extra` members.
-Status write_keras_zip(const std::string& path, const std::string& config_text,
-                       const std::vector<std::uint8_t>& h5,
-                       const std::vector<ZipMember>& extra = {});
+// followed by any `extra` members (and the library's optional date_saved, "synthetic").
+using ::stimloop::write_keras_zip;
 
 // The complete file for `graph`.
 Status write_keras_file(const std::string& path, const KerasGraph& graph);
