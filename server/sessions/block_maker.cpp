@@ -51,6 +51,22 @@ StatusOr<BlockItem> pool_item(const ImagePool& pool, int index, const char* orig
   return item;
 }
 
+// Adds the chosen pool images to the block (and makes them ineligible for its later shares).
+Status take_pool_images(const ImagePool& pool, const std::vector<int>& chosen, int wanted,
+                        bool* eligible, std::vector<BlockItem>& items) {
+  if (static_cast<int>(chosen.size()) < wanted) {
+    return failed_precondition("strategy: pool '" + pool.name + "' has only " +
+                               std::to_string(chosen.size()) + " images not yet shown; " +
+                               std::to_string(wanted) + " asked for");
+  }
+  for (int index : chosen) {
+    eligible[index] = false;
+    ASSIGN_OR_RETURN(auto item, pool_item(pool, index, "pool"));
+    items.push_back(std::move(item));
+  }
+  return Status::Ok();
+}
+
 StatusOr<synthesis::SynthesisRequest> synthesis_request(const BlockRequest& r, std::uint64_t seed) {
   synthesis::SynthesisRequest s;
   if (r.synthesis) {
@@ -214,16 +230,7 @@ StatusOr<std::vector<BlockItem>> make_block_items(BlockContext& ctx) {
     if (share.kind == StrategyKind::kPool) {
       const auto chosen = select_random(pool_size, std::span<const bool>(eligible.get(), pool_size),
                                         share.count, seed + 7919 * (k + 1));
-      if (static_cast<int>(chosen.size()) < share.count) {
-        return failed_precondition("strategy: pool '" + ctx.pool.name + "' has only " +
-                                   std::to_string(chosen.size()) + " images not yet shown; " +
-                                   std::to_string(share.count) + " asked for");
-      }
-      for (int index : chosen) {
-        eligible[index] = false;
-        ASSIGN_OR_RETURN(auto item, pool_item(ctx.pool, index, "pool"));
-        items.push_back(std::move(item));
-      }
+      RETURN_IF_ERROR(take_pool_images(ctx.pool, chosen, share.count, eligible.get(), items));
     } else if (share.kind == StrategyKind::kAdept) {
       if (ctx.session_model.empty() || !ctx.pool_predictions) {
         return failed_precondition(
@@ -236,16 +243,7 @@ StatusOr<std::vector<BlockItem>> make_block_items(BlockContext& ctx) {
       const auto chosen =
           select_adept(predicted, pool_size, channels,
                        std::span<const bool>(eligible.get(), pool_size), shown, share.count);
-      if (static_cast<int>(chosen.size()) < share.count) {
-        return failed_precondition("strategy: pool '" + ctx.pool.name + "' has only " +
-                                   std::to_string(chosen.size()) + " images not yet shown; " +
-                                   std::to_string(share.count) + " asked for");
-      }
-      for (int index : chosen) {
-        eligible[index] = false;
-        ASSIGN_OR_RETURN(auto item, pool_item(ctx.pool, index, "pool"));
-        items.push_back(std::move(item));
-      }
+      RETURN_IF_ERROR(take_pool_images(ctx.pool, chosen, share.count, eligible.get(), items));
     } else {
       RETURN_IF_ERROR(synthesize(ctx, share.count, static_cast<int>(items.size()), seed, items));
     }
