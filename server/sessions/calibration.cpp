@@ -36,6 +36,8 @@ using Vec = Eigen::VectorXd;
 // r values closer than this count as a tie, so rounding noise cannot pick a smaller penalty.
 constexpr double kTieTolerance = 1e-12;
 constexpr int kRidgeGridSize = 25;      // 1e-4 .. 1e4: three per decade
+// Alternations per penalty after the first during cross-validation (warm-started).
+constexpr int kWarmIterations = 2;
 constexpr int kFactorizedGridSize = 9;  // 1e-4 .. 1e4 by decades: each one costs a full ALS run
 constexpr std::int64_t kBlock = 256;    // features per task in the weight accumulation
 
@@ -369,10 +371,17 @@ StatusOr<std::vector<ChannelFit>> FeatureBank::fit(std::span<const int> rows,
         for (int j = 0; j < v; ++j) test_rows[j] = selected[test[j]];
         for (int ch = 0; ch < channels; ++ch) {
           const Vec yc = yt.col(ch);
-          const Vec mask0 = impl.covariance_mask(train_rows, yc, positions, c);
+          // Warm start along the penalty grid: after the first penalty, each starts from the
+          // previous one's mask and needs only a couple of alternations (the refits of an online
+          // session would otherwise spend most of their time here). The final fit below runs
+          // every alternation from the covariance mask.
+          Vec start = impl.covariance_mask(train_rows, yc, positions, c);
           for (int l = 0; l < lambdas; ++l) {
+            const int iterations = l == 0 ? options.als_iterations
+                                          : std::min(options.als_iterations, kWarmIterations);
             const Impl::Factors fac =
-                impl.alternate(train_rows, yc, mask0, grid[l], options.als_iterations, c);
+                impl.alternate(train_rows, yc, start, grid[l], iterations, c);
+            start = fac.mask;
             const Vec pred = impl.pool_positions(test_rows, fac.mask, c) * fac.a;
             for (int j = 0; j < v; ++j) pooled[l](test[j], ch) = pred[j] + fac.bias;
           }
