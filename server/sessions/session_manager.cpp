@@ -53,7 +53,10 @@ struct SessionManager::Live {
   const ImagePool* pool = nullptr;
   std::shared_ptr<Base> base;
   std::unique_ptr<FeatureBank> bank;
-  std::map<std::string, int> row_of;            // stimulus id -> bank row
+  std::map<std::string, int> row_of;  // stimulus id -> bank row
+  // Features of stimuli handed out but not fitted yet: they join the bank (and its Gram matrix,
+  // O(n p) an image) only once reported, so handing out a block costs no Gram update.
+  std::map<std::string, std::vector<float>> pending;
   std::set<std::string> shown_pool;             // pool image names handed out before
   std::vector<std::optional<ChannelFit>> fits;  // per channel
   std::shared_ptr<PoolFeatures> pool_cache;
@@ -266,18 +269,18 @@ Status SessionManager::add_features(Live& s, const std::vector<std::string>& ids
           return st;
         }));
     for (int i = 0; i < n; ++i) {
-      ASSIGN_OR_RETURN(int row, s.bank->add(std::span<const float>(features).subspan(p * i, p)));
-      s.row_of[ids[first + i]] = row;
+      s.pending[ids[first + i]].assign(features.begin() + p * i, features.begin() + p * (i + 1));
     }
   }
   return Status::Ok();
 }
 
-std::vector<double> SessionManager::predict_channels(const Live& s, int bank_row) const {
+std::vector<double> SessionManager::predict_channels(const Live& s,
+                                                     std::span<const float> features) const {
   std::vector<double> out;
   if (s.calibration.model_id.empty()) return out;  // not calibrated yet
   for (const auto& fit : s.fits) {
-    out.push_back(fit ? predict(*fit, s.base->features.shape, s.bank->row(bank_row)) : 0.0);
+    out.push_back(fit ? predict(*fit, s.base->features.shape, features) : 0.0);
   }
   return out;
 }
@@ -308,17 +311,18 @@ Status SessionManager::refit(Live& s, engine::Priority priority) {
   }
   if (static_cast<int>(order.size()) < s.config.calibration.min_stimuli) return Status::Ok();
 
-  // Features of reported stimuli the bank lacks (handed out before a restart).
+  // Reported stimuli join the bank: their features from when they were handed out, or, after a
+  // restart, recomputed from the stored images.
   std::vector<std::string> missing;
-  std::vector<std::vector<std::uint8_t>> images;
   for (const auto& id : order) {
-    if (s.row_of.count(id)) continue;
-    missing.push_back(id);
+    if (!s.row_of.count(id) && !s.pending.count(id)) missing.push_back(id);
   }
   if (!missing.empty()) {
     std::map<std::string, std::string> sha_of;
-    for (const auto& st : store_->stimuli(s.config.session_id))
+    for (const auto& st : store_->stimuli(s.config.session_id)) {
       sha_of[st.stimulus_id] = st.image_sha256;
+    }
+    std::vector<std::vector<std::uint8_t>> images;
     for (const auto& id : missing) {
       ASSIGN_OR_RETURN(auto png, store_->get_image(sha_of[id]));
       ASSIGN_OR_RETURN(Rgb8Image img, decode_image(png));
@@ -327,6 +331,13 @@ Status SessionManager::refit(Live& s, engine::Priority priority) {
     std::vector<const std::uint8_t*> pixels;
     for (const auto& img : images) pixels.push_back(img.data());
     RETURN_IF_ERROR(add_features(s, missing, pixels, priority, std::nullopt));
+  }
+  for (const auto& id : order) {
+    auto it = s.pending.find(id);
+    if (it == s.pending.end()) continue;
+    ASSIGN_OR_RETURN(int row, s.bank->add(it->second));
+    s.row_of[id] = row;
+    s.pending.erase(it);
   }
 
   std::vector<int> rows;
@@ -586,7 +597,9 @@ StatusOr<BlockResult> SessionManager::next_block(const BlockRequest& request) {
   ctx.shown_predictions = [this, &live_session] {
     std::vector<float> shown;
     for (int row = 0; row < live_session.bank->images(); ++row) {
-      for (double v : predict_channels(live_session, row)) shown.push_back(static_cast<float>(v));
+      for (double v : predict_channels(live_session, live_session.bank->row(row))) {
+        shown.push_back(static_cast<float>(v));
+      }
     }
     return shown;
   };
@@ -627,8 +640,7 @@ StatusOr<BlockResult> SessionManager::next_block(const BlockRequest& request) {
     const float* cached =
         items[i].pool_index >= 0 ? s->pool_cache->row(items[i].pool_index, p) : nullptr;
     if (cached != nullptr) {
-      ASSIGN_OR_RETURN(int row, s->bank->add(std::span<const float>(cached, p)));
-      s->row_of[ids.back()] = row;
+      s->pending[ids.back()].assign(cached, cached + p);
     } else {
       feature_ids.push_back(ids.back());
       pixels.push_back(items[i].pixels.data());
@@ -646,7 +658,7 @@ StatusOr<BlockResult> SessionManager::next_block(const BlockRequest& request) {
     st.origin = items[i].origin;
     st.source_json = items[i].source_json;
     ASSIGN_OR_RETURN(st.image_sha256, store_->put_image(items[i].png));
-    st.predicted = items[i].predicted.empty() ? predict_channels(*s, s->row_of.at(ids[i]))
+    st.predicted = items[i].predicted.empty() ? predict_channels(*s, s->pending.at(ids[i]))
                                               : items[i].predicted;
     block.stimuli.push_back(st);
     result.stimuli.push_back(BlockStimulus{std::move(st), std::move(items[i].png)});

@@ -135,6 +135,7 @@ class SessionManager {
   StatusOr<std::shared_ptr<Base>> base(const std::string& model_id);
   StatusOr<const ImagePool*> pool(const std::string& name) const;
   Status rebuild(Live& s, engine::Priority priority);
+  // Computes the base's features of these images into Live::pending.
   Status add_features(Live& s, const std::vector<std::string>& stimulus_ids,
                       const std::vector<const std::uint8_t*>& pixels, engine::Priority priority,
                       std::optional<engine::Clock::time_point> deadline);
@@ -150,7 +151,7 @@ class SessionManager {
   void compute_pool_features(std::shared_ptr<Base> base, const ImagePool* pool,
                              std::shared_ptr<PoolFeatures> cache);
   StatusOr<std::vector<float>> pool_predictions(const Live& s) const;
-  std::vector<double> predict_channels(const Live& s, int bank_row) const;
+  std::vector<double> predict_channels(const Live& s, std::span<const float> features) const;
 
   SessionManagerOptions options_;
   engine::ModelRegistry& registry_;
