@@ -35,6 +35,7 @@ int print_message(const google::protobuf::Message& message) {
 v1::StrategyKind strategy_kind(const std::string& name) {
   if (name == "synthesize") return v1::SYNTHESIZE;
   if (name == "adept") return v1::ADEPT;
+  if (name == "committee") return v1::COMMITTEE;
   return v1::POOL;
 }
 
@@ -103,8 +104,8 @@ Command add_session_command(CLI::App& app, const CommonOptions& common) {
   open->add_option("--folds", o->folds, "Cross-validation folds (0: 5)");
   open->add_option("--min-stimuli", o->min_stimuli, "Stimuli before the first fit (0: 10)");
   next->add_option("--count", o->count, "Stimuli in the block")->capture_default_str();
-  next->add_option("--strategy", o->strategy, "pool, adept or synthesize")
-      ->check(CLI::IsMember({"pool", "adept", "synthesize"}))
+  next->add_option("--strategy", o->strategy, "pool, adept, committee or synthesize")
+      ->check(CLI::IsMember({"pool", "adept", "committee", "synthesize"}))
       ->capture_default_str();
   next->add_option("--reference", o->references, "Pool image shown first (repeatable)");
   next->add_option("--steps", o->steps, "SYNTHESIZE: steps (0: the method's default)");

@@ -53,6 +53,7 @@ auto with_retries(const char* what, Clock::duration budget, int& retries, Call c
 v1::StrategyKind strategy_kind(const std::string& name) {
   if (name == "synthesize") return v1::SYNTHESIZE;
   if (name == "adept") return v1::ADEPT;
+  if (name == "committee") return v1::COMMITTEE;
   return v1::POOL;
 }
 
@@ -90,7 +91,8 @@ int main(int argc, char** argv) {
   app.add_option("--blocks", blocks, "Blocks to run")->capture_default_str();
   app.add_option("--count", count, "Stimuli per block")->capture_default_str();
   app.add_option("--schedule", schedule_text,
-                 "Strategy per block, comma-separated (pool, synthesize, adept); the last repeats")
+                 "Strategy per block, comma-separated (pool, synthesize, adept, committee); the "
+                 "last repeats")
       ->capture_default_str();
   app.add_option("--repeats", repeats, "Trials (repeats) per stimulus")->capture_default_str();
   app.add_option("--gain", gain, "Spikes per trial per unit of model output")
@@ -112,7 +114,7 @@ int main(int argc, char** argv) {
   {
     std::stringstream ss(schedule_text);
     for (std::string item; std::getline(ss, item, ',');) {
-      if (item != "pool" && item != "synthesize" && item != "adept") {
+      if (item != "pool" && item != "synthesize" && item != "adept" && item != "committee") {
         std::fprintf(stderr, "error: --schedule: unknown strategy '%s'\n", item.c_str());
         return 2;
       }

@@ -22,6 +22,8 @@ StatusOr<sessions::StrategyKind> to_kind(v1::StrategyKind kind, const std::strin
       return sessions::StrategyKind::kSynthesize;
     case v1::ADEPT:
       return sessions::StrategyKind::kAdept;
+    case v1::COMMITTEE:
+      return sessions::StrategyKind::kCommittee;
     default:
       return invalid_argument(field + ": unknown strategy " + std::to_string(kind));
   }

@@ -51,6 +51,9 @@ StatusOr<BlockItem> pool_item(const ImagePool& pool, int index, const char* orig
   return item;
 }
 
+// Committee members: enough for a variance, few enough that their pool predictions stay cheap.
+constexpr int kCommitteeMembers = 8;
+
 // Adds the chosen pool images to the block (and makes them ineligible for its later shares).
 Status take_pool_images(const ImagePool& pool, const std::vector<int>& chosen, int wanted,
                         bool* eligible, std::vector<BlockItem>& items) {
@@ -243,6 +246,17 @@ StatusOr<std::vector<BlockItem>> make_block_items(BlockContext& ctx) {
       const auto chosen =
           select_adept(predicted, pool_size, channels,
                        std::span<const bool>(eligible.get(), pool_size), shown, share.count);
+      RETURN_IF_ERROR(take_pool_images(ctx.pool, chosen, share.count, eligible.get(), items));
+    } else if (share.kind == StrategyKind::kCommittee) {
+      if (ctx.session_model.empty() || !ctx.committee_predictions) {
+        return failed_precondition(
+            "strategy: COMMITTEE compares calibrated readouts, and no channel is calibrated yet: "
+            "ask for POOL blocks first");
+      }
+      ASSIGN_OR_RETURN(auto predictions, ctx.committee_predictions(kCommitteeMembers));
+      const auto chosen = select_committee(
+          predictions, kCommitteeMembers, pool_size, static_cast<int>(ctx.channel_ids.size()),
+          std::span<const bool>(eligible.get(), pool_size), share.count);
       RETURN_IF_ERROR(take_pool_images(ctx.pool, chosen, share.count, eligible.get(), items));
     } else {
       RETURN_IF_ERROR(synthesize(ctx, share.count, static_cast<int>(items.size()), seed, items));

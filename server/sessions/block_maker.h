@@ -1,9 +1,10 @@
 // The strategies of NextBlock: which stimuli make up a block. References (named pool images)
 // come first, then each share of the strategy mix in order: POOL draws unshown pool images at
 // random (seeded), ADEPT picks unshown pool images by Adept's objective on the calibrated
-// predictions (selection.h), SYNTHESIZE runs one synthesis per stimulus on the calibrated channels'
-// models (round-robin over channels) as ordinary engine jobs at the request's priority, stopping in
-// time for the rest of the block's work when a deadline is given.
+// predictions (selection.h), COMMITTEE the unshown pool images on which readouts fitted to random
+// subsets of the session disagree most, SYNTHESIZE runs one synthesis per stimulus on the
+// calibrated channels' models (round-robin over channels) as ordinary engine jobs at the request's
+// priority, stopping in time for the rest of the block's work when a deadline is given.
 #pragma once
 
 #include <chrono>
@@ -36,6 +37,8 @@ struct BlockContext {
   // predictions for the stimuli shown so far (m x channels); errors say why they are not ready.
   std::function<StatusOr<std::vector<float>>()> pool_predictions{};
   std::function<std::vector<float>()> shown_predictions{};
+  // COMMITTEE: members x pool size x channels predictions, and the number of members.
+  std::function<StatusOr<std::vector<float>>(int members)> committee_predictions{};
   // Step times of the session models, shared with every synthesis job of the block (so even a
   // block's first step is not taken blind).
   std::shared_ptr<engine::StepTimeBook> step_times{};

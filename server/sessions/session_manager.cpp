@@ -2,6 +2,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <map>
 #include <set>
@@ -10,6 +11,7 @@
 #include "server/engine/task_job.h"
 #include "server/sessions/block_maker.h"
 #include "server/sessions/readout_model.h"
+#include "server/synthesis/rng.h"
 
 namespace stimloop::sessions {
 namespace {
@@ -72,6 +74,8 @@ const char* to_string(StrategyKind kind) {
       return "synthesize";
     case StrategyKind::kAdept:
       return "adept";
+    case StrategyKind::kCommittee:
+      return "committee";
   }
   return "?";
 }
@@ -144,19 +148,84 @@ void SessionManager::compute_pool_features(std::shared_ptr<Base> base, const Ima
   if (!stopping_) spdlog::info("event=pool_features_ready pool={} base={}", pool->name, info.id);
 }
 
-StatusOr<std::vector<float>> SessionManager::pool_predictions(const Live& s) const {
+Status SessionManager::pool_features_ready(const Live& s, const char* strategy) const {
   PoolFeatures& cache = *s.pool_cache;
-  {
-    std::lock_guard lock(cache.mutex);
-    if (!cache.failed.ok()) return cache.failed.with_context("strategy: ADEPT");
-    if (cache.done < cache.total) {
-      return failed_precondition(
-          "strategy: ADEPT needs the base model's features of every pool "
-          "image, still being computed (" +
-          std::to_string(cache.done) + " of " + std::to_string(cache.total) +
-          "); ask again shortly or use POOL");
+  std::lock_guard lock(cache.mutex);
+  const std::string who = std::string("strategy: ") + strategy;
+  if (!cache.failed.ok()) return cache.failed.with_context(who);
+  if (cache.done < cache.total) {
+    return failed_precondition(who +
+                               " needs the base model's features of every pool image, "
+                               "still being computed (" +
+                               std::to_string(cache.done) + " of " + std::to_string(cache.total) +
+                               "); ask again shortly or use POOL");
+  }
+  return Status::Ok();
+}
+
+StatusOr<std::vector<float>> SessionManager::committee_predictions(Live& s, int members) const {
+  RETURN_IF_ERROR(pool_features_ready(s, "COMMITTEE"));
+  std::vector<int> rows;
+  for (const auto& [id, row] : s.row_of) rows.push_back(row);
+  std::sort(rows.begin(), rows.end());
+  const int channels = static_cast<int>(s.fits.size());
+  const int n = static_cast<int>(rows.size());
+  if (n < 6) return failed_precondition("strategy: COMMITTEE needs at least 6 fitted stimuli");
+  // Members refit the recorded means (valid trials, repeats averaged), as refit() does.
+  std::map<int, std::vector<double>> sums;
+  std::map<int, int> counts;
+  for (const TrialRow& t : store_->trials(s.config.session_id)) {
+    auto it = s.row_of.find(t.stimulus_id);
+    if (!t.valid || it == s.row_of.end()) continue;
+    auto& sum = sums[it->second];
+    sum.resize(channels, 0.0);
+    for (int c = 0; c < channels; ++c) sum[c] += t.responses[c];
+    ++counts[it->second];
+  }
+  std::erase_if(rows, [&](int r) { return !counts.count(r); });
+  // Each member: a seeded 80 % subset of the fitted stimuli, the current fit's penalties.
+  std::vector<double> lambdas;
+  for (const auto& f : s.fits) {
+    if (f) lambdas.push_back(f->lambda);
+  }
+  std::sort(lambdas.begin(), lambdas.end());
+  CalibrationOptions options;
+  options.form = ReadoutForm::kRidge;  // cheap and form-independent disagreement
+  options.folds = 2;
+  if (!lambdas.empty() && s.config.calibration.form == ReadoutForm::kRidge) {
+    options.lambdas = {lambdas[lambdas.size() / 2]};
+  }
+  const PoolFeatures& cache = *s.pool_cache;
+  const std::size_t p = static_cast<std::size_t>(s.base->features.shape.size());
+  const int pool = cache.total;
+  std::vector<float> out(static_cast<std::size_t>(members) * pool * channels);
+  for (int m = 0; m < members; ++m) {
+    std::vector<int> subset = rows;
+    synthesis::Rng rng(0x5eed0000u + m);
+    for (int i = static_cast<int>(subset.size()) - 1; i > 0; --i) {
+      std::swap(subset[i], subset[rng.uniform_int(0, i)]);
+    }
+    subset.resize(std::max(3, static_cast<int>(subset.size() * 4 / 5)));
+    std::vector<double> targets;
+    for (int r : subset) {
+      for (int c = 0; c < channels; ++c) targets.push_back(sums[r][c] / counts[r]);
+    }
+    ASSIGN_OR_RETURN(auto fits, s.bank->fit(subset, targets, channels, options));
+#pragma omp parallel for schedule(static)
+    for (int i = 0; i < pool; ++i) {
+      const std::span<const float> row(cache.rows.data() + p * i, p);
+      for (int c = 0; c < channels; ++c) {
+        out[(static_cast<std::size_t>(m) * pool + i) * channels + c] =
+            static_cast<float>(predict(fits[c], s.base->features.shape, row));
+      }
     }
   }
+  return out;
+}
+
+StatusOr<std::vector<float>> SessionManager::pool_predictions(const Live& s) const {
+  RETURN_IF_ERROR(pool_features_ready(s, "ADEPT"));
+  const PoolFeatures& cache = *s.pool_cache;
   const int n = cache.total, channels = static_cast<int>(s.fits.size());
   const std::size_t p = static_cast<std::size_t>(s.base->features.shape.size());
   std::vector<float> out(static_cast<std::size_t>(n) * channels);
@@ -594,6 +663,9 @@ StatusOr<BlockResult> SessionManager::next_block(const BlockRequest& request) {
   for (const auto& ch : s->config.channels) ctx.channel_ids.push_back(ch.id);
   Live& live_session = *s;
   ctx.pool_predictions = [this, &live_session] { return pool_predictions(live_session); };
+  ctx.committee_predictions = [this, &live_session](int members) {
+    return committee_predictions(live_session, members);
+  };
   ctx.shown_predictions = [this, &live_session] {
     std::vector<float> shown;
     for (int row = 0; row < live_session.bank->images(); ++row) {

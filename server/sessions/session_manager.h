@@ -50,7 +50,7 @@ struct SessionStatus {
   CalibrationState calibration;
 };
 
-enum class StrategyKind { kPool, kSynthesize, kAdept };
+enum class StrategyKind { kPool, kSynthesize, kAdept, kCommittee };
 const char* to_string(StrategyKind kind);
 
 struct StrategyShare {
@@ -151,6 +151,10 @@ class SessionManager {
   void compute_pool_features(std::shared_ptr<Base> base, const ImagePool* pool,
                              std::shared_ptr<PoolFeatures> cache);
   StatusOr<std::vector<float>> pool_predictions(const Live& s) const;
+  // OK once the pool's features are all cached; else why not (naming the strategy).
+  Status pool_features_ready(const Live& s, const char* strategy) const;
+  // COMMITTEE: members x pool x channels predictions of readouts fitted to random subsets.
+  StatusOr<std::vector<float>> committee_predictions(Live& s, int members) const;
   std::vector<double> predict_channels(const Live& s, std::span<const float> features) const;
 
   SessionManagerOptions options_;

@@ -304,6 +304,18 @@ TEST_CASE("sessions: open, blocks, reports, calibration and close", "[sessions]"
     }
     CHECK(names.size() == 3);
 
+    // COMMITTEE: unshown pool images where readouts fitted to subsets disagree most.
+    auto committee = block_request("s1", 2, "");
+    committee.mutable_strategy()->set_kind(v1::COMMITTEE);
+    auto asked = client->next_block(committee);
+    INFO(asked.status().to_string());
+    REQUIRE(asked.ok());
+    REQUIRE(asked->stimuli_size() == 2);
+    for (const auto& st : asked->stimuli()) {
+      CHECK(st.origin() == v1::POOL_IMAGE);
+      CHECK(names.count(st.pool_image()) == 0);
+    }
+
     // Full synthesis parameters: Adam with jitter, recorded in the stimulus's record.
     auto adam = block_request("s1", 1, "");
     adam.mutable_strategy()->set_kind(v1::SYNTHESIZE);
