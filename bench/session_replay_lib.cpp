@@ -9,6 +9,7 @@
 #include <random>
 
 #include "common/npy.h"
+#include "server/sessions/calibration.h"
 
 namespace stimloop::bench::replay {
 namespace {
@@ -101,21 +102,6 @@ Split split_images(int images, int fit, std::uint64_t seed) {
   split.held_out.assign(order.begin() + fit, order.end());
   std::sort(split.held_out.begin(), split.held_out.end());
   return split;
-}
-
-double pearson_r(const std::vector<double>& a, const std::vector<double>& b) {
-  const std::size_t n = a.size();
-  if (n < 2 || b.size() != n) return 0.0;
-  const double ma = std::accumulate(a.begin(), a.end(), 0.0) / n;
-  const double mb = std::accumulate(b.begin(), b.end(), 0.0) / n;
-  double sab = 0.0, saa = 0.0, sbb = 0.0;
-  for (std::size_t i = 0; i < n; ++i) {
-    sab += (a[i] - ma) * (b[i] - mb);
-    saa += (a[i] - ma) * (a[i] - ma);
-    sbb += (b[i] - mb) * (b[i] - mb);
-  }
-  if (!(saa > 0.0) || !(sbb > 0.0)) return 0.0;  // a constant side: no correlation to speak of
-  return sab / std::sqrt(saa * sbb);
 }
 
 double median(std::vector<double> v) {
@@ -236,7 +222,7 @@ StatusOr<FormResult> replay_form(client::StimloopClient& client, const SessionDa
   for (int k = 0; k < n; ++k) {
     std::vector<double> recorded;
     for (int i : split.held_out) recorded.push_back(data.at(k, i));
-    out.r.push_back(pearson_r(predicted[k], recorded));
+    out.r.push_back(sessions::pearson_r(predicted[k], recorded));
   }
 
   auto info = client.get_session(out.session_id);
@@ -299,7 +285,7 @@ StatusOr<std::vector<double>> compact_r(client::StimloopClient& client, const Se
   for (int k = 0; k < neurons; ++k) {
     std::vector<double> recorded;
     for (int i : split.held_out) recorded.push_back(data.at(k, i));
-    r.push_back(pearson_r(predicted[k], recorded));
+    r.push_back(sessions::pearson_r(predicted[k], recorded));
   }
   *seconds = seconds_since(start);
   return r;

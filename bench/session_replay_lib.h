@@ -38,7 +38,6 @@ struct Split {
 };
 Split split_images(int images, int fit, std::uint64_t seed);
 
-double pearson_r(const std::vector<double>& a, const std::vector<double>& b);
 double median(std::vector<double> v);  // the mean of the middle two for an even count; 0 if empty
 
 struct ReplayOptions {

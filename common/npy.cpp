@@ -155,31 +155,7 @@ StatusOr<NpyArray> read_npy(const std::string& path) {
 
 Status write_npy_float32(const std::string& path, const std::vector<std::int64_t>& shape,
                          const float* values) {
-  std::string dims;
-  std::int64_t count = 1;
-  for (auto d : shape) {
-    dims += std::to_string(d) + ", ";
-    count *= d;
-  }
-  if (shape.size() > 1)
-    dims.erase(dims.size() - 2);  // "(a, b)"; a 1-D shape keeps "(a,)"
-  else if (!dims.empty())
-    dims.erase(dims.size() - 1);
-  std::string header = "{'descr': '<f4', 'fortran_order': False, 'shape': (" + dims + "), }";
-  // Pad so that magic (6) + version (2) + length (2) + header is a multiple of 64, ending in \n.
-  const std::size_t unpadded = 10 + header.size() + 1;
-  header.append((64 - unpadded % 64) % 64, ' ');
-  header += '\n';
-  std::ofstream out(path, std::ios::binary);
-  if (!out) return not_found("cannot write " + path);
-  out.write("\x93NUMPY\x01\x00", 8);
-  const std::uint16_t len = static_cast<std::uint16_t>(header.size());
-  const char len_bytes[2] = {static_cast<char>(len & 0xff), static_cast<char>(len >> 8)};
-  out.write(len_bytes, 2);
-  out.write(header.data(), static_cast<std::streamsize>(header.size()));
-  out.write(reinterpret_cast<const char*>(values), count * 4);  // x86/ARM hosts: little-endian
-  if (!out) return data_loss("failed writing " + path);
-  return Status::Ok();
+  return write_npy_bytes(path, "<f4", shape, values, sizeof(float));
 }
 
 Status write_npy_float64(const std::string& path, const std::vector<std::int64_t>& shape,

@@ -3,10 +3,10 @@
 // (protobuf's JSON mapping); `next` writes each stimulus as <stimulus_id>.png into --out-dir and
 // leaves the image bytes out of what it prints; `report` reads trials from a JSON file.
 #include <google/protobuf/util/json_util.h>
+#include <unistd.h>
 
 #include <cstdio>
 #include <filesystem>
-#include <fstream>
 #include <iostream>
 #include <nlohmann/json.hpp>
 #include <sstream>
@@ -14,6 +14,7 @@
 #include "client/cli/commands.h"
 #include "client/cli/remote.h"
 #include "common/text_file.h"
+#include "models/keras_writer_core.h"
 
 namespace stimloop::cli {
 namespace {
@@ -116,7 +117,7 @@ Command add_session_command(CLI::App& app, const CommonOptions& common) {
   report->add_option("--trials", o->trials, "JSON file of trials, or - for standard input")
       ->required();
 
-  return {cmd, [&common, o, open, next, report, get, list, close, exported]() -> int {
+  return {cmd, [&common, o, open, next, report, get, list, exported]() -> int {
             if (!common.is_remote()) {
               return report_error(
                   invalid_argument("session commands run on a server: give --server HOST:PORT"));
@@ -153,12 +154,19 @@ Command add_session_command(CLI::App& app, const CommonOptions& common) {
               std::error_code ec;
               std::filesystem::create_directories(o->out_dir, ec);
               for (auto& st : *block->mutable_stimuli()) {
+                // Written to a temporary name, synced, then renamed: a PNG under its final name is
+                // always whole, even if this process is killed mid-block.
                 const std::string path = o->out_dir + "/" + st.stimulus_id() + ".png";
-                std::ofstream out(path, std::ios::binary);
-                out << st.image().data();
-                if (!out.flush()) {
-                  return report_error(
-                      Status(StatusCode::kPermissionDenied, "--out-dir: cannot write " + path));
+                const std::string tmp = path + ".tmp-" + std::to_string(getpid());
+                const auto& data = st.image().data();
+                Status written = write_file_synced(tmp, {data.begin(), data.end()});
+                if (written.ok() && std::rename(tmp.c_str(), path.c_str()) != 0) {
+                  written = Status(StatusCode::kPermissionDenied,
+                                   "--out-dir: cannot rename " + tmp + " to " + path);
+                }
+                if (!written.ok()) {
+                  std::remove(tmp.c_str());
+                  return report_error(written);
                 }
                 st.mutable_image()->clear_data();  // written to the file, not printed
               }
@@ -179,8 +187,8 @@ Command add_session_command(CLI::App& app, const CommonOptions& common) {
               auto reply = c.list_sessions();
               return reply.ok() ? print_message(*reply) : report_error(reply.status());
             }
+            // Otherwise `close` was parsed (one subcommand is required).
             auto info = get->parsed() ? c.get_session(o->session) : c.close_session(o->session);
-            (void)close;
             return info.ok() ? print_message(*info) : report_error(info.status());
           }};
 }

@@ -168,10 +168,9 @@ StatusOr<std::unique_ptr<StimloopServer>> StimloopServer::start(const ServerOpti
   ASSIGN_OR_RETURN(s.registry,
                    engine::ModelRegistry::load(options.model_dirs, options.with_demo, *s.backend));
   RETURN_IF_ERROR(s.registry->warm_up());
-  ASSIGN_OR_RETURN(s.sessions,
-                   sessions::SessionManager::create(
-                       sessions::SessionManagerOptions{options.data_dir, pools, s.backend->name()},
-                       *s.registry, *s.engine));
+  ASSIGN_OR_RETURN(s.sessions, sessions::SessionManager::create(
+                                   sessions::SessionManagerOptions{options.data_dir, pools},
+                                   *s.registry, *s.engine));
   // Open sessions come back before SERVING, so a rig that reconnects finds its calibrated
   // channels where it left them.
   s.sessions->resume();

@@ -50,16 +50,13 @@ SessionsService::~SessionsService() {
 void SessionsService::worker() {
   for (;;) {
     std::function<void(bool)> call;
+    bool stopping = false;
     {
       std::unique_lock lock(mutex_);
       wake_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
       if (queue_.empty()) return;
       call = std::move(queue_.front());
       queue_.pop_front();
-    }
-    bool stopping;
-    {
-      std::lock_guard lock(mutex_);
       stopping = stopping_;
     }
     call(!stopping);

@@ -28,7 +28,6 @@ struct BlockContext {
   int block_index = 0;
   engine::ModelRegistry& registry;
   engine::Engine& engine;
-  std::string backend_name{};
   // The session's model (one output per channel) once calibrated, else empty; channel ids in
   // output order.
   std::string session_model{};

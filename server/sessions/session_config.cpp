@@ -2,11 +2,12 @@
 
 #include <set>
 
+#include "server/engine/model_registry.h"
+
 namespace stimloop::sessions {
 
 std::string clip(const std::string& text, std::size_t limit) {
-  if (text.size() <= limit) return text;
-  return text.substr(0, limit) + "...(" + std::to_string(text.size()) + " characters)";
+  return engine::truncated_id(text, limit);  // one truncation rule for every echoed value
 }
 
 Status check_id(const std::string& id, const std::string& field) {

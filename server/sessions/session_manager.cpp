@@ -657,7 +657,6 @@ StatusOr<BlockResult> SessionManager::next_block(const BlockRequest& request) {
                    .block_index = row.blocks,
                    .registry = registry_,
                    .engine = engine_,
-                   .backend_name = options_.backend_name,
                    .session_model = s->calibration.model_id};
 
   for (const auto& ch : s->config.channels) ctx.channel_ids.push_back(ch.id);

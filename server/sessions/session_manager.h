@@ -98,7 +98,6 @@ struct ReportResult {
 struct SessionManagerOptions {
   std::string data_dir;
   std::vector<PoolFlag> pools;
-  std::string backend_name;
 };
 
 class SessionManager {
