@@ -15,36 +15,8 @@ bin=build/bin
 work=$(mktemp -d)
 pids=()
 trap 'for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"' EXIT
-v4=${STIMLOOP_V4_DATA:-../shared/v4}
-if [ -f "$v4/shared_compact_models/shared_compact_model_50filters.keras" ]; then
-  models=(--models "$v4/shared_compact_models" --with-demo)
-  pool="$v4/images/images_190923.zip"
-  base=shared_compact_model_50filters
-  neurons=()
-  for k in 0 1 2 3 4 5 6 7; do neurons+=(--neuron "$base:$k"); done
-  sim_models=(--models "$v4/shared_compact_models")
-  gain=5
-else
-  scripts/make-demo-pool.sh "$bin/stimloop" "$work/pool"
-  models=()
-  pool="$work/pool"
-  base=demo_population
-  neurons=()
-  for k in 0 1 2 3 0 1 2 3; do neurons+=(--neuron "demo_population:$k"); done
-  sim_models=()
-  gain=1
-fi
-"$bin/stimloop-server" --listen 127.0.0.1:0 "${models[@]}" --data-dir "$work/data" \
-  --pool "bench=$pool" --log-level warn >"$work/server.out" 2>"$work/server.log" &
-pids+=($!)
-port=""
-for _ in $(seq 600); do
-  port=$(sed -n 's/.*listening on port \([0-9]*\).*/\1/p' "$work/server.out")
-  [ -n "$port" ] && break
-  sleep 0.2
-done
-[ -n "$port" ] || { cat "$work/server.log"; exit 1; }
-echo "server on port $port, base $base, pool $pool"
+source bench/session_bench_env.sh
+start_session_server warn --with-demo
 for c in 1 2; do
   "$bin/stimloop" --server "127.0.0.1:$port" --priority campaign synthesize --model demo \
     --objective max --steps 1000000 --count 2 --out "$work/campaign$c.png" >/dev/null 2>&1 &

@@ -72,7 +72,9 @@ int main(int argc, char** argv) {
   std::string schedule_text = "pool,pool,synthesize", readout = "ridge", summary_path;
   std::vector<std::string> neuron_texts;
   int blocks = 6, count = 8, repeats = 5, steps = 0, min_stimuli = 0;
-  double gain = 1.0, deadline_ms = 0, retry_s = 120;
+  double gain = 1.0, deadline_ms = 0, retry_s = 120, trial_ms = 0;
+  bool no_prepare = false;
+  double prepared_min_cosine = 0;
   std::uint64_t seed = 1;
   app.add_option("--server", options.address, "HOST:PORT")->required();
   app.add_option("--tls-ca", options.tls_ca, "PEM CA: connect with TLS");
@@ -104,6 +106,14 @@ int main(int argc, char** argv) {
   app.add_option("--seed", seed, "Seed of the Poisson draws")->capture_default_str();
   app.add_option("--retry-s", retry_s, "How long to keep retrying an unreachable server")
       ->capture_default_str();
+  app.add_option("--trial-ms", trial_ms,
+                 "Time one trial takes (the rig waits count x repeats x this before reporting; "
+                 "the server prepares the next block meanwhile)")
+      ->capture_default_str();
+  app.add_flag("--no-prepare", no_prepare, "Ask the server not to prepare the next block ahead");
+  app.add_option("--prepared-min-cosine", prepared_min_cosine,
+                 "Session setting: how far a refit may move a readout before the prepared "
+                 "syntheses restart (0: server default)");
   app.add_option("--summary-json", summary_path, "Write a JSON summary of the run here");
   CLI11_PARSE(app, argc, argv);
   if (neuron_texts.empty()) {
@@ -158,6 +168,7 @@ int main(int argc, char** argv) {
   open.set_pool(pool);
   open.mutable_calibration()->set_form(readout == "factorized" ? v1::FACTORIZED : v1::RIDGE);
   open.mutable_calibration()->set_min_stimuli(min_stimuli);
+  open.mutable_calibration()->set_prepared_min_cosine(prepared_min_cosine);
   auto opened =
       with_retries("OpenSession", budget, retries, [&] { return (*client)->open_session(open); });
   if (!opened.ok()) {
@@ -172,8 +183,8 @@ int main(int argc, char** argv) {
     }
     return -1;
   };
-  std::printf("%5s %-10s %6s %8s %10s %12s %12s %10s\n", "block", "strategy", "shown", "fit",
-              "median r", "pool mean", "synth mean", "synth/pool");
+  std::printf("%5s %-10s %6s %8s %10s %12s %12s %10s %5s %6s\n", "block", "strategy", "shown",
+              "fit", "median r", "pool mean", "synth mean", "synth/pool", "prep", "steps");
 
   std::uint64_t poisson_state = seed * 1000003;
   long acknowledged = 0, stored = 0, duplicates = 0;
@@ -191,6 +202,7 @@ int main(int argc, char** argv) {
     next.mutable_strategy()->set_steps(steps);
     next.set_deadline_ms(deadline_ms);
     next.set_encoding(v1::RAW_RGB8);
+    next.set_no_prepare_next(no_prepare);
     const auto asked = Clock::now();
     auto block =
         with_retries("NextBlock", budget, retries, [&] { return (*client)->next_block(next); });
@@ -204,6 +216,7 @@ int main(int argc, char** argv) {
     v1::ReportResponsesRequest report;
     report.set_session_id(session);
     std::vector<double> pool_means, synth_means, synth_ratios;
+    std::vector<int> synth_steps;  // steps each synthesized stimulus got
     for (const auto& st : block->stimuli()) {
       const std::vector<std::uint8_t> pixels(st.image().data().begin(), st.image().data().end());
       auto rates = (*neurons)->rates(pixels, st.image().height(), st.image().width());
@@ -215,6 +228,8 @@ int main(int argc, char** argv) {
         // The true response of the channel it was made for, over that channel's best pool image.
         const int c = channel_index(st.target_channel());
         synth_means.push_back(c >= 0 ? (*rates)[c] : 0.0);
+        const auto record = nlohmann::json::parse(st.record_json(), nullptr, false);
+        if (record.is_object()) synth_steps.push_back(record.value("steps_done", 0));
         if (c >= 0 && best_pool[c] > 0) synth_ratios.push_back((*rates)[c] / best_pool[c]);
       } else {
         pool_means.push_back(mean(*rates));
@@ -230,6 +245,11 @@ int main(int argc, char** argv) {
           t->add_responses(stimloop::rigsim::poisson(rate, poisson_state));
         }
       }
+    }
+    // The trials themselves: the server prepares the next block meanwhile.
+    if (trial_ms > 0) {
+      std::this_thread::sleep_for(
+          std::chrono::duration<double, std::milli>(trial_ms * block->stimuli_size() * repeats));
     }
     auto reported = with_retries("ReportResponses", budget, retries,
                                  [&] { return (*client)->report_responses(report); });
@@ -258,8 +278,13 @@ int main(int argc, char** argv) {
     }
     if (!pool_means.empty()) std::snprintf(pm, sizeof pm, "%.2f", mean(pool_means));
     if (!synth_means.empty()) std::snprintf(sm, sizeof sm, "%.2f", mean(synth_means));
-    std::printf("%5d %-10s %6d %8s %10s %12s %12s %10s\n", b, kind.c_str(), block->stimuli_size(),
-                fit, median, pm, sm, ratio);
+    std::sort(synth_steps.begin(), synth_steps.end());
+    const int median_steps = synth_steps.empty() ? 0 : synth_steps[synth_steps.size() / 2];
+    char steps_text[16] = "-";
+    if (!synth_steps.empty()) std::snprintf(steps_text, sizeof steps_text, "%d", median_steps);
+    std::printf("%5d %-10s %6d %8s %10s %12s %12s %10s %5d %6s\n", b, kind.c_str(),
+                block->stimuli_size(), fit, median, pm, sm, ratio, block->prepared_stimuli(),
+                steps_text);
     std::fflush(stdout);
     per_block.push_back({{"block", b},
                          {"strategy", kind},
@@ -269,6 +294,9 @@ int main(int argc, char** argv) {
                          {"synthesized_mean_rate", mean(synth_means)},
                          {"median_synthesized_over_best_pool", median_ratio},
                          {"next_block_ms", latency_ms},
+                         {"prepared_stimuli", block->prepared_stimuli()},
+                         {"prepared_invalidated", reported->prepared_invalidated()},
+                         {"median_synthesis_steps", median_steps},
                          {"stop_reason", block->stop_reason()}});
   }
   // NextBlock latency per strategy (what a rig waits between trials), p50 and p99.

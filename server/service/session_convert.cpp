@@ -46,6 +46,7 @@ StatusOr<sessions::SessionConfig> to_session_config(const v1::OpenSessionRequest
   c.calibration.form = to_form(r.calibration().form());
   c.calibration.folds = r.calibration().folds();
   c.calibration.min_stimuli = r.calibration().min_stimuli();
+  c.calibration.prepared_min_cosine = r.calibration().prepared_min_cosine();
   c.notes = r.notes();
   RETURN_IF_ERROR(sessions::validate(c));
   return c;
@@ -109,6 +110,7 @@ StatusOr<sessions::BlockRequest> to_block_request(const v1::NextBlockRequest& r,
   }
   ASSIGN_OR_RETURN(b.deadline, request_deadline(context, r.deadline_ms()));
   b.block_id = r.block_id();
+  b.prepare_next = !r.no_prepare_next();
   if (r.encoding() != v1::IMAGE_ENCODING_UNSPECIFIED && r.encoding() != v1::RAW_RGB8 &&
       r.encoding() != v1::PNG) {
     return invalid_argument("encoding must be RAW_RGB8 or PNG");
@@ -159,6 +161,7 @@ void fill_calibration(const sessions::CalibrationState& state, v1::CalibrationSt
     ch->set_model_id(c.model_id);
     ch->set_cv_r(c.cv_r);
     ch->set_lambda(c.lambda);
+    ch->set_cosine_to_previous(c.cosine_to_previous);
     ch->set_stimuli(c.stimuli);
   }
 }
@@ -192,6 +195,7 @@ void fill_block(const sessions::BlockResult& block, const std::string& session_i
   for (const auto& ch : block.uncalibrated_channels) out->add_uncalibrated_channels(ch);
   out->set_stop_reason(block.stop_reason);
   out->set_replayed(block.replayed);
+  out->set_prepared_stimuli(block.prepared_stimuli);
   for (const auto& st : block.stimuli) {
     auto* s = out->add_stimuli();
     s->set_stimulus_id(st.row.stimulus_id);
@@ -205,6 +209,7 @@ void fill_block(const sessions::BlockResult& block, const std::string& session_i
       if (source.is_object() && source.contains("channel_id")) {
         s->set_target_channel(source["channel_id"].get<std::string>());
       }
+      s->set_prepared(source.is_object() && source.contains("prepared_from_fit"));
     } else {
       s->set_origin(st.row.origin == "reference" ? v1::REFERENCE : v1::POOL_IMAGE);
       if (source.is_object() && source.contains("pool_image")) {

@@ -154,6 +154,7 @@ grpc::ServerUnaryReactor* SessionsService::ReportResponses(
                                                            engine::Priority::kRig));
                     response->set_stored(result.outcome.stored);
                     response->set_duplicates(result.outcome.duplicates);
+                    response->set_prepared_invalidated(result.prepared_invalidated);
                     response->set_total_trials(result.total_trials);
                     fill_calibration(result.calibration, response->mutable_calibration());
                     return Status::Ok();

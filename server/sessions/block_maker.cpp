@@ -10,36 +10,6 @@
 namespace stimloop::sessions {
 namespace {
 
-// Collects one synthesis job's stimulus; never blocks the engine thread.
-class CollectingSink : public engine::SynthesisSink {
- public:
-  void on_progress(const synthesis::ProgressEvent&) override {}
-  void on_snapshot(const synthesis::ProgressEvent&,
-                   std::vector<std::vector<std::uint8_t>>) override {}
-  void on_stimulus(const engine::SynthesisOutput& output) override {
-    std::lock_guard lock(mutex_);
-    outputs_.push_back(output);
-  }
-  void on_done(const engine::SynthesisSummary& summary) override {
-    stopped_early_ = summary.stop_reason != synthesis::StopReason::kCompleted;
-    done_.set_value(Status::Ok());
-  }
-  void on_error(const Status& status) override { done_.set_value(status); }
-
-  std::future<Status> done() { return done_.get_future(); }
-  std::vector<engine::SynthesisOutput> outputs() {
-    std::lock_guard lock(mutex_);
-    return outputs_;
-  }
-  bool stopped_early() const { return stopped_early_; }
-
- private:
-  std::mutex mutex_;
-  std::vector<engine::SynthesisOutput> outputs_;
-  std::promise<Status> done_;
-  bool stopped_early_ = false;
-};
-
 StatusOr<BlockItem> pool_item(const ImagePool& pool, int index, const char* origin) {
   const PoolImage& img = pool.images[index];
   BlockItem item;
@@ -70,29 +40,24 @@ Status take_pool_images(const ImagePool& pool, const std::vector<int>& chosen, i
   return Status::Ok();
 }
 
-StatusOr<synthesis::SynthesisRequest> synthesis_request(const BlockRequest& r, std::uint64_t seed) {
-  synthesis::SynthesisRequest s;
-  if (r.synthesis) {
-    s = *r.synthesis;
-  } else {
-    s.objective = r.objective;
-    s.method = r.method.value_or(synthesis::MethodKind::kCowley2026);
-    const auto defaults = synthesis::method_defaults(s.method, s.norm, s.epsilon);
-    s.steps = r.steps > 0 ? r.steps : defaults.steps;
-    s.step_size = defaults.step_size;
+// The time at which the block's syntheses must stop. They step round-robin on one engine: each
+// job's own check keeps only its next step inside its deadline, so after the last check up to one
+// more step runs, then every job's final evaluation and encoding, one after another. Those come
+// off the deadline too, as does the caller's reserve.
+std::optional<engine::Clock::time_point> synthesis_cut(const BlockContext& ctx, int count) {
+  std::optional<engine::Clock::time_point> cut = ctx.request.deadline;
+  if (cut) {
+    const double step_s =
+        ctx.step_times ? ctx.step_times->lookup(ctx.session_model, 1).value_or(0.0) : 0.0;
+    const double finals_s = count * (0.5 * step_s + 0.002);
+    *cut -= ctx.reserve + std::chrono::duration_cast<engine::Clock::duration>(
+                              std::chrono::duration<double>(step_s + finals_s));
   }
-  if (s.objective != synthesis::ObjectiveKind::kMax &&
-      s.objective != synthesis::ObjectiveKind::kMin) {
-    return invalid_argument("strategy.objective: SYNTHESIZE blocks take MAX or MIN");
-  }
-  s.seed = seed;
-  s.count = 1;
-  if (Status st = synthesis::validate(s); !st.ok()) return st.with_context("strategy");
-  return s;
+  return cut;
 }
 
-// Runs every synthesis of the block at once (the engine interleaves them step by step) and
-// waits for all of them.
+// Runs every synthesis of the share at once (the engine interleaves them step by step), or takes
+// the batch prepared for exactly this plan, and waits for all of them.
 Status synthesize(BlockContext& ctx, int count, int first_position, std::uint64_t seed,
                   std::vector<BlockItem>& items) {
   if (ctx.session_model.empty()) {
@@ -100,72 +65,24 @@ Status synthesize(BlockContext& ctx, int count, int first_position, std::uint64_
         "strategy: SYNTHESIZE needs a calibrated channel, and none is yet (the first fit comes "
         "once calibration.min_stimuli stimuli have valid trials): ask for POOL blocks first");
   }
-  // The block's syntheses step round-robin on one engine: each job's own check keeps only its
-  // next step inside its deadline, so after the last check up to one more step runs, then every
-  // job's final evaluation and encoding, one after another. Those come off the deadline too.
-  std::optional<engine::Clock::time_point> deadline = ctx.request.deadline;
-  if (deadline) {
-    const double step_s =
-        ctx.step_times ? ctx.step_times->lookup(ctx.session_model, 1).value_or(0.0) : 0.0;
-    const double finals_s = count * (0.5 * step_s + 0.002);
-    *deadline -= ctx.reserve + std::chrono::duration_cast<engine::Clock::duration>(
-                                   std::chrono::duration<double>(step_s + finals_s));
+  ASSIGN_OR_RETURN(auto plan, plan_syntheses(ctx.request, ctx.block_index, first_position, count,
+                                             seed, static_cast<int>(ctx.channel_ids.size())));
+  const auto cut = synthesis_cut(ctx, count);
+  std::unique_ptr<SynthesisBatch> batch = ctx.take_prepared ? ctx.take_prepared(plan) : nullptr;
+  std::vector<BlockItem> made;
+  if (batch) {
+    ASSIGN_OR_RETURN(made, batch->collect(cut, /*prepared=*/true));
+  } else {
+    ASSIGN_OR_RETURN(auto model, ctx.registry.find(ctx.session_model));
+    ASSIGN_OR_RETURN(
+        batch, SynthesisBatch::start(
+                   std::move(plan),
+                   BatchTarget{model, ctx.session_model, ctx.fit_version, ctx.channel_ids},
+                   ctx.request.priority, cut, ctx.engine, ctx.registry.backend(), ctx.step_times,
+                   "session:" + ctx.request.session_id + ":synthesize"));
+    ASSIGN_OR_RETURN(made, batch->collect(std::nullopt, /*prepared=*/false));
   }
-  std::vector<std::shared_ptr<CollectingSink>> sinks;
-  std::vector<std::future<Status>> done;
-  std::vector<int> channels;
-  ASSIGN_OR_RETURN(auto model, ctx.registry.find(ctx.session_model));
-  engine::SynthesizeOptions options;
-  options.step_times = ctx.step_times;
-  for (int j = 0; j < count; ++j) {
-    const int position = first_position + j;
-    const int channel = (ctx.block_index + position) % static_cast<int>(ctx.channel_ids.size());
-    ASSIGN_OR_RETURN(auto request, synthesis_request(ctx.request, seed + position));
-    request.output_index = channel;
-    if (deadline) {
-      request.deadline_ms =
-          std::chrono::duration<double, std::milli>(*deadline - engine::Clock::now()).count();
-    }
-    auto sink = std::make_shared<CollectingSink>();
-    done.push_back(sink->done());
-    auto job = std::make_shared<engine::SynthesizeJob>(
-        "session:" + ctx.request.session_id + ":synthesize", ctx.request.priority, deadline, model,
-        ctx.registry.backend(), std::move(request), engine::SynthesizeOptions{}, sink);
-    if (Status st = ctx.engine.submit(job); !st.ok()) {
-      // Jobs already submitted still end and fulfil their futures: wait, then report.
-      done.pop_back();
-      for (auto& f : done) f.wait();
-      return st;
-    }
-    sinks.push_back(sink);
-    channels.push_back(channel);
-  }
-  Status first_error;
-  for (auto& f : done) {
-    Status st = f.get();
-    if (!st.ok() && first_error.ok()) first_error = st;
-  }
-  RETURN_IF_ERROR(first_error);
-  for (int j = 0; j < count; ++j) {
-    auto outputs = sinks[j]->outputs();
-    if (outputs.empty()) {
-      return deadline_exceeded("the deadline left no time for a synthesis step (stimulus " +
-                               std::to_string(first_position + j) + ")");
-    }
-    BlockItem item;
-    item.origin = "synthesized";
-    item.source_json = nlohmann::json{{"model_id", ctx.session_model},
-                                      {"output_index", channels[j]},
-                                      {"channel_id", ctx.channel_ids[channels[j]]},
-                                      {"record", outputs.front().record}}
-                           .dump();
-    const auto& predicted = outputs.front().stimulus.outputs;
-    item.predicted.assign(predicted.begin(), predicted.end());
-    item.pixels = outputs.front().stimulus.pixels;
-    item.png = outputs.front().png;
-    item.stopped_early = sinks[j]->stopped_early();
-    items.push_back(std::move(item));
-  }
+  for (auto& item : made) items.push_back(std::move(item));
   return Status::Ok();
 }
 
@@ -175,6 +92,18 @@ std::uint64_t derived_block_seed(const std::string& session_id, int block_index)
   std::uint64_t h = 1469598103934665603ull;  // FNV-1a: stable everywhere, unlike std::hash
   for (unsigned char c : session_id) h = (h ^ c) * 1099511628211ull;
   return h ^ (static_cast<std::uint64_t>(block_index) * 0x9e3779b97f4a7c15ull);
+}
+
+std::vector<std::pair<int, int>> synthesis_shares(const BlockRequest& r) {
+  std::vector<std::pair<int, int>> out;
+  int position = static_cast<int>(r.references.size());
+  for (const auto& share : r.shares) {
+    if (share.kind == StrategyKind::kSynthesize && share.count > 0) {
+      out.emplace_back(position, share.count);
+    }
+    position += share.count;
+  }
+  return out;
 }
 
 StatusOr<std::vector<BlockItem>> make_block_items(BlockContext& ctx) {

@@ -4,7 +4,8 @@
 // predictions (selection.h), COMMITTEE the unshown pool images on which readouts fitted to random
 // subsets of the session disagree most, SYNTHESIZE runs one synthesis per stimulus on the
 // calibrated channels' models (round-robin over channels) as ordinary engine jobs at the request's
-// priority, stopping in time for the rest of the block's work when a deadline is given.
+// priority, stopping in time for the rest of the block's work when a deadline is given, unless
+// the same syntheses were prepared ahead (synthesis_batch.h): then it collects those.
 #pragma once
 
 #include <chrono>
@@ -16,8 +17,10 @@
 #include "server/engine/engine.h"
 #include "server/engine/model_registry.h"
 #include "server/engine/synthesize_job.h"
+#include "server/sessions/block_item.h"
 #include "server/sessions/image_pool.h"
 #include "server/sessions/session_manager.h"
+#include "server/sessions/synthesis_batch.h"
 
 namespace stimloop::sessions {
 
@@ -31,6 +34,7 @@ struct BlockContext {
   // The session's model (one output per channel) once calibrated, else empty; channel ids in
   // output order.
   std::string session_model{};
+  int fit_version = 0;  // of the session model
   std::vector<std::string> channel_ids{};
   // ADEPT: every pool image's predicted response per channel (pool size x channels), and the
   // predictions for the stimuli shown so far (m x channels); errors say why they are not ready.
@@ -41,22 +45,15 @@ struct BlockContext {
   // Step times of the session models, shared with every synthesis job of the block (so even a
   // block's first step is not taken blind).
   std::shared_ptr<engine::StepTimeBook> step_times{};
+  // A batch prepared ahead for exactly this plan, handed over (else null: run it now).
+  std::function<std::unique_ptr<SynthesisBatch>(const SynthesisPlan&)> take_prepared{};
   // Time the caller needs after the items are made (features, store): synthesis stops earlier.
   std::chrono::milliseconds reserve{0};
   std::string strategy_json{};  // filled by make_block_items: what was asked, for the store
 };
 
-struct BlockItem {
-  std::string origin;  // "pool", "synthesized", "reference"
-  std::string source_json;
-  std::vector<std::uint8_t> pixels;  // the model's input size, RGB
-  std::vector<std::uint8_t> png;
-  int pool_index = -1;         // pool and reference items: the image's index in the pool
-  bool stopped_early = false;  // a synthesis that stopped at the deadline
-  // Synthesized items: every channel's prediction, from the synthesis's own final evaluation on
-  // the session model (pool items are predicted from their features by the caller).
-  std::vector<double> predicted;
-};
+// The SYNTHESIZE shares of a request: (first position in the block, count) each, in order.
+std::vector<std::pair<int, int>> synthesis_shares(const BlockRequest& request);
 
 StatusOr<std::vector<BlockItem>> make_block_items(BlockContext& ctx);
 

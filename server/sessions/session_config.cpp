@@ -1,5 +1,6 @@
 #include "server/sessions/session_config.h"
 
+#include <cmath>
 #include <set>
 
 #include "server/engine/model_registry.h"
@@ -61,6 +62,12 @@ Status validate(SessionConfig& c) {
     return invalid_argument("calibration.min_stimuli: " +
                             std::to_string(c.calibration.min_stimuli) + " is outside 3..100000");
   }
+  double& cosine = c.calibration.prepared_min_cosine;
+  if (cosine == 0.0) cosine = 0.95;
+  if (!std::isfinite(cosine) || cosine < -1.0 || cosine > 1.0) {
+    return invalid_argument("calibration.prepared_min_cosine: " + std::to_string(cosine) +
+                            " is outside -1..1");
+  }
   return Status::Ok();
 }
 
@@ -75,7 +82,8 @@ nlohmann::json to_json(const SessionConfig& c) {
           {"calibration",
            {{"form", to_string(c.calibration.form)},
             {"folds", c.calibration.folds},
-            {"min_stimuli", c.calibration.min_stimuli}}},
+            {"min_stimuli", c.calibration.min_stimuli},
+            {"prepared_min_cosine", c.calibration.prepared_min_cosine}}},
           {"notes", c.notes}};
 }
 
@@ -94,6 +102,8 @@ StatusOr<SessionConfig> config_from_json(const std::string& text) {
     ASSIGN_OR_RETURN(c.calibration.form, parse_readout_form(cal.at("form").get<std::string>()));
     c.calibration.folds = cal.at("folds").get<int>();
     c.calibration.min_stimuli = cal.at("min_stimuli").get<int>();
+    // Absent in sessions stored before the setting existed.
+    c.calibration.prepared_min_cosine = cal.value("prepared_min_cosine", 0.95);
     c.notes = j.at("notes").get<std::string>();
     return c;
   } catch (const nlohmann::json::exception& e) {

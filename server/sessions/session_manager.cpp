@@ -11,6 +11,7 @@
 #include "server/engine/task_job.h"
 #include "server/sessions/block_maker.h"
 #include "server/sessions/readout_model.h"
+#include "server/sessions/synthesis_batch.h"
 #include "server/synthesis/rng.h"
 
 namespace stimloop::sessions {
@@ -64,6 +65,11 @@ struct SessionManager::Live {
   std::shared_ptr<PoolFeatures> pool_cache;
   CalibrationState calibration;
   bool rebuilt = false;
+  // Syntheses of the next block started in the background, and the request they assume.
+  std::vector<std::unique_ptr<SynthesisBatch>> prepared;
+  std::optional<BlockRequest> prepared_request;
+  int prepared_block_index = -1;
+  std::vector<std::optional<ChannelFit>> prepared_fits;  // the fits they were started on
 };
 
 const char* to_string(StrategyKind kind) {
@@ -454,6 +460,8 @@ Status SessionManager::refit(Live& s, engine::Priority priority) {
   }
   for (int c = 0; c < channels; ++c) {
     ChannelCalibration& cal = s.calibration.channels[c];
+    cal.cosine_to_previous =
+        s.fits[c] ? readout_cosine(*s.fits[c], fits[c], s.base->features.shape) : 1.0;
     cal.calibrated = true;
     cal.model_id = channel_model_id(s.config.session_id, s.config.channels[c].id);
     cal.cv_r = fits[c].cv_r;
@@ -559,6 +567,8 @@ StatusOr<SessionStatus> SessionManager::close(const std::string& session_id) {
   ASSIGN_OR_RETURN(auto s, live(session_id));
   std::lock_guard lock(s->mutex);
   RETURN_IF_ERROR(store_->close_session(session_id).status());
+  s->prepared.clear();  // cancels them
+  s->prepared_request.reset();
   return status_of(*s);
 }
 
@@ -619,6 +629,8 @@ StatusOr<ReportResult> SessionManager::report(const std::string& session_id,
   if (result.outcome.stored > 0) {
     if (Status st = refit(*s, priority); !st.ok()) {
       spdlog::warn("event=refit_failed session={} error=\"{}\"", session_id, st.message());
+    } else {
+      result.prepared_invalidated = revalidate_prepared(*s);
     }
   }
   ASSIGN_OR_RETURN(SessionRow row, store_->get_session(session_id));
@@ -657,10 +669,27 @@ StatusOr<BlockResult> SessionManager::next_block(const BlockRequest& request) {
                    .block_index = row.blocks,
                    .registry = registry_,
                    .engine = engine_,
-                   .session_model = s->calibration.model_id};
+                   .session_model = s->calibration.model_id,
+                   .fit_version = s->calibration.version};
 
   for (const auto& ch : s->config.channels) ctx.channel_ids.push_back(ch.id);
   Live& live_session = *s;
+  // Prepared batches not taken by this block assumed another request: dropped (and cancelled)
+  // once the block is made.
+  ctx.take_prepared = [&live_session, index = row.blocks](const SynthesisPlan& plan) {
+    std::unique_ptr<SynthesisBatch> taken;
+    if (live_session.prepared_block_index != index) return taken;
+    const std::string key = plan.key();
+    auto& batches = live_session.prepared;
+    for (auto it = batches.begin(); it != batches.end(); ++it) {
+      if ((*it)->plan().key() == key) {
+        taken = std::move(*it);
+        batches.erase(it);
+        break;
+      }
+    }
+    return taken;
+  };
   ctx.pool_predictions = [this, &live_session] { return pool_predictions(live_session); };
   ctx.committee_predictions = [this, &live_session](int members) {
     return committee_predictions(live_session, members);
@@ -680,10 +709,21 @@ StatusOr<BlockResult> SessionManager::next_block(const BlockRequest& request) {
   for (const auto& share : request.shares) {
     if (share.kind == StrategyKind::kPool) pool_items += share.count;
   }
+  // So do prepared stimuli made on an older fit: their predictions come from the current one.
+  for (const auto& batch : s->prepared) {
+    if (batch->fit_version() != s->calibration.version) {
+      pool_items += static_cast<int>(batch->plan().requests.size());
+    }
+  }
   ctx.step_times = step_times_;
   ctx.reserve = std::chrono::milliseconds(static_cast<int>(
       5 + 1.5 * finishing_ms_.load() + 1.5 * feature_ms_per_image_.load() * pool_items));
-  ASSIGN_OR_RETURN(auto items, make_block_items(ctx));
+  auto made = make_block_items(ctx);
+  s->prepared.clear();
+  s->prepared_request.reset();
+  s->prepared_block_index = -1;
+  RETURN_IF_ERROR(made.status());
+  std::vector<BlockItem> items = std::move(*made);
   const auto items_made = engine::Clock::now();
 
   BlockResult result;
@@ -695,8 +735,11 @@ StatusOr<BlockResult> SessionManager::next_block(const BlockRequest& request) {
   for (std::size_t c = 0; c < s->fits.size(); ++c) {
     if (!s->fits[c]) result.uncalibrated_channels.push_back(s->config.channels[c].id);
   }
-  for (const auto& item : items) {
+  for (auto& item : items) {
     if (item.stopped_early) result.stop_reason = "DEADLINE";
+    if (!item.prepared) continue;
+    ++result.prepared_stimuli;
+    if (item.prepared_fit_version != s->calibration.version) item.predicted.clear();
   }
 
   // Pool images are predicted from their features; a synthesized stimulus comes with every
@@ -745,7 +788,67 @@ StatusOr<BlockResult> SessionManager::next_block(const BlockRequest& request) {
       if (j.is_object() && j.contains("pool_image")) s->shown_pool.insert(j["pool_image"]);
     }
   }
+  if (request.prepare_next) prepare_next(*s, request, result.block_index + 1);
   return result;
+}
+
+// Enough prepared jobs queued at once to keep the engine busy between trials; more would crowd
+// interactive clients out of their queue's slots.
+constexpr int kMaxQueuedForPreparing = 16;
+
+void SessionManager::prepare_next(Live& s, const BlockRequest& request, int block_index) {
+  const auto shares = synthesis_shares(request);
+  if (shares.empty() || s.calibration.model_id.empty()) return;
+  const engine::Priority priority =
+      std::max(request.priority, engine::Priority::kInteractive);  // larger: less urgent
+  int queued = engine_.queue_depths()[static_cast<int>(priority)];
+  auto model = registry_.find(s.calibration.model_id);
+  if (!model.ok()) return;
+  BatchTarget target{*model, s.calibration.model_id, s.calibration.version, {}};
+  for (const auto& ch : s.config.channels) target.channel_ids.push_back(ch.id);
+  const std::uint64_t seed =
+      request.seed != 0 ? request.seed : derived_block_seed(request.session_id, block_index);
+  std::vector<std::unique_ptr<SynthesisBatch>> batches;
+  for (const auto& [first, count] : shares) {
+    if (queued + count > kMaxQueuedForPreparing) break;
+    auto plan = plan_syntheses(request, block_index, first, count, seed,
+                               static_cast<int>(target.channel_ids.size()));
+    if (!plan.ok()) return;
+    auto batch = SynthesisBatch::start(std::move(*plan), target, priority, std::nullopt, engine_,
+                                       registry_.backend(), step_times_,
+                                       session_request_id(request.session_id, "prepare"));
+    if (!batch.ok()) break;  // a full queue: what was started still helps
+    queued += count;
+    batches.push_back(std::move(*batch));
+  }
+  s.prepared = std::move(batches);
+  s.prepared_fits = s.fits;
+  s.prepared_request = request;
+  s.prepared_block_index = block_index;
+}
+
+int SessionManager::revalidate_prepared(Live& s) {
+  if (s.prepared.empty() || !s.prepared_request) return 0;
+  // Against the fits the batches started on, not the previous refit: small steps add up.
+  double lowest = 1.0;
+  for (const auto& batch : s.prepared) {
+    for (int channel : batch->plan().channels) {
+      const auto& then = s.prepared_fits[channel];
+      const auto& now = s.fits[channel];
+      lowest = std::min(lowest,
+                        then && now ? readout_cosine(*then, *now, s.base->features.shape) : -1.0);
+    }
+  }
+  if (lowest >= s.config.calibration.prepared_min_cosine) return 0;
+  int dropped = 0;
+  for (const auto& batch : s.prepared) dropped += static_cast<int>(batch->plan().requests.size());
+  spdlog::info("event=prepared_invalidated session={} stimuli={} cosine={:.4f} fit={}",
+               s.config.session_id, dropped, lowest, s.calibration.version);
+  const BlockRequest request = *s.prepared_request;
+  const int block_index = s.prepared_block_index;
+  s.prepared.clear();
+  prepare_next(s, request, block_index);
+  return dropped;
 }
 
 }  // namespace stimloop::sessions

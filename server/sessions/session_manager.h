@@ -34,6 +34,9 @@ struct ChannelCalibration {
   double cv_r = 0.0;
   double lambda = 0.0;
   int stimuli = 0;
+  // Cosine between this fit's readout weights and the previous fit's (readout_cosine); 1 for a
+  // channel's first fit.
+  double cosine_to_previous = 1.0;
 };
 
 struct CalibrationState {
@@ -72,6 +75,9 @@ struct BlockRequest {
   engine::Priority priority = engine::Priority::kRig;
   std::optional<engine::Clock::time_point> deadline;
   std::string block_id;  // optional idempotency key
+  // Once this block is handed out, start the next block's syntheses in the background (below
+  // rig work), assuming the next request asks for the same; see SessionManager::prepare_next.
+  bool prepare_next = true;
 };
 
 struct BlockStimulus {
@@ -87,12 +93,17 @@ struct BlockResult {
   std::vector<std::string> uncalibrated_channels;
   std::string stop_reason = "COMPLETED";
   bool replayed = false;
+  int prepared_stimuli = 0;  // synthesized stimuli taken from the batch prepared ahead
 };
 
 struct ReportResult {
   ReportOutcome outcome;
   int total_trials = 0;
   CalibrationState calibration;
+  // Stimuli being prepared for the next block that this report's refit made stale (their
+  // channels' readouts moved below calibration.prepared_min_cosine); they are started again on
+  // the new fit.
+  int prepared_invalidated = 0;
 };
 
 struct SessionManagerOptions {
@@ -139,6 +150,13 @@ class SessionManager {
                       const std::vector<const std::uint8_t*>& pixels, engine::Priority priority,
                       std::optional<engine::Clock::time_point> deadline);
   Status refit(Live& s, engine::Priority priority);
+  // Starts the syntheses of block `block_index` as `request` would make them, on the current fit,
+  // at the less urgent of INTERACTIVE and the request's priority, without a deadline: they run
+  // while the rig shows the current block, and NextBlock collects them if it asks for the same.
+  void prepare_next(Live& s, const BlockRequest& request, int block_index);
+  // After a refit: drops (and starts again) the prepared syntheses whose target channels'
+  // readouts moved below the session's prepared_min_cosine; returns how many stimuli it dropped.
+  int revalidate_prepared(Live& s);
   // Uploads `model` (on the engine's thread) and installs or replaces it in the registry.
   Status install(std::shared_ptr<const Model> model, const std::string& session_id,
                  engine::Priority priority);

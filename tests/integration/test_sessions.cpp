@@ -13,6 +13,7 @@
 #include "models/keras_import.h"
 #include "models/preprocess.h"
 #include "tests/integration/server_fixture.h"
+#include "tests/integration/session_test_support.h"
 #include "tests/support/test_data.h"
 
 using namespace stimloop;
@@ -22,42 +23,7 @@ using Catch::Matchers::Contains;
 
 namespace {
 
-// A pool of 24 seeded 112x112 images.
-std::string make_pool() {
-  const std::string dir = test::scratch_dir("session-pool-" + std::to_string(getpid()));
-  for (int i = 0; i < 24; ++i) {
-    Rgb8Image img{112, 112, test_pixels(i)};
-    REQUIRE(write_png(dir + "/img" + std::to_string(i) + ".png", img).ok());
-  }
-  return dir;
-}
-
-v1::OpenSessionRequest open_request(const std::string& id) {
-  v1::OpenSessionRequest r;
-  r.set_session_id(id);
-  r.set_rig("test rig");
-  for (int c = 0; c < 2; ++c) r.add_channels()->set_id("ch" + std::to_string(c));
-  r.set_base_model("demo_population");
-  r.set_pool("demo");
-  r.mutable_calibration()->set_min_stimuli(6);
-  return r;
-}
-
-v1::NextBlockRequest block_request(const std::string& session, int count, const std::string& id) {
-  v1::NextBlockRequest r;
-  r.set_session_id(session);
-  r.set_count(count);
-  r.set_block_id(id);
-  return r;
-}
-
-v1::Trial trial(const std::string& stimulus, int repeat, std::vector<double> responses) {
-  v1::Trial t;
-  t.set_stimulus_id(stimulus);
-  t.set_repeat_index(repeat);
-  for (double r : responses) t.add_responses(r);
-  return t;
-}
+std::string make_pool() { return make_session_pool("session-pool"); }
 
 }  // namespace
 
@@ -177,20 +143,7 @@ TEST_CASE("sessions: open, blocks, reports, calibration and close", "[sessions]"
     for (int b = 0; b < 2; ++b) {
       auto block = client->next_block(block_request("s1", 4, "cal" + std::to_string(b)));
       REQUIRE(block.ok());
-      v1::ReportResponsesRequest report;
-      report.set_session_id("s1");
-      for (const auto& st : block->stimuli()) {
-        auto img = decode_image(
-            std::vector<std::uint8_t>(st.image().data().begin(), st.image().data().end()));
-        REQUIRE(img.ok());
-        double red = 0, blue = 0;
-        for (std::size_t i = 0; i < img->pixels.size(); i += 3) {
-          red += img->pixels[i], blue += img->pixels[i + 2];
-        }
-        const double n = img->pixels.size() / 3.0;
-        *report.add_trials() = trial(st.stimulus_id(), 0, {red / n / 10, blue / n / 10});
-      }
-      auto reported = client->report_responses(report);
+      auto reported = client->report_responses(color_report("s1", *block));
       REQUIRE(reported.ok());
       CHECK(reported->calibration().version() == (b == 0 ? 0 : 1));
     }
