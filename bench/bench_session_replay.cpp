@@ -41,6 +41,7 @@ struct Options {
   std::string readout = "both", json_path;
   int fit_images = 600, block = 100, factorized_block = 0, threads = 0, neurons = 0;
   std::uint64_t split_seed = 1;
+  double ridge_smoothing = 0.0;
 };
 
 struct Row {
@@ -101,6 +102,9 @@ int main(int argc, char** argv) {
   app.add_option("--json", o.json_path, "Write every result (per-neuron r too) here");
   app.add_option("--threads", o.threads, "Server CPU threads (0: all)");
   app.add_option("--neurons", o.neurons, "Channels: the first N neurons of a session (0: all)");
+  app.add_option(
+      "--ridge-smoothing", o.ridge_smoothing,
+      "RIDGE: sigma of the spatial smoothness prior, in feature-map positions (0: none)");
   CLI11_PARSE(app, argc, argv);
   const auto sessions = split_list(o.sessions);
   std::vector<std::pair<v1::ReadoutForm, int>> forms;
@@ -197,7 +201,7 @@ int main(int argc, char** argv) {
     double compact_s = 0;
     nlohmann::json forms_json = nlohmann::json::array();
     for (const auto& [form, block] : forms) {
-      replay::ReplayOptions ro{o.base, neurons, block};
+      replay::ReplayOptions ro{o.base, neurons, block, o.ridge_smoothing};
       auto result = replay::replay_form(*client, d, split, ro, form);
       if (!result.ok()) {
         std::fprintf(stderr, "error: session %s: %s\n", d.session.c_str(),

@@ -118,6 +118,10 @@ StatusOr<FormResult> replay_form(client::StimloopClient& client, const SessionDa
   FormResult out;
   out.form = form == v1::FACTORIZED ? "factorized" : "ridge";
   out.session_id = "replay-" + data.session + "-" + out.form;
+  if (form == v1::RIDGE && options.ridge_smoothing > 0) {
+    out.form += "-s" + std::to_string(options.ridge_smoothing).substr(0, 4);
+    out.session_id = "replay-" + data.session + "-" + out.form;
+  }
   const auto fit_start = Clock::now();
 
   v1::OpenSessionRequest open;
@@ -135,6 +139,7 @@ StatusOr<FormResult> replay_form(client::StimloopClient& client, const SessionDa
   open.set_pool(data.session);
   open.mutable_calibration()->set_form(form);
   open.mutable_calibration()->set_min_stimuli(10);
+  if (form == v1::RIDGE) open.mutable_calibration()->set_ridge_smoothing(options.ridge_smoothing);
   open.set_notes("replay of the published repeat-averaged responses, split seed " +
                  std::to_string(split.seed));
   auto opened = client.open_session(open);

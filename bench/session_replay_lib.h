@@ -41,9 +41,10 @@ Split split_images(int images, int fit, std::uint64_t seed);
 double median(std::vector<double> v);  // the mean of the middle two for an even count; 0 if empty
 
 struct ReplayOptions {
-  std::string base;  // base model id
-  int neurons = 0;   // channels: the session's first N neurons
-  int block = 100;   // stimuli per ReportResponses (every report is a refit)
+  std::string base;              // base model id
+  int neurons = 0;               // channels: the session's first N neurons
+  int block = 100;               // stimuli per ReportResponses (every report is a refit)
+  double ridge_smoothing = 0.0;  // RIDGE: the session's calibration.ridge_smoothing
 };
 
 // One ReportResponses: how many stimuli the fit has seen after it, and what it answered.

@@ -47,6 +47,7 @@ StatusOr<sessions::SessionConfig> to_session_config(const v1::OpenSessionRequest
   c.calibration.folds = r.calibration().folds();
   c.calibration.min_stimuli = r.calibration().min_stimuli();
   c.calibration.prepared_min_cosine = r.calibration().prepared_min_cosine();
+  c.calibration.ridge_smoothing = r.calibration().ridge_smoothing();
   c.notes = r.notes();
   RETURN_IF_ERROR(sessions::validate(c));
   return c;

@@ -25,6 +25,7 @@
 #include <new>
 #include <numeric>
 
+#include "server/sessions/spatial_prior.h"
 #include "server/synthesis/rng.h"
 
 namespace stimloop::sessions {
@@ -35,7 +36,7 @@ using Vec = Eigen::VectorXd;
 
 // r values closer than this count as a tie, so rounding noise cannot pick a smaller penalty.
 constexpr double kTieTolerance = 1e-12;
-constexpr int kRidgeGridSize = 25;      // 1e-4 .. 1e4: three per decade
+constexpr int kRidgeGridSize = 25;  // 1e-4 .. 1e4: three per decade
 // Alternations per penalty after the first during cross-validation (warm-started).
 constexpr int kWarmIterations = 2;
 constexpr int kFactorizedGridSize = 9;  // 1e-4 .. 1e4 by decades: each one costs a full ALS run
@@ -127,6 +128,8 @@ Linear ridge(const Mat& design, const Vec& y, double relative) {
 }  // namespace
 
 struct FeatureBank::Impl {
+  explicit Impl(SpatialPrior p) : prior(std::move(p)) {}
+  SpatialPrior prior;
   // One vector per image so that the spans row() hands out stay valid as images arrive.
   std::vector<std::vector<float>> rows;
   std::vector<std::vector<double>> gram;  // gram[i][j] for j <= i
@@ -218,7 +221,8 @@ struct FeatureBank::Impl {
   }
 };
 
-FeatureBank::FeatureBank(FeatureShape shape) : shape_(shape), impl_(std::make_unique<Impl>()) {}
+FeatureBank::FeatureBank(FeatureShape shape, double smoothing)
+    : shape_(shape), impl_(std::make_unique<Impl>(SpatialPrior(shape, smoothing))) {}
 FeatureBank::~FeatureBank() = default;
 
 int FeatureBank::images() const { return static_cast<int>(impl_->rows.size()); }
@@ -251,9 +255,17 @@ StatusOr<int> FeatureBank::add(std::span<const float> features) {
     const int n = images();
     std::vector<float> row(features.begin(), features.end());
     std::vector<double> g(n + 1);
+    if (impl_->prior.identity()) {
 #pragma omp parallel for schedule(static) if (parallel_worth(n * p))
-    for (int j = 0; j < n; ++j) g[j] = dot(impl_->x(j), row.data(), p);
-    g[n] = dot(row.data(), row.data(), p);
+      for (int j = 0; j < n; ++j) g[j] = dot(impl_->x(j), row.data(), p);
+      g[n] = dot(row.data(), row.data(), p);
+    } else {
+      std::vector<double> smoothed(row.begin(), row.end());
+      impl_->prior.apply(smoothed);
+#pragma omp parallel for schedule(static) if (parallel_worth(n * p))
+      for (int j = 0; j < n; ++j) g[j] = dot(impl_->x(j), smoothed.data(), p);
+      g[n] = dot(row.data(), smoothed.data(), p);
+    }
     impl_->rows.reserve(n + 1);  // both first, so that a failure leaves the bank consistent
     impl_->gram.reserve(n + 1);
     impl_->rows.push_back(std::move(row));
@@ -377,10 +389,9 @@ StatusOr<std::vector<ChannelFit>> FeatureBank::fit(std::span<const int> rows,
           // every alternation from the covariance mask.
           Vec start = impl.covariance_mask(train_rows, yc, positions, c);
           for (int l = 0; l < lambdas; ++l) {
-            const int iterations = l == 0 ? options.als_iterations
-                                          : std::min(options.als_iterations, kWarmIterations);
-            const Impl::Factors fac =
-                impl.alternate(train_rows, yc, start, grid[l], iterations, c);
+            const int iterations =
+                l == 0 ? options.als_iterations : std::min(options.als_iterations, kWarmIterations);
+            const Impl::Factors fac = impl.alternate(train_rows, yc, start, grid[l], iterations, c);
             start = fac.mask;
             const Vec pred = impl.pool_positions(test_rows, fac.mask, c) * fac.a;
             for (int j = 0; j < v; ++j) pooled[l](test[j], ch) = pred[j] + fac.bias;
@@ -447,6 +458,15 @@ StatusOr<std::vector<ChannelFit>> FeatureBank::fit(std::span<const int> rows,
         for (std::int64_t j = j0; j < j1; ++j) {
           fits[ch].weights[j] = static_cast<float>(acc[j - j0] - alpha_sum[ch] * mean[j]);
         }
+      }
+    }
+    // Under a smoothness prior the dual's weights are Sigma X' alpha (spatial_prior.h).
+    if (!impl.prior.identity()) {
+      std::vector<double> w(p);
+      for (auto& f : fits) {
+        std::copy(f.weights.begin(), f.weights.end(), w.begin());
+        impl.prior.apply(w);
+        std::copy(w.begin(), w.end(), f.weights.begin());
       }
     }
     // The bias from the stored (float) weights, so predict() is centred on the targets' mean.

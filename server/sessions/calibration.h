@@ -54,7 +54,9 @@ struct ChannelFit {
 // images arrive (so a refit after each report costs O(n^2) for the new rows, not O(n^2 p)).
 class FeatureBank {
  public:
-  explicit FeatureBank(FeatureShape shape);
+  // smoothing > 0: ridge fits use the spatial smoothness prior of that sigma (in feature-map
+  // positions; spatial_prior.h): gram() is then <row(i), Sigma row(j)>.
+  explicit FeatureBank(FeatureShape shape, double smoothing = 0.0);
   ~FeatureBank();
   FeatureBank(const FeatureBank&) = delete;
   FeatureBank& operator=(const FeatureBank&) = delete;
@@ -64,7 +66,8 @@ class FeatureBank {
   // Appends one image's features (shape().size() finite floats); returns its row.
   StatusOr<int> add(std::span<const float> features);
   std::span<const float> row(int index) const;
-  // <row(i), row(j)> as kept by add() (0 for an index out of range).
+  // <row(i), Sigma row(j)> as kept by add() (Sigma = I without smoothing; 0 for an index out of
+  // range).
   double gram(int i, int j) const;
 
   // Fits one readout per channel on the images `rows` (distinct, at least 3) with targets

@@ -62,6 +62,16 @@ Status validate(SessionConfig& c) {
     return invalid_argument("calibration.min_stimuli: " +
                             std::to_string(c.calibration.min_stimuli) + " is outside 3..100000");
   }
+  const double smoothing = c.calibration.ridge_smoothing;
+  if (!std::isfinite(smoothing) || smoothing < 0.0 || smoothing > 8.0) {
+    return invalid_argument("calibration.ridge_smoothing: " + std::to_string(smoothing) +
+                            " is outside 0..8 (feature-map positions)");
+  }
+  if (smoothing > 0.0 && c.calibration.form != ReadoutForm::kRidge) {
+    return invalid_argument(
+        "calibration.ridge_smoothing: applies to the RIDGE readout only (the FACTORIZED readout's "
+        "mask is its own spatial prior)");
+  }
   double& cosine = c.calibration.prepared_min_cosine;
   if (cosine == 0.0) cosine = 0.95;
   if (!std::isfinite(cosine) || cosine < -1.0 || cosine > 1.0) {
@@ -83,7 +93,8 @@ nlohmann::json to_json(const SessionConfig& c) {
            {{"form", to_string(c.calibration.form)},
             {"folds", c.calibration.folds},
             {"min_stimuli", c.calibration.min_stimuli},
-            {"prepared_min_cosine", c.calibration.prepared_min_cosine}}},
+            {"prepared_min_cosine", c.calibration.prepared_min_cosine},
+            {"ridge_smoothing", c.calibration.ridge_smoothing}}},
           {"notes", c.notes}};
 }
 
@@ -104,6 +115,7 @@ StatusOr<SessionConfig> config_from_json(const std::string& text) {
     c.calibration.min_stimuli = cal.at("min_stimuli").get<int>();
     // Absent in sessions stored before the setting existed.
     c.calibration.prepared_min_cosine = cal.value("prepared_min_cosine", 0.95);
+    c.calibration.ridge_smoothing = cal.value("ridge_smoothing", 0.0);
     c.notes = j.at("notes").get<std::string>();
     return c;
   } catch (const nlohmann::json::exception& e) {

@@ -23,6 +23,8 @@ struct CalibrationSettings {
   // A refit keeps the syntheses prepared for the next block while every target channel's readout
   // weights have at least this cosine with the fit they were started on; below it, they restart.
   double prepared_min_cosine = 0.95;
+  // RIDGE only: sigma (feature-map positions) of the spatial smoothness prior; 0: none.
+  double ridge_smoothing = 0.0;
 };
 
 struct SessionConfig {

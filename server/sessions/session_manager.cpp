@@ -305,7 +305,8 @@ StatusOr<std::shared_ptr<SessionManager::Live>> SessionManager::live(const std::
   ASSIGN_OR_RETURN(s->config, config_from_json(row.config_json));
   ASSIGN_OR_RETURN(s->pool, pool(s->config.pool));
   ASSIGN_OR_RETURN(s->base, base(s->config.base_model));
-  s->bank = std::make_unique<FeatureBank>(s->base->features.shape);
+  s->bank =
+      std::make_unique<FeatureBank>(s->base->features.shape, s->config.calibration.ridge_smoothing);
   s->pool_cache = pool_features(s->base, *s->pool);
   s->fits.resize(s->config.channels.size());
   s->calibration.form = s->config.calibration.form;

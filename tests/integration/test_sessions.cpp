@@ -64,6 +64,19 @@ TEST_CASE("sessions: open, blocks, reports, calibration and close", "[sessions]"
     r = open_request("s2");
     r.mutable_channels(1)->set_id("ch0");
     CHECK_THAT(client->open_session(r).status().message(), Contains("channels[1].id"));
+    r = open_request("s2");
+    r.mutable_calibration()->set_ridge_smoothing(9);
+    CHECK_THAT(client->open_session(r).status().message(), Contains("calibration.ridge_smoothing"));
+    r.mutable_calibration()->set_ridge_smoothing(1);
+    r.mutable_calibration()->set_form(v1::FACTORIZED);
+    CHECK_THAT(client->open_session(r).status().message(), Contains("RIDGE readout only"));
+    r = open_request("s2");
+    r.mutable_calibration()->set_prepared_min_cosine(1.5);
+    CHECK_THAT(client->open_session(r).status().message(),
+               Contains("calibration.prepared_min_cosine"));
+    r.mutable_calibration()->set_prepared_min_cosine(std::nan(""));
+    CHECK_THAT(client->open_session(r).status().message(),
+               Contains("calibration.prepared_min_cosine"));
     CHECK(client->get_session("s2").status().code() == StatusCode::kNotFound);
   }
 
