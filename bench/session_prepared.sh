@@ -14,7 +14,7 @@ cd "$(dirname "$0")/.."
 blocks=${1:-10}
 deadline=${2:-250}
 trial_ms=${3:-150}
-min_cosine=${4:-0}
+min_agreement=${4:-0}
 bin=build/bin
 work=$(mktemp -d)
 pids=()
@@ -29,7 +29,7 @@ for run in fresh prepared; do
   "$bin/stimloop-rig-sim" --server "127.0.0.1:$port" --session "$run" --base-model "$base" \
     --pool bench "${neurons[@]}" "${sim_models[@]}" --gain "$gain" --blocks "$blocks" --count 8 \
     --repeats 2 --schedule pool,pool,synthesize --steps 1000 --deadline-ms "$deadline" \
-    --trial-ms "$trial_ms" --prepared-min-cosine "$min_cosine" --seed 7 "${flags[@]}" \
+    --trial-ms "$trial_ms" --prepared-min-agreement "$min_agreement" --seed 7 "${flags[@]}" \
     --summary-json "$work/$run.json"
 done
 python3 - "$work/fresh.json" "$work/prepared.json" "$deadline" <<'PY'
@@ -47,6 +47,11 @@ for path in sys.argv[1:3]:
     print(f"{s['session']:>9}: median steps {steps:.0f}, synthesized/best pool {ratio:.2f}, "
           f"prepared stimuli {prepared}/{8 * len(synth)}, restarted by refits {restarted}, "
           f"NextBlock p50 {lat['p50_ms']:.1f} ms p99 {lat['p99_ms']:.1f} ms")
+    late = [f"block {b['block']} {b['next_block_ms']:.0f} ms (prepared {b['prepared_stimuli']}, "
+            f"steps {b['median_synthesis_steps']})"
+            for b in synth if b["next_block_ms"] > deadline + 20]
+    if late:
+        print("           late: " + "; ".join(late))
     if s["session"] == "prepared" and lat["p99_ms"] > deadline + 20:
         ok = False
 print("PASS" if ok else "FAIL: prepared NextBlock p99 above the deadline + 20 ms")

@@ -74,7 +74,7 @@ int main(int argc, char** argv) {
   int blocks = 6, count = 8, repeats = 5, steps = 0, min_stimuli = 0;
   double gain = 1.0, deadline_ms = 0, retry_s = 120, trial_ms = 0;
   bool no_prepare = false;
-  double prepared_min_cosine = 0;
+  double prepared_min_agreement = 0;
   std::uint64_t seed = 1;
   app.add_option("--server", options.address, "HOST:PORT")->required();
   app.add_option("--tls-ca", options.tls_ca, "PEM CA: connect with TLS");
@@ -111,7 +111,7 @@ int main(int argc, char** argv) {
                  "the server prepares the next block meanwhile)")
       ->capture_default_str();
   app.add_flag("--no-prepare", no_prepare, "Ask the server not to prepare the next block ahead");
-  app.add_option("--prepared-min-cosine", prepared_min_cosine,
+  app.add_option("--prepared-min-agreement", prepared_min_agreement,
                  "Session setting: how far a refit may move a readout before the prepared "
                  "syntheses restart (0: server default)");
   app.add_option("--summary-json", summary_path, "Write a JSON summary of the run here");
@@ -168,7 +168,7 @@ int main(int argc, char** argv) {
   open.set_pool(pool);
   open.mutable_calibration()->set_form(readout == "factorized" ? v1::FACTORIZED : v1::RIDGE);
   open.mutable_calibration()->set_min_stimuli(min_stimuli);
-  open.mutable_calibration()->set_prepared_min_cosine(prepared_min_cosine);
+  open.mutable_calibration()->set_prepared_min_agreement(prepared_min_agreement);
   auto opened =
       with_retries("OpenSession", budget, retries, [&] { return (*client)->open_session(open); });
   if (!opened.ok()) {
@@ -183,8 +183,8 @@ int main(int argc, char** argv) {
     }
     return -1;
   };
-  std::printf("%5s %-10s %6s %8s %10s %12s %12s %10s %5s %6s\n", "block", "strategy", "shown",
-              "fit", "median r", "pool mean", "synth mean", "synth/pool", "prep", "steps");
+  std::printf("%5s %-10s %6s %8s %10s %12s %12s %10s %5s %6s %6s\n", "block", "strategy", "shown",
+              "fit", "median r", "pool mean", "synth mean", "synth/pool", "prep", "steps", "agree");
 
   std::uint64_t poisson_state = seed * 1000003;
   long acknowledged = 0, stored = 0, duplicates = 0;
@@ -262,8 +262,10 @@ int main(int argc, char** argv) {
     stored += reported->stored();
     duplicates += reported->duplicates();
     std::vector<double> rs;
+    double agreement = 1.0;  // the refit's lowest agreement with the previous fit
     for (const auto& c : reported->calibration().channels()) {
       if (c.calibrated()) rs.push_back(c.cv_r());
+      if (c.calibrated()) agreement = std::min(agreement, c.agreement_with_previous());
     }
     std::sort(rs.begin(), rs.end());
     const double median_r = rs.empty() ? 0.0 : rs[rs.size() / 2];
@@ -282,9 +284,9 @@ int main(int argc, char** argv) {
     const int median_steps = synth_steps.empty() ? 0 : synth_steps[synth_steps.size() / 2];
     char steps_text[16] = "-";
     if (!synth_steps.empty()) std::snprintf(steps_text, sizeof steps_text, "%d", median_steps);
-    std::printf("%5d %-10s %6d %8s %10s %12s %12s %10s %5d %6s\n", b, kind.c_str(),
+    std::printf("%5d %-10s %6d %8s %10s %12s %12s %10s %5d %6s %6.3f\n", b, kind.c_str(),
                 block->stimuli_size(), fit, median, pm, sm, ratio, block->prepared_stimuli(),
-                steps_text);
+                steps_text, agreement);
     std::fflush(stdout);
     per_block.push_back({{"block", b},
                          {"strategy", kind},
@@ -297,6 +299,7 @@ int main(int argc, char** argv) {
                          {"prepared_stimuli", block->prepared_stimuli()},
                          {"prepared_invalidated", reported->prepared_invalidated()},
                          {"median_synthesis_steps", median_steps},
+                         {"lowest_agreement_with_previous", agreement},
                          {"stop_reason", block->stop_reason()}});
   }
   // NextBlock latency per strategy (what a rig waits between trials), p50 and p99.

@@ -83,6 +83,10 @@ synthesis::ProgressEvent SynthesizeJob::progress() const {
 SliceResult SynthesizeJob::run(std::vector<std::shared_ptr<Job>>& /*companions*/) {
   using synthesis::StopReason;
   if (ended_) return {true, 0};
+  if (abandoned_.load()) {
+    fail(Status(StatusCode::kCancelled, "abandoned: its result is no longer wanted"));
+    return {true, 0};
+  }
   if (parts_.empty()) {
     if (Status s = create_parts(); !s.ok()) {
       fail(s);

@@ -62,12 +62,19 @@ struct SynthesizeOptions {
 class SynthesizeJob : public Job {
  public:
   SynthesizeJob(std::string request_id, Priority priority,
-                std::optional<Clock::time_point> deadline, ResidentModelPtr model,
-                Backend& backend, synthesis::SynthesisRequest request, SynthesizeOptions options,
+                std::optional<Clock::time_point> deadline, ResidentModelPtr model, Backend& backend,
+                synthesis::SynthesisRequest request, SynthesizeOptions options,
                 std::shared_ptr<SynthesisSink> sink);
 
   SliceResult run(std::vector<std::shared_ptr<Job>>& companions) override;
   void fail(const Status& status) override;
+  // Ends the job at its next slice with CANCELLED and no output: no final evaluation, no
+  // stimulus (cancel() instead delivers the best stimulus so far). For work whose result nobody
+  // will use, such as a discarded prepared block, so it costs the engine nothing more.
+  void abandon() {
+    abandoned_.store(true);
+    cancel();
+  }
 
  private:
   Status create_parts();
@@ -90,6 +97,7 @@ class SynthesizeJob : public Job {
   int reported_steps_ = 0;
   synthesis::StepTimer timer_;
   bool ended_ = false;
+  std::atomic<bool> abandoned_{false};
 };
 
 }  // namespace stimloop::engine

@@ -46,7 +46,7 @@ StatusOr<sessions::SessionConfig> to_session_config(const v1::OpenSessionRequest
   c.calibration.form = to_form(r.calibration().form());
   c.calibration.folds = r.calibration().folds();
   c.calibration.min_stimuli = r.calibration().min_stimuli();
-  c.calibration.prepared_min_cosine = r.calibration().prepared_min_cosine();
+  c.calibration.prepared_min_agreement = r.calibration().prepared_min_agreement();
   c.calibration.ridge_smoothing = r.calibration().ridge_smoothing();
   c.notes = r.notes();
   RETURN_IF_ERROR(sessions::validate(c));
@@ -162,7 +162,7 @@ void fill_calibration(const sessions::CalibrationState& state, v1::CalibrationSt
     ch->set_model_id(c.model_id);
     ch->set_cv_r(c.cv_r);
     ch->set_lambda(c.lambda);
-    ch->set_cosine_to_previous(c.cosine_to_previous);
+    ch->set_agreement_with_previous(c.agreement_with_previous);
     ch->set_stimuli(c.stimuli);
   }
 }

@@ -44,11 +44,14 @@ Status take_pool_images(const ImagePool& pool, const std::vector<int>& chosen, i
 // job's own check keeps only its next step inside its deadline, so after the last check up to one
 // more step runs, then every job's final evaluation and encoding, one after another. Those come
 // off the deadline too, as does the caller's reserve.
+double step_seconds(const BlockContext& ctx) {
+  return ctx.step_times ? ctx.step_times->lookup(ctx.session_model, 1).value_or(0.0) : 0.0;
+}
+
 std::optional<engine::Clock::time_point> synthesis_cut(const BlockContext& ctx, int count) {
   std::optional<engine::Clock::time_point> cut = ctx.request.deadline;
   if (cut) {
-    const double step_s =
-        ctx.step_times ? ctx.step_times->lookup(ctx.session_model, 1).value_or(0.0) : 0.0;
+    const double step_s = step_seconds(ctx);
     const double finals_s = count * (0.5 * step_s + 0.002);
     *cut -= ctx.reserve + std::chrono::duration_cast<engine::Clock::duration>(
                               std::chrono::duration<double>(step_s + finals_s));
@@ -71,7 +74,15 @@ Status synthesize(BlockContext& ctx, int count, int first_position, std::uint64_
   std::unique_ptr<SynthesisBatch> batch = ctx.take_prepared ? ctx.take_prepared(plan) : nullptr;
   std::vector<BlockItem> made;
   if (batch) {
-    ASSIGN_OR_RETURN(made, batch->collect(cut, /*prepared=*/true));
+    // Prepared jobs have no deadline of their own, so they are cancelled at the cut instead: as
+    // early as a job with that deadline would stop itself (StepTimer::out_of_time's room for one
+    // more step, its final evaluation and delivery).
+    auto stop = cut;
+    if (stop) {
+      *stop -= std::chrono::duration_cast<engine::Clock::duration>(std::chrono::duration<double>(
+          1.7 * step_seconds(ctx) + synthesis::StepTimer::kDeliveryAllowanceS));
+    }
+    ASSIGN_OR_RETURN(made, batch->collect(stop, /*prepared=*/true));
   } else {
     ASSIGN_OR_RETURN(auto model, ctx.registry.find(ctx.session_model));
     ASSIGN_OR_RETURN(

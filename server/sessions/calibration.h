@@ -84,11 +84,13 @@ class FeatureBank {
 // The readout applied to one image's features (the reference the resident model must match).
 double predict(const ChannelFit& fit, const FeatureShape& shape, std::span<const float> features);
 
-// Cosine between two readouts' weights on the features (a factorized readout counts as its
-// mask x feature-weights outer product; the bias is left out, as it does not move a synthesis).
-// How far a refit moved what the channel prefers: 1 for the same direction, 0 for unrelated
-// (and 0 when either has no weights or the shapes do not match).
-double readout_cosine(const ChannelFit& a, const ChannelFit& b, const FeatureShape& shape);
+// How much two fits of a channel agree: the Pearson r of their predictions on the bank's last
+// `recent` images (the stimuli a session showed most recently, synthesized ones included), so a
+// refit that leaves what the channel prefers in place scores near 1 even when weights along
+// directions the images never explore have moved. Scale and offset do not count (a synthesis
+// maximising either fit goes the same way). 1 when the bank has fewer than 3 images.
+double fit_agreement(const ChannelFit& a, const ChannelFit& b, const FeatureBank& bank,
+                     int recent = 256);
 
 // Pearson correlation; 0 when either side is constant.
 double pearson_r(std::span<const double> a, std::span<const double> b);

@@ -72,10 +72,10 @@ Status validate(SessionConfig& c) {
         "calibration.ridge_smoothing: applies to the RIDGE readout only (the FACTORIZED readout's "
         "mask is its own spatial prior)");
   }
-  double& cosine = c.calibration.prepared_min_cosine;
-  if (cosine == 0.0) cosine = 0.95;
-  if (!std::isfinite(cosine) || cosine < -1.0 || cosine > 1.0) {
-    return invalid_argument("calibration.prepared_min_cosine: " + std::to_string(cosine) +
+  double& agreement = c.calibration.prepared_min_agreement;
+  if (agreement == 0.0) agreement = 0.95;
+  if (!std::isfinite(agreement) || agreement < -1.0 || agreement > 1.0) {
+    return invalid_argument("calibration.prepared_min_agreement: " + std::to_string(agreement) +
                             " is outside -1..1");
   }
   return Status::Ok();
@@ -93,7 +93,7 @@ nlohmann::json to_json(const SessionConfig& c) {
            {{"form", to_string(c.calibration.form)},
             {"folds", c.calibration.folds},
             {"min_stimuli", c.calibration.min_stimuli},
-            {"prepared_min_cosine", c.calibration.prepared_min_cosine},
+            {"prepared_min_agreement", c.calibration.prepared_min_agreement},
             {"ridge_smoothing", c.calibration.ridge_smoothing}}},
           {"notes", c.notes}};
 }
@@ -114,7 +114,7 @@ StatusOr<SessionConfig> config_from_json(const std::string& text) {
     c.calibration.folds = cal.at("folds").get<int>();
     c.calibration.min_stimuli = cal.at("min_stimuli").get<int>();
     // Absent in sessions stored before the setting existed.
-    c.calibration.prepared_min_cosine = cal.value("prepared_min_cosine", 0.95);
+    c.calibration.prepared_min_agreement = cal.value("prepared_min_agreement", 0.95);
     c.calibration.ridge_smoothing = cal.value("ridge_smoothing", 0.0);
     c.notes = j.at("notes").get<std::string>();
     return c;

@@ -20,9 +20,9 @@ struct CalibrationSettings {
   ReadoutForm form = ReadoutForm::kRidge;
   int folds = 5;
   int min_stimuli = 10;  // stimuli with valid trials before the first fit
-  // A refit keeps the syntheses prepared for the next block while every target channel's readout
-  // weights have at least this cosine with the fit they were started on; below it, they restart.
-  double prepared_min_cosine = 0.95;
+  // A refit keeps the syntheses prepared for the next block while every target channel's fit
+  // agrees at least this much (fit_agreement) with the fit they were started on; else they restart.
+  double prepared_min_agreement = 0.95;
   // RIDGE only: sigma (feature-map positions) of the spatial smoothness prior; 0: none.
   double ridge_smoothing = 0.0;
 };
@@ -46,7 +46,7 @@ Status check_id(const std::string& id, const std::string& field);
 // Model id of a calibrated channel.
 std::string channel_model_id(const std::string& session_id, const std::string& channel_id);
 // Every field's limits; fills defaults (folds 0 -> 5, min_stimuli 0 -> 10,
-// prepared_min_cosine 0 -> 0.95).
+// prepared_min_agreement 0 -> 0.95).
 Status validate(SessionConfig& config);
 
 nlohmann::json to_json(const SessionConfig& config);

@@ -461,8 +461,7 @@ Status SessionManager::refit(Live& s, engine::Priority priority) {
   }
   for (int c = 0; c < channels; ++c) {
     ChannelCalibration& cal = s.calibration.channels[c];
-    cal.cosine_to_previous =
-        s.fits[c] ? readout_cosine(*s.fits[c], fits[c], s.base->features.shape) : 1.0;
+    cal.agreement_with_previous = s.fits[c] ? fit_agreement(*s.fits[c], fits[c], *s.bank) : 1.0;
     cal.calibrated = true;
     cal.model_id = channel_model_id(s.config.session_id, s.config.channels[c].id);
     cal.cv_r = fits[c].cv_r;
@@ -568,7 +567,7 @@ StatusOr<SessionStatus> SessionManager::close(const std::string& session_id) {
   ASSIGN_OR_RETURN(auto s, live(session_id));
   std::lock_guard lock(s->mutex);
   RETURN_IF_ERROR(store_->close_session(session_id).status());
-  s->prepared.clear();  // cancels them
+  s->prepared.clear();  // abandons them
   s->prepared_request.reset();
   return status_of(*s);
 }
@@ -675,7 +674,7 @@ StatusOr<BlockResult> SessionManager::next_block(const BlockRequest& request) {
 
   for (const auto& ch : s->config.channels) ctx.channel_ids.push_back(ch.id);
   Live& live_session = *s;
-  // Prepared batches not taken by this block assumed another request: dropped (and cancelled)
+  // Prepared batches not taken by this block assumed another request: dropped (and abandoned)
   // once the block is made.
   ctx.take_prepared = [&live_session, index = row.blocks](const SynthesisPlan& plan) {
     std::unique_ptr<SynthesisBatch> taken;
@@ -836,14 +835,13 @@ int SessionManager::revalidate_prepared(Live& s) {
     for (int channel : batch->plan().channels) {
       const auto& then = s.prepared_fits[channel];
       const auto& now = s.fits[channel];
-      lowest = std::min(lowest,
-                        then && now ? readout_cosine(*then, *now, s.base->features.shape) : -1.0);
+      lowest = std::min(lowest, then && now ? fit_agreement(*then, *now, *s.bank) : -1.0);
     }
   }
-  if (lowest >= s.config.calibration.prepared_min_cosine) return 0;
+  if (lowest >= s.config.calibration.prepared_min_agreement) return 0;
   int dropped = 0;
   for (const auto& batch : s.prepared) dropped += static_cast<int>(batch->plan().requests.size());
-  spdlog::info("event=prepared_invalidated session={} stimuli={} cosine={:.4f} fit={}",
+  spdlog::info("event=prepared_invalidated session={} stimuli={} agreement={:.4f} fit={}",
                s.config.session_id, dropped, lowest, s.calibration.version);
   const BlockRequest request = *s.prepared_request;
   const int block_index = s.prepared_block_index;

@@ -34,9 +34,8 @@ struct ChannelCalibration {
   double cv_r = 0.0;
   double lambda = 0.0;
   int stimuli = 0;
-  // Cosine between this fit's readout weights and the previous fit's (readout_cosine); 1 for a
-  // channel's first fit.
-  double cosine_to_previous = 1.0;
+  // fit_agreement() of this fit with the previous one; 1 for a channel's first fit.
+  double agreement_with_previous = 1.0;
 };
 
 struct CalibrationState {
@@ -101,7 +100,7 @@ struct ReportResult {
   int total_trials = 0;
   CalibrationState calibration;
   // Stimuli being prepared for the next block that this report's refit made stale (their
-  // channels' readouts moved below calibration.prepared_min_cosine); they are started again on
+  // channels' fits agree less than calibration.prepared_min_agreement); they are started again on
   // the new fit.
   int prepared_invalidated = 0;
 };
@@ -155,7 +154,7 @@ class SessionManager {
   // while the rig shows the current block, and NextBlock collects them if it asks for the same.
   void prepare_next(Live& s, const BlockRequest& request, int block_index);
   // After a refit: drops (and starts again) the prepared syntheses whose target channels'
-  // readouts moved below the session's prepared_min_cosine; returns how many stimuli it dropped.
+  // fits agree less than the session's prepared_min_agreement; returns how many stimuli it dropped.
   int revalidate_prepared(Live& s);
   // Uploads `model` (on the engine's thread) and installs or replaces it in the registry.
   Status install(std::shared_ptr<const Model> model, const std::string& session_id,

@@ -94,10 +94,10 @@ StatusOr<SynthesisPlan> plan_syntheses(const BlockRequest& request, int block_in
 SynthesisBatch::SynthesisBatch(SynthesisPlan plan, BatchTarget target)
     : plan_(std::move(plan)), target_(std::move(target)) {}
 
-SynthesisBatch::~SynthesisBatch() { cancel(); }
+SynthesisBatch::~SynthesisBatch() { abandon(); }
 
-void SynthesisBatch::cancel() {
-  for (auto& job : jobs_) job->cancel();
+void SynthesisBatch::abandon() {
+  for (auto& job : jobs_) job->abandon();
 }
 
 StatusOr<std::unique_ptr<SynthesisBatch>> SynthesisBatch::start(
@@ -120,7 +120,7 @@ StatusOr<std::unique_ptr<SynthesisBatch>> SynthesisBatch::start(
     auto done = sink->done();
     if (Status st = engine.submit(job); !st.ok()) {
       // Jobs already submitted still end and fulfil their futures: stop them and wait.
-      batch->cancel();
+      batch->abandon();
       for (auto& f : batch->done_) f.wait();
       return st;
     }

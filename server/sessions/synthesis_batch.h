@@ -48,7 +48,7 @@ class SynthesisBatch {
       SynthesisPlan plan, BatchTarget target, engine::Priority priority,
       std::optional<engine::Clock::time_point> deadline, engine::Engine& engine, Backend& backend,
       std::shared_ptr<engine::StepTimeBook> step_times, const std::string& request_id);
-  ~SynthesisBatch();  // cancels jobs still running
+  ~SynthesisBatch();  // abandons jobs still running (synthesize_job.h)
   SynthesisBatch(const SynthesisBatch&) = delete;
   SynthesisBatch& operator=(const SynthesisBatch&) = delete;
 
@@ -60,11 +60,11 @@ class SynthesisBatch {
   // their best stimulus so far. Items are in plan order, marked prepared when `prepared`.
   StatusOr<std::vector<BlockItem>> collect(std::optional<engine::Clock::time_point> cut,
                                            bool prepared);
-  void cancel();
 
  private:
   class Sink;
   SynthesisBatch(SynthesisPlan plan, BatchTarget target);
+  void abandon();
 
   SynthesisPlan plan_;
   BatchTarget target_;

@@ -71,12 +71,12 @@ TEST_CASE("sessions: open, blocks, reports, calibration and close", "[sessions]"
     r.mutable_calibration()->set_form(v1::FACTORIZED);
     CHECK_THAT(client->open_session(r).status().message(), Contains("RIDGE readout only"));
     r = open_request("s2");
-    r.mutable_calibration()->set_prepared_min_cosine(1.5);
+    r.mutable_calibration()->set_prepared_min_agreement(1.5);
     CHECK_THAT(client->open_session(r).status().message(),
-               Contains("calibration.prepared_min_cosine"));
-    r.mutable_calibration()->set_prepared_min_cosine(std::nan(""));
+               Contains("calibration.prepared_min_agreement"));
+    r.mutable_calibration()->set_prepared_min_agreement(std::nan(""));
     CHECK_THAT(client->open_session(r).status().message(),
-               Contains("calibration.prepared_min_cosine"));
+               Contains("calibration.prepared_min_agreement"));
     CHECK(client->get_session("s2").status().code() == StatusCode::kNotFound);
   }
 

@@ -1,7 +1,7 @@
 // Prepared-ahead blocks: once a SYNTHESIZE block is handed out, the server starts the next
 // block's syntheses in the background; the next NextBlock asking for the same collects them.
 // Checked: a prepared stimulus is byte for byte the one a fresh block makes (same plan, all
-// steps done); a refit that moves the readout past prepared_min_cosine restarts them, one that
+// steps done); a refit that changes the readout past prepared_min_agreement restarts them, one that
 // does not keeps them (their predictions then come from the current fit); another strategy
 // discards them; and a deadline holds while they are still running.
 #include <catch2/catch.hpp>
@@ -19,9 +19,9 @@ namespace {
 
 // Opens `id` and calibrates it on two seeded POOL blocks of 4 (the same images for any id).
 void open_calibrated(client::StimloopClient& client, const std::string& id,
-                     double prepared_min_cosine) {
+                     double prepared_min_agreement) {
   auto open = open_request(id);
-  open.mutable_calibration()->set_prepared_min_cosine(prepared_min_cosine);
+  open.mutable_calibration()->set_prepared_min_agreement(prepared_min_agreement);
   REQUIRE(client.open_session(open).ok());
   for (int b = 0; b < 2; ++b) {
     auto request = block_request(id, 4, "pool" + std::to_string(b));
@@ -95,7 +95,7 @@ TEST_CASE("sessions: prepared-ahead blocks", "[sessions]") {
     check_current_predictions(*client, "prep", *prepared);
   }
 
-  SECTION("a refit that moves the readout restarts them; one within the cosine keeps them") {
+  SECTION("a refit that moves the readout restarts them; one that agrees keeps them") {
     open_calibrated(*client, "strict", 1.0);    // any movement restarts
     open_calibrated(*client, "lenient", -1.0);  // never restarts
     for (const char* id : {"strict", "lenient"}) {
@@ -107,8 +107,8 @@ TEST_CASE("sessions: prepared-ahead blocks", "[sessions]") {
       const bool strict = std::string(id) == "strict";
       CHECK(reported->prepared_invalidated() == (strict ? 2 : 0));
       for (const auto& ch : reported->calibration().channels()) {
-        CHECK(std::isfinite(ch.cosine_to_previous()));
-        CHECK(ch.cosine_to_previous() <= 1.0 + 1e-9);
+        CHECK(std::isfinite(ch.agreement_with_previous()));
+        CHECK(ch.agreement_with_previous() <= 1.0 + 1e-9);
       }
       auto next = client->next_block(synth_request(id, 20));
       REQUIRE(next.ok());

@@ -427,47 +427,36 @@ TEST_CASE("pearson_r handles perfect, constant and short inputs", "[calibration]
   CHECK(pearson_r(std::vector<double>{1.0}, std::vector<double>{2.0}) == 0.0);
 }
 
-TEST_CASE("readout_cosine compares readouts of either form by their full weights",
+TEST_CASE("fit_agreement correlates two fits' predictions on the bank's latest images",
           "[calibration]") {
-  const FeatureShape shape{2, 3, 4};
-  ChannelFit factorized;
-  factorized.form = ReadoutForm::kFactorized;
-  factorized.feature_weights = {1.0f, -2.0f, 0.5f, 3.0f};
-  factorized.spatial_mask = {0.1f, 0.2f, -0.3f, 0.4f, 0.0f, 1.0f};
-  factorized.bias = 7.0;
-  // The same readout written out in full (channels-last), with another bias: cosine 1.
-  ChannelFit ridge;
-  ridge.form = ReadoutForm::kRidge;
-  for (float m : factorized.spatial_mask) {
-    for (float f : factorized.feature_weights) ridge.weights.push_back(m * f);
-  }
-  ridge.bias = -3.0;
-  CHECK(readout_cosine(factorized, ridge, shape) == Approx(1.0).epsilon(1e-6));
-  CHECK(readout_cosine(ridge, ridge, shape) == Approx(1.0).epsilon(1e-12));
-
-  ChannelFit scaled = ridge, negated = ridge, other = ridge;
-  for (auto& w : scaled.weights) w *= 5.0f;
+  const auto x = make_features(40, 3, 9);
+  FeatureBank bank(kShape);
+  fill(bank, x);
+  ChannelFit a;
+  a.weights.resize(kShape.size());
+  for (std::size_t j = 0; j < a.weights.size(); ++j) a.weights[j] = float(std::sin(j + 1.0));
+  ChannelFit scaled = a, negated = a, other = a;
+  for (auto& w : scaled.weights) w *= 3.0f;
+  scaled.bias = 5.0;
   for (auto& w : negated.weights) w = -w;
-  CHECK(readout_cosine(ridge, scaled, shape) == Approx(1.0).epsilon(1e-6));
-  CHECK(readout_cosine(ridge, negated, shape) == Approx(-1.0).epsilon(1e-6));
-
-  // A plain reference on an arbitrary pair.
-  for (std::size_t j = 0; j < other.weights.size(); ++j) other.weights[j] = std::sin(j + 1.0);
-  double ab = 0, aa = 0, bb = 0;
-  for (std::size_t j = 0; j < ridge.weights.size(); ++j) {
-    ab += double{ridge.weights[j]} * other.weights[j];
-    aa += double{ridge.weights[j]} * ridge.weights[j];
-    bb += double{other.weights[j]} * other.weights[j];
+  for (std::size_t j = 0; j < other.weights.size(); ++j)
+    other.weights[j] = float(std::cos(3.0 * j));
+  CHECK(fit_agreement(a, a, bank) == Approx(1.0).epsilon(1e-12));
+  CHECK(fit_agreement(a, scaled, bank) == Approx(1.0).epsilon(1e-6));
+  CHECK(fit_agreement(a, negated, bank) == Approx(-1.0).epsilon(1e-6));
+  // A plain reference over the last 10 images only.
+  std::vector<double> pa, po;
+  for (int i = 30; i < 40; ++i) {
+    pa.push_back(predict(a, kShape, x[i]));
+    po.push_back(predict(other, kShape, x[i]));
   }
-  CHECK(readout_cosine(ridge, other, shape) == Approx(ab / std::sqrt(aa * bb)).epsilon(1e-9));
-
-  // Malformed or all-zero readouts compare as unrelated, never as NaN.
-  ChannelFit wrong = ridge;
-  wrong.weights.pop_back();
-  ChannelFit zero = ridge;
-  std::fill(zero.weights.begin(), zero.weights.end(), 0.0f);
-  CHECK(readout_cosine(ridge, wrong, shape) == 0.0);
-  CHECK(readout_cosine(ridge, zero, shape) == 0.0);
+  CHECK(fit_agreement(a, other, bank, 10) == Approx(pearson_r(pa, po)).epsilon(1e-12));
+  CHECK(fit_agreement(a, other, bank, 10) != Approx(fit_agreement(a, other, bank, 40)));
+  // Too few images to say: they agree.
+  FeatureBank small(kShape);
+  REQUIRE(small.add(x[0]).ok());
+  REQUIRE(small.add(x[1]).ok());
+  CHECK(fit_agreement(a, negated, small) == 1.0);
 }
 
 }  // namespace
