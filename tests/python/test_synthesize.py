@@ -58,6 +58,12 @@ def test_deadline_ms_returns_the_best_stimulus_in_time(client):
     assert 0 < result.records[0]["steps_done"] < 1_000_000 and result.images.shape[0] == 1
 
 
+def test_grpc_deadline_also_stops_a_synthesis_in_time(client):
+    # gRPC's deadline reaches the server, which returns the best stimulus before it.
+    result = client.synthesize("demo", "max", steps=1_000_000, timeout=2.0)
+    assert result.stop_reason == "DEADLINE" and len(result.stimuli) == 1
+
+
 def test_grpc_timeout_raises_deadline_exceeded(client):
     with pytest.raises(stimloop.DeadlineExceeded) as caught:
         client.predict("demo", np.zeros((256, 112, 112, 3), dtype=np.uint8), timeout=1e-4)
