@@ -3,7 +3,6 @@
 import numpy as np
 import pytest
 
-import stimloop
 from pictures import grating, noise
 
 

@@ -23,6 +23,13 @@ def test_skipped_without_grpcio(tmp_path):
     assert "SKIPPED" in done.stdout and "python3-grpcio" in done.stdout
 
 
+def test_fails_with_grpcio_but_without_numpy(tmp_path):
+    (tmp_path / "numpy.py").write_text("raise ImportError('no numpy here')\n")
+    done = runner(env=dict(os.environ, PYTHONPATH=str(tmp_path)))
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "python3-numpy" in done.stdout
+
+
 def test_fails_when_no_test_ran():
     done = runner("-k", "no_test_has_this_name")
     assert done.returncode == 1, done.stdout + done.stderr
