@@ -46,7 +46,9 @@ class SessionsMixin:
                      timeout: Any = DEFAULT) -> SessionInfo:
         """Creates a session, or returns it unchanged when the same request was made before
         (FailedPrecondition when the id exists with a different one). channels: ids, or
-        (id, name) pairs."""
+        (id, name) pairs; base_model: the model whose features the readouts are fitted on;
+        pool: a --pool NAME of the server; readout: 'ridge' or 'factorized'; folds and
+        min_stimuli: 0 for the server's defaults (5 and 10)."""
         request = spb.OpenSessionRequest(
             session_id=session_id, rig=rig, base_model=base_model, pool=pool, notes=notes,
             calibration=spb.CalibrationSettings(form=enum_value("readout", readout, _FORMS),
