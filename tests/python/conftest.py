@@ -74,6 +74,17 @@ def secure_server(bins, pki, tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def mutual_tls_server(bins, pki, tmp_path_factory):
+    """TLS that requires a client certificate signed by the test CA."""
+    work = tmp_path_factory.mktemp("mutual")
+    process = ServerProcess(bins, work, "--data-dir", str(work / "data"),
+                            "--tls-cert", str(pki["server"]), "--tls-key", str(pki["server_key"]),
+                            "--tls-client-ca", str(pki["ca"]))
+    yield process
+    process.stop()
+
+
+@pytest.fixture(scope="session")
 def images(tmp_path_factory):
     """Two gratings and a noise image as PNG files."""
     folder = tmp_path_factory.mktemp("images")

@@ -45,7 +45,8 @@ class ServerProcess:
 
 
 def make_pki(folder: Path) -> dict[str, Path]:
-    """A CA and a server certificate for 127.0.0.1 / localhost, made with the openssl command."""
+    """A CA, a server certificate for 127.0.0.1 / localhost and a client certificate signed by it,
+    and an unrelated CA, made with the openssl command."""
     folder.mkdir(parents=True, exist_ok=True)
 
     def run(*args: str) -> None:
@@ -59,18 +60,21 @@ def make_pki(folder: Path) -> dict[str, Path]:
         run("req", "-x509", "-new", "-config", f"{ca}.cnf", "-newkey", "ec", "-pkeyopt",
             "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", f"{ca}.key", "-out", f"{ca}.pem",
             "-days", "2")
-    (folder / "server.cnf").write_text(
-        "[req]\ndistinguished_name = dn\nprompt = no\n"
-        "[ext]\nbasicConstraints = critical, CA:FALSE\nkeyUsage = critical, digitalSignature\n"
-        "extendedKeyUsage = serverAuth\nsubjectAltName = DNS:localhost, IP:127.0.0.1\n"
-        "[dn]\nCN = localhost\n")
-    run("req", "-new", "-config", "server.cnf", "-newkey", "ec", "-pkeyopt",
-        "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", "server.key", "-out", "server.csr")
-    run("x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
-        "-set_serial", "2", "-days", "2", "-extfile", "server.cnf", "-extensions", "ext",
-        "-out", "server.pem")
-    return {name: folder / f"{name}.pem" for name in ("ca", "other_ca", "server")} | {
-        "server_key": folder / "server.key"}
+    leaves = {"server": ("localhost", "serverAuth\nsubjectAltName = DNS:localhost, IP:127.0.0.1"),
+              "client": ("stimloop python test client", "clientAuth")}
+    for serial, (name, (common_name, usage)) in enumerate(leaves.items(), start=2):
+        (folder / f"{name}.cnf").write_text(
+            "[req]\ndistinguished_name = dn\nprompt = no\n[ext]\nbasicConstraints = critical, "
+            f"CA:FALSE\nkeyUsage = critical, digitalSignature\nextendedKeyUsage = {usage}\n"
+            f"[dn]\nCN = {common_name}\n")
+        run("req", "-new", "-config", f"{name}.cnf", "-newkey", "ec", "-pkeyopt",
+            "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", f"{name}.key", "-out",
+            f"{name}.csr")
+        run("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+            "-set_serial", str(serial), "-days", "2", "-extfile", f"{name}.cnf", "-extensions",
+            "ext", "-out", f"{name}.pem")
+    return {name: folder / f"{name}.pem" for name in ("ca", "other_ca", "server", "client")} | {
+        "server_key": folder / "server.key", "client_key": folder / "client.key"}
 
 
 def bin_dir() -> Path:

@@ -1,4 +1,4 @@
-"""TLS and the bearer token."""
+"""TLS, mutual TLS and the bearer token."""
 
 import pytest
 
@@ -34,6 +34,17 @@ def test_plaintext_or_untrusted_certificate_fails(secure_server, pki):
             plain.models()
     # A CA that did not sign the server's certificate: the handshake fails.
     with stimloop.Client(secure_server.address, tls=pki["other_ca"], token=TOKEN, timeout=5) as c:
+        with pytest.raises(stimloop.Unavailable):
+            c.models()
+
+
+def test_mutual_tls(mutual_tls_server, pki):
+    tls = stimloop.TLS(ca=pki["ca"], cert=pki["client"], key=pki["client_key"])
+    with stimloop.Client(mutual_tls_server.address, tls=tls, timeout=30) as c:
+        c.wait_until_serving(timeout=60)
+        assert c.model("demo").num_outputs == 1
+    # Without a client certificate the server refuses the handshake.
+    with stimloop.Client(mutual_tls_server.address, tls=pki["ca"], timeout=5) as c:
         with pytest.raises(stimloop.Unavailable):
             c.models()
 
