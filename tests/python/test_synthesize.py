@@ -58,9 +58,9 @@ def test_deadline_ms_returns_the_best_stimulus_in_time(client):
     assert 0 < result.records[0]["steps_done"] < 1_000_000 and result.images.shape[0] == 1
 
 
-def test_grpc_deadline_also_stops_a_synthesis_in_time(client):
-    # gRPC's deadline reaches the server, which returns the best stimulus before it.
-    result = client.synthesize("demo", "max", steps=1_000_000, timeout=2.0)
+def test_deadline_ms_and_a_grpc_timeout_together(client):
+    # The earlier of the two wins: deadline_ms, well inside the gRPC deadline.
+    result = client.synthesize("demo", "max", steps=1_000_000, deadline_ms=300, timeout=10.0)
     assert result.stop_reason == "DEADLINE" and len(result.stimuli) == 1
 
 
@@ -85,11 +85,15 @@ def test_cancelling_a_stream_stops_it(client):
 
 def test_closing_the_client_cancels_a_blocking_call(server):
     other = stimloop.Client(server.address)
-    timer = threading.Timer(0.5, other.close)
-    timer.start()
+    closer = threading.Thread(target=other.close)
+
+    def on_event(event):
+        if event.kind == "ACCEPTED":  # the call is under way: close from another thread
+            closer.start()
+
     with pytest.raises(stimloop.Cancelled):
-        other.synthesize("demo", "max", steps=1_000_000)
-    timer.join()
+        other.synthesize("demo", "max", steps=1_000_000, on_event=on_event)
+    closer.join()
 
 
 def test_leaving_a_with_block_cancels_the_stream(client):
