@@ -64,9 +64,10 @@ def main() -> int:
         return 1
     import pytest
 
-    os.environ["STIMLOOP_BIN_DIR"] = args.bin_dir
-    os.environ["STIMLOOP_PYTHON_PATH"] = args.python_path
-    sys.path.insert(0, args.python_path)
+    # Absolute: tests run the binaries and examples from other working directories.
+    os.environ["STIMLOOP_BIN_DIR"] = os.path.abspath(args.bin_dir)
+    os.environ["STIMLOOP_PYTHON_PATH"] = os.path.abspath(args.python_path)
+    sys.path.insert(0, os.environ["STIMLOOP_PYTHON_PATH"])
     sys.dont_write_bytecode = True  # nothing written into the source tree
     outcomes = Outcomes()
     code = pytest.main(["-p", "no:cacheprovider", "-rs", args.tests, *pytest_args],
