@@ -10,6 +10,7 @@ PACKAGES=(
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libspdlog-dev libcpp-httplib-dev openssl
   libsqlite3-dev libeigen3-dev
+  python3-grpcio python3-protobuf python3-numpy python3-pytest python3-venv
 )
 missing=()
 for p in "${PACKAGES[@]}"; do
