@@ -52,6 +52,14 @@ def test_a_whole_session(client):
         assert s.png is not None and s.image is None
         assert hashlib.sha256(s.png).hexdigest() == s.image_sha256
         assert s.record["steps_done"] == 5 and s.predicted.shape == (2,)
+        assert not s.prepared  # nothing was prepared before the first SYNTHESIZE block
+    assert synthesized.prepared_stimuli == 0
+
+    # The same request again: the server prepared it while the first was "shown".
+    again = client.next_block(
+        "py1", 2, stimloop.block_strategy("synthesize", synthesis={"steps": 5}), encoding="png")
+    assert again.prepared_stimuli == 2 and all(s.prepared for s in again.stimuli)
+    assert all(s.record["steps_done"] == 5 for s in again.stimuli)
 
     mixed = client.next_block("py1", 3, stimloop.block_strategy(mix={"pool": 2, "synthesize": 1},
                                                                 synthesis={"steps": 3}))
@@ -64,7 +72,8 @@ def test_a_whole_session(client):
     assert client.predict("py1", block.images).shape == (6, 2)
 
     got = client.get_session("py1")
-    assert got.blocks == 3 and got.trials == 8 and got.rig == "pytest"
+    assert got.blocks == 4 and got.trials == 8 and got.rig == "pytest"
+    assert got.calibration.channels[0].agreement_with_previous <= 1.0
     assert "py1" in [s.session_id for s in client.list_sessions()]
     export = client.export_session("py1")
     assert "session.json" in export.files and export.directory
@@ -88,3 +97,12 @@ def test_session_errors_carry_code_and_message(client):
         client.report_responses("py3", ["zz"], [[1.0]])
     with pytest.raises(ValueError, match="responses: shape"):
         client.report_responses("py3", ["a", "b"], [1.0, 2.0])
+    with pytest.raises(stimloop.InvalidArgument, match=r"calibration\.ridge_smoothing"):
+        client.open_session("py4", channels=["a"], base_model="demo", pool="demo",
+                            ridge_smoothing=9.0)
+    with pytest.raises(stimloop.InvalidArgument, match=r"calibration\.prepared_min_agreement"):
+        client.open_session("py4", channels=["a"], base_model="demo", pool="demo",
+                            prepared_min_agreement=2.0)
+    smooth = client.open_session("py5", channels=["a"], base_model="demo", pool="demo",
+                                 ridge_smoothing=1.5)
+    assert smooth.state == "OPEN"

@@ -20,6 +20,7 @@ class ChannelCalibration:
     cv_r: float  # cross-validated Pearson r of the current fit
     penalty: float  # the chosen ridge penalty (the wire's `lambda`)
     stimuli: int
+    agreement_with_previous: float  # r of this fit's and the previous fit's predictions
 
 
 @dataclass(frozen=True)
@@ -32,7 +33,8 @@ class Calibration:
     @classmethod
     def from_proto(cls, c: spb.CalibrationState) -> "Calibration":
         channels = [ChannelCalibration(ch.channel_id, ch.calibrated, ch.model_id, ch.cv_r,
-                                       getattr(ch, "lambda"), ch.stimuli) for ch in c.channels]
+                                       getattr(ch, "lambda"), ch.stimuli,
+                                       ch.agreement_with_previous) for ch in c.channels]
         form = spb.ReadoutForm.Name(c.form) if c.form else "RIDGE"
         return cls(c.version, form, c.model_id, channels)
 
@@ -77,6 +79,7 @@ class BlockStimulus:
     image_sha256: str  # of the PNG the server stored
     predicted: np.ndarray  # per channel when the block was made; empty before the first fit
     target_channel: str  # SYNTHESIZED: the channel it was made for
+    prepared: bool  # SYNTHESIZED: prepared in the background before the block was asked for
 
     @property
     def record(self) -> dict[str, Any] | None:
@@ -94,15 +97,17 @@ class Block:
     stop_reason: str  # COMPLETED, or DEADLINE when a synthesis stopped early
     wall_ms: float
     replayed: bool  # handed out before under the same block_id
+    prepared_stimuli: int  # stimuli taken from the syntheses prepared ahead
 
     @classmethod
     def from_proto(cls, b: spb.Block) -> "Block":
         stimuli = [BlockStimulus(s.stimulus_id, from_image(s.image), png_bytes(s.image),
                                  spb.StimulusOrigin.Name(s.origin), s.pool_image, s.record_json,
                                  s.image_sha256, np.array(s.predicted, dtype=np.float64),
-                                 s.target_channel) for s in b.stimuli]
+                                 s.target_channel, s.prepared) for s in b.stimuli]
         return cls(b.session_id, b.block_id, b.block_index, stimuli, b.calibration_version,
-                   list(b.uncalibrated_channels), b.stop_reason, b.wall_ms, b.replayed)
+                   list(b.uncalibrated_channels), b.stop_reason, b.wall_ms, b.replayed,
+                   b.prepared_stimuli)
 
     @property
     def stimulus_ids(self) -> list[str]:
@@ -126,6 +131,7 @@ class ReportResult:
     duplicates: int  # trials already stored with identical values (retries): ignored
     total_trials: int
     calibration: Calibration
+    prepared_invalidated: int  # prepared stimuli this report's refit made stale (restarted)
 
 
 @dataclass(frozen=True)

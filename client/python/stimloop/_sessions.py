@@ -42,17 +42,23 @@ class SessionsMixin:
 
     def open_session(self, session_id: str, *, channels: Sequence[str | tuple[str, str]],
                      base_model: str, pool: str, rig: str = "", readout: Any = "ridge",
-                     folds: int = 0, min_stimuli: int = 0, notes: str = "",
+                     folds: int = 0, min_stimuli: int = 0, ridge_smoothing: float = 0.0,
+                     prepared_min_agreement: float = 0.0, notes: str = "",
                      timeout: Any = DEFAULT) -> SessionInfo:
         """Creates a session, or returns it unchanged when the same request was made before
         (FailedPrecondition when the id exists with a different one). channels: ids, or
         (id, name) pairs; base_model: the model whose features the readouts are fitted on;
         pool: a --pool NAME of the server; readout: 'ridge' or 'factorized'; folds and
-        min_stimuli: 0 for the server's defaults (5 and 10)."""
+        min_stimuli: 0 for the server's defaults (5 and 10); ridge_smoothing: sigma of the ridge
+        readout's spatial prior (0: none; 3 recommended for shared-model bases);
+        prepared_min_agreement: how much a refit may change a channel before the syntheses
+        prepared for the next block restart (0: the server's 0.95)."""
         request = spb.OpenSessionRequest(
             session_id=session_id, rig=rig, base_model=base_model, pool=pool, notes=notes,
             calibration=spb.CalibrationSettings(form=enum_value("readout", readout, _FORMS),
-                                                folds=folds, min_stimuli=min_stimuli))
+                                                folds=folds, min_stimuli=min_stimuli,
+                                                ridge_smoothing=ridge_smoothing,
+                                                prepared_min_agreement=prepared_min_agreement))
         for c in channels:
             cid, name = (c, "") if isinstance(c, str) else c
             request.channels.add(id=cid, name=name)
@@ -60,16 +66,18 @@ class SessionsMixin:
 
     def next_block(self, session_id: str, count: int, strategy: Any = "pool", *,
                    block_id: str = "", priority: Any = None, deadline_ms: float = 0.0,
-                   encoding: str = "raw", timeout: Any = DEFAULT) -> Block:
+                   encoding: str = "raw", prepare_next: bool = True,
+                   timeout: Any = DEFAULT) -> Block:
         """The next block of `count` stimuli. strategy: a kind name or stimloop.block_strategy(...).
         block_id: an idempotency key (a retry returns the same block). Priority RIG unless
-        given; encoding 'raw' (arrays) or 'png' (the stored PNGs' bytes)."""
+        given; encoding 'raw' (arrays) or 'png' (the stored PNGs' bytes). prepare_next: let the
+        server prepare the next block's syntheses while this one is shown."""
         if not isinstance(strategy, spb.Strategy):
             strategy = block_strategy(strategy)
         request = spb.NextBlockRequest(
             session_id=session_id, count=count, strategy=strategy, block_id=block_id,
             deadline_ms=deadline_ms, priority=priority_value(priority) if priority else 0,
-            encoding=encoding_value(encoding))
+            encoding=encoding_value(encoding), no_prepare_next=not prepare_next)
         return Block.from_proto(self._session_call("NextBlock", request, timeout))
 
     def report_responses(self, session_id: str, stimulus_ids: Sequence[str], responses: Any, *,
@@ -90,7 +98,7 @@ class SessionsMixin:
                                aborted=bool(abort))
         r = self._session_call("ReportResponses", request, timeout)
         return ReportResult(r.stored, r.duplicates, r.total_trials,
-                            Calibration.from_proto(r.calibration))
+                            Calibration.from_proto(r.calibration), r.prepared_invalidated)
 
     def get_session(self, session_id: str, *, timeout: Any = DEFAULT) -> SessionInfo:
         return SessionInfo.from_proto(self._session_call(
