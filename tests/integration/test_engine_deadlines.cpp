@@ -139,6 +139,9 @@ TEST_CASE("a queued predict or task ends with DEADLINE_EXCEEDED on time while th
   const bool task_ended = task_result.wait_for(milliseconds(1000)) == std::future_status::ready;
   const auto depths = engine.queue_depths();  // while the gate still holds the worker
   m.gate->open();
+  // Whatever happened, both end before the test's locals go.
+  predict_future.wait_for(milliseconds(5000));
+  task_result.wait_for(milliseconds(5000));
   REQUIRE(predict_ended);
   REQUIRE(task_ended);
   const auto [status, ms] = predict_future.get();
