@@ -47,7 +47,8 @@ for trial in $(seq "$trials"); do
   pids+=($!)
   "$bin/stimloop-rig-sim" --server "$addr" --session "t$trial" --base-model demo_population \
     --pool demo --neuron demo_population:0 --neuron demo_population:1 --blocks 100 --count 4 \
-    --schedule pool,synthesize --steps 100000 --deadline-ms 20000 --retry-s 0 \
+    --schedule pool,synthesize --min-stimuli 4 --steps 100000 --deadline-ms 20000 \
+    --retry-s 0 \
     >"$work/rig.log" 2>&1 &
   pids+=($!)
   (
