@@ -63,9 +63,11 @@ class SynthesizeCall::Outbox : public engine::SynthesisSink,
   void pump() {
     enum class Action { kNone, kWrite, kFinish } action = Action::kNone;
     grpc::Status status;
+    SynthesizeCall* call = nullptr;  // read under the mutex: done() clears call_ from OnDone
     {
       std::lock_guard lock(mutex_);
       if (call_ == nullptr || held_ || writing_ || finishing_) return;
+      call = call_;
       if (!pending_.empty()) {
         current_ = std::move(pending_.front().event);
         pending_.pop_front();
@@ -77,8 +79,8 @@ class SynthesizeCall::Outbox : public engine::SynthesisSink,
         action = Action::kFinish;
       }
     }
-    if (action == Action::kWrite) call_->StartWrite(&current_);
-    if (action == Action::kFinish) call_->Finish(status);
+    if (action == Action::kWrite) call->StartWrite(&current_);
+    if (action == Action::kFinish) call->Finish(status);
   }
 
   // Events wait until the job is accepted, so ACCEPTED is always the first event.
