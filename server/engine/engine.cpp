@@ -11,10 +11,22 @@ double ms_between(Clock::time_point a, Clock::time_point b) {
 
 }  // namespace
 
+// The worker is started last (in the body): it uses every member.
 Engine::Engine(EngineOptions options, EngineMetrics& metrics)
-    : options_(options), metrics_(metrics), worker_([this] { worker_loop(); }) {}
+    : options_(options), metrics_(metrics) {
+  worker_ = std::thread([this] { worker_loop(); });
+  timer_ = std::thread([this] { timer_loop(); });
+}
 
 Engine::~Engine() { shutdown(); }
+
+void Engine::enqueue(std::shared_ptr<Job> job) {
+  if (const auto at = job->expiry(); at && (!timer_at_ || *at < *timer_at_)) {
+    timer_at_ = at;
+    timer_wake_.notify_one();
+  }
+  queues_[static_cast<int>(job->priority())].push_back(std::move(job));
+}
 
 Status Engine::submit(std::shared_ptr<Job> job) {
   const int p = static_cast<int>(job->priority());
@@ -33,7 +45,7 @@ Status Engine::submit(std::shared_ptr<Job> job) {
       std::lock_guard lock(mutex_);
       --outstanding_[p];
     };
-    queues_[p].push_back(std::move(job));
+    enqueue(std::move(job));
   }
   wake_.notify_one();
   return Status::Ok();
@@ -41,20 +53,26 @@ Status Engine::submit(std::shared_ptr<Job> job) {
 
 void Engine::shutdown() {
   std::array<std::deque<std::shared_ptr<Job>>, kNumPriorities> left;
+  std::deque<std::shared_ptr<Job>> ending;
   {
     std::lock_guard lock(mutex_);
     if (stopping_ && !worker_.joinable()) return;
     stopping_ = true;
     left.swap(queues_);
+    ending.swap(ending_);
   }
   wake_.notify_all();
-  if (worker_.joinable()) worker_.join();
+  timer_wake_.notify_all();
+  // Queued jobs end at once, not after the worker's current slice (which may be long).
+  left[0].insert(left[0].end(), ending.begin(), ending.end());
   for (auto& queue : left) {
     for (auto& job : queue) {
       job->fail(unavailable("the server shut down before the job finished"));
       job->release_slot();
     }
   }
+  if (worker_.joinable()) worker_.join();
+  if (timer_.joinable()) timer_.join();
 }
 
 std::array<int, kNumPriorities> Engine::queue_depths() const {
@@ -63,12 +81,70 @@ std::array<int, kNumPriorities> Engine::queue_depths() const {
   for (int p = 0; p < kNumPriorities; ++p) {
     depths[p] = static_cast<int>(queues_[p].size()) + running_[p];
   }
+  for (const auto& job : ending_) ++depths[static_cast<int>(job->priority())];
   return depths;
 }
 
 void Engine::finish(Job& job) {
   const auto now = Clock::now();
   metrics_.observe_run(job.priority(), ms_between(job.started.value_or(now), now));
+}
+
+std::vector<std::shared_ptr<Job>> Engine::take_expired(Clock::time_point now) {
+  std::vector<std::shared_ptr<Job>> expired;
+  timer_at_.reset();
+  for (auto& queue : queues_) {
+    for (auto it = queue.begin(); it != queue.end();) {
+      const auto at = (*it)->expiry();
+      if (at && *at <= now) {
+        expired.push_back(std::move(*it));
+        it = queue.erase(it);
+        continue;
+      }
+      if (at && (!timer_at_ || *at < *timer_at_)) timer_at_ = at;
+      ++it;
+    }
+  }
+  return expired;
+}
+
+void Engine::timer_loop() {
+  std::unique_lock lock(mutex_);
+  while (!stopping_) {
+    if (!timer_at_) {
+      timer_wake_.wait(lock);
+      continue;
+    }
+    if (Clock::now() < *timer_at_) {
+      // Wakes early when an earlier expiry arrives (or spuriously), then sleeps again.
+      timer_wake_.wait_until(lock, *timer_at_);
+      continue;
+    }
+    std::vector<std::shared_ptr<Job>> expired = take_expired(Clock::now());
+    lock.unlock();
+    std::vector<std::shared_ptr<Job>> to_end;
+    for (auto& job : expired) {
+      // Out of every queue and not running: only this thread touches the job now.
+      if (job->expire()) {
+        job->release_slot();
+      } else {
+        to_end.push_back(std::move(job));
+      }
+    }
+    lock.lock();
+    if (to_end.empty()) continue;
+    if (stopping_) {
+      lock.unlock();
+      for (auto& job : to_end) {
+        job->fail(unavailable("the server shut down before the job finished"));
+        job->release_slot();
+      }
+      lock.lock();
+      continue;
+    }
+    for (auto& job : to_end) ending_.push_back(std::move(job));
+    wake_.notify_one();
+  }
 }
 
 void Engine::worker_loop() {
@@ -79,16 +155,22 @@ void Engine::worker_loop() {
     {
       std::unique_lock lock(mutex_);
       wake_.wait(lock, [&] {
-        if (stopping_) return true;
+        if (stopping_ || !ending_.empty()) return true;
         for (const auto& q : queues_) {
           if (!q.empty()) return true;
         }
         return false;
       });
       if (stopping_) return;
-      while (queues_[p].empty()) ++p;
-      job = std::move(queues_[p].front());
-      queues_[p].pop_front();
+      if (!ending_.empty()) {
+        job = std::move(ending_.front());
+        ending_.pop_front();
+        p = static_cast<int>(job->priority());
+      } else {
+        while (queues_[p].empty()) ++p;
+        job = std::move(queues_[p].front());
+        queues_[p].pop_front();
+      }
       ++running_[p];
       const std::string key = job->batch_key();
       if (!key.empty()) {
@@ -145,7 +227,7 @@ void Engine::worker_loop() {
         if (stopping_) {
           abandoned = true;
         } else {
-          queues_[p].push_back(job);
+          enqueue(job);
         }
       }
     }

@@ -21,6 +21,12 @@ namespace stimloop::engine {
 
 using Clock = std::chrono::steady_clock;
 
+// What a job that waited in a queue past its deadline ends with.
+inline Status waited_past_deadline(Priority priority) {
+  return deadline_exceeded(std::string("the deadline passed while the request waited in the ") +
+                           to_string(priority) + " queue");
+}
+
 struct SliceResult {
   bool finished = false;
   int steps = 0;  // synthesis steps done in this slice (for the steps/s metric)
@@ -53,6 +59,19 @@ class Job {
 
   // Finishes the job with an error without running it (engine shutdown, an exception).
   virtual void fail(const Status& status) = 0;
+
+  // When the engine must act on the job if it is still waiting in a queue, however busy the
+  // worker is: its deadline unless the job needs to stop earlier.
+  virtual std::optional<Clock::time_point> expiry() const { return deadline(); }
+
+  // Called by the engine's timer, off the engine's thread, once expiry() has passed while the job
+  // waited; the job is then out of every queue. Ends the job and returns true, or returns false
+  // when ending needs the backend (a synthesis's best stimulus so far is evaluated once more):
+  // the engine then gives the job one more slice before any other queued work.
+  virtual bool expire() {
+    fail(waited_past_deadline(priority_));
+    return true;
+  }
 
   // Set by the engine.
   std::optional<Clock::time_point> started;

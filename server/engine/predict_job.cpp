@@ -35,16 +35,15 @@ std::string address_of(const ResidentModel& m) {
 Status admission_check(const Job& job) {
   if (job.cancelled()) return cancelled("the client cancelled the request");
   if (job.deadline() && Clock::now() >= *job.deadline()) {
-    return deadline_exceeded("the deadline passed while the request waited in the " +
-                             std::string(to_string(job.priority())) + " queue");
+    return waited_past_deadline(job.priority());
   }
   return Status::Ok();
 }
 
 PredictJob::PredictJob(std::string request_id, Priority priority,
                        std::optional<Clock::time_point> deadline,
-                       std::vector<ResidentModelPtr> models, std::vector<std::uint8_t> raw,
-                       int n, Done done)
+                       std::vector<ResidentModelPtr> models, std::vector<std::uint8_t> raw, int n,
+                       Done done)
     : Job(std::move(request_id), priority, deadline),
       models_(std::move(models)),
       raw_(std::move(raw)),

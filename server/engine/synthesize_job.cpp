@@ -33,7 +33,34 @@ SynthesizeJob::SynthesizeJob(std::string request_id, Priority priority,
       backend_(backend),
       request_(std::move(request)),
       options_(std::move(options)),
-      sink_(std::move(sink)) {}
+      sink_(std::move(sink)) {
+  // Known step times count from the start, so that even a job that never ran knows when it can
+  // no longer fit a step.
+  if (options_.step_times) {
+    if (auto known = options_.step_times->lookup(model_->model->info.id, part_size())) {
+      timer_.prime(*known);
+    }
+  }
+}
+
+int SynthesizeJob::part_size() const {
+  const int chunk = options_.max_images_per_slice;
+  const bool split = chunk > 0 && request_.count > chunk && request_.diversity_weight == 0.0;
+  return split ? chunk : request_.count;
+}
+
+std::optional<Clock::time_point> SynthesizeJob::expiry() const {
+  if (!deadline()) return std::nullopt;
+  return timer_.latest_start(*deadline());
+}
+
+bool SynthesizeJob::expire() {
+  if (ended_) return true;
+  expired_ = true;
+  if (!parts_.empty()) return false;  // the best stimulus so far is evaluated on the engine
+  end_unstarted(synthesis::StopReason::kDeadline);
+  return true;
+}
 
 void SynthesizeJob::fail(const Status& status) {
   if (ended_) return;
@@ -43,9 +70,7 @@ void SynthesizeJob::fail(const Status& status) {
 }
 
 Status SynthesizeJob::create_parts() {
-  const int chunk = options_.max_images_per_slice;
-  const bool split = chunk > 0 && request_.count > chunk && request_.diversity_weight == 0.0;
-  const int size = split ? chunk : request_.count;
+  const int size = part_size();
   for (int first = 0; first < request_.count; first += size) {
     synthesis::SynthesisRequest part = request_;
     part.seed = request_.seed + static_cast<std::uint64_t>(first);
@@ -55,11 +80,6 @@ Status SynthesizeJob::create_parts() {
         auto run, synthesis::SynthesisRun::create(part, model_->model->channel_means, backend_,
                                                   model_->model->network, model_->network.get()));
     parts_.push_back({std::move(run), first});
-  }
-  if (options_.step_times) {
-    if (auto known = options_.step_times->lookup(model_->model->info.id, size)) {
-      timer_.prime(*known);
-    }
   }
   return Status::Ok();
 }
@@ -87,15 +107,18 @@ SliceResult SynthesizeJob::run(std::vector<std::shared_ptr<Job>>& /*companions*/
     fail(Status(StatusCode::kCancelled, "abandoned: its result is no longer wanted"));
     return {true, 0};
   }
+  // Before the first step there is no stimulus to return: the job ends without one.
+  if (cancelled()) {
+    return parts_.empty() ? end_unstarted(StopReason::kCancelled) : finish(StopReason::kCancelled);
+  }
+  if (deadline() && (expired_ || timer_.out_of_time(Clock::now(), *deadline()))) {
+    return parts_.empty() ? end_unstarted(StopReason::kDeadline) : finish(StopReason::kDeadline);
+  }
   if (parts_.empty()) {
     if (Status s = create_parts(); !s.ok()) {
       fail(s);
       return {true, 0};
     }
-  }
-  if (cancelled()) return finish(StopReason::kCancelled);
-  if (deadline() && timer_.out_of_time(Clock::now(), *deadline())) {
-    return finish(StopReason::kDeadline);
   }
   // The next part that still has steps to do (parts advance in turn, so they stay level).
   while (parts_[next_part_].run->done()) next_part_ = (next_part_ + 1) % parts_.size();
@@ -163,17 +186,31 @@ SliceResult SynthesizeJob::finish(synthesis::StopReason reason) {
     save(out);
     sink_->on_stimulus(out);
   }
-  SynthesisSummary summary;
-  summary.steps_done = steps_done;
-  summary.steps = request_.steps;
-  summary.stop_reason = reason;
-  summary.queue_ms =
-      started ? std::chrono::duration<double, std::milli>(*started - accepted()).count() : 0.0;
-  summary.wall_ms = wall_ms;
+  const SynthesisSummary done = summary(steps_done, reason);
   ended_ = true;
   release_slot();
-  sink_->on_done(summary);
+  sink_->on_done(done);
   return {true, 0};
+}
+
+SliceResult SynthesizeJob::end_unstarted(synthesis::StopReason reason) {
+  const SynthesisSummary done = summary(0, reason);
+  ended_ = true;
+  release_slot();
+  sink_->on_done(done);
+  return {true, 0};
+}
+
+SynthesisSummary SynthesizeJob::summary(int steps_done, synthesis::StopReason reason) const {
+  SynthesisSummary s;
+  s.steps_done = steps_done;
+  s.steps = request_.steps;
+  s.stop_reason = reason;
+  s.wall_ms = ms_since(accepted());
+  // A job that never ran waited all along.
+  s.queue_ms = started ? std::chrono::duration<double, std::milli>(*started - accepted()).count()
+                       : s.wall_ms;
+  return s;
 }
 
 void SynthesizeJob::save(const SynthesisOutput& out) const {

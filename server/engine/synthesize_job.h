@@ -75,10 +75,18 @@ class SynthesizeJob : public Job {
     abandoned_.store(true);
     cancel();
   }
+  // The last moment the next step may start and still end, with the final evaluation, by the
+  // deadline: a job still queued then stops, with the best stimulus so far (or none yet).
+  std::optional<Clock::time_point> expiry() const override;
+  bool expire() override;
 
  private:
+  int part_size() const;  // seeds stepped together (see max_images_per_slice)
   Status create_parts();
   SliceResult finish(synthesis::StopReason reason);
+  // Ends a job that never took a step: DONE with no stimulus.
+  SliceResult end_unstarted(synthesis::StopReason reason);
+  SynthesisSummary summary(int steps_done, synthesis::StopReason reason) const;
   void save(const SynthesisOutput& output) const;
   int min_steps_done() const;
   synthesis::ProgressEvent progress() const;
@@ -98,6 +106,7 @@ class SynthesizeJob : public Job {
   synthesis::StepTimer timer_;
   bool ended_ = false;
   std::atomic<bool> abandoned_{false};
+  bool expired_ = false;  // the timer found it queued past expiry(): its next slice ends it
 };
 
 }  // namespace stimloop::engine

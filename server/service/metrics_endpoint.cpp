@@ -1,6 +1,11 @@
 #include "server/service/metrics_endpoint.h"
 
+#include <arpa/inet.h>
 #include <httplib.h>
+#include <netinet/in.h>
+
+#include <algorithm>
+#include <cctype>
 
 namespace stimloop::service {
 
@@ -27,7 +32,19 @@ StatusOr<std::pair<std::string, int>> split_host_port(const std::string& address
 }
 
 bool is_loopback_host(const std::string& host) {
-  return host == "localhost" || host == "::1" || host.rfind("127.", 0) == 0;
+  // Only literal addresses: a name such as "127.example.org" may resolve anywhere.
+  std::string lower = host;
+  std::transform(lower.begin(), lower.end(), lower.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  if (lower == "localhost") return true;
+  in_addr v4{};
+  if (inet_pton(AF_INET, host.c_str(), &v4) == 1) return (ntohl(v4.s_addr) >> 24) == 127;
+  in6_addr v6{};
+  if (inet_pton(AF_INET6, host.c_str(), &v6) == 1) {
+    if (IN6_IS_ADDR_LOOPBACK(&v6)) return true;
+    return IN6_IS_ADDR_V4MAPPED(&v6) && v6.s6_addr[12] == 127;
+  }
+  return false;
 }
 
 StatusOr<std::unique_ptr<MetricsEndpoint>> MetricsEndpoint::start(

@@ -33,7 +33,8 @@ class MetricsEndpoint {
 // Splits HOST:PORT ("[::1]:9090" too). INVALID_ARGUMENT naming `flag` otherwise.
 StatusOr<std::pair<std::string, int>> split_host_port(const std::string& address,
                                                       const std::string& flag);
-// True for localhost, 127.0.0.0/8 and ::1.
+// True for "localhost" and the literal loopback addresses (127.0.0.0/8, ::1, ::ffff:127.x.y.z);
+// false for any other name, even one that starts with "127.".
 bool is_loopback_host(const std::string& host);
 
 }  // namespace stimloop::service

@@ -3,11 +3,13 @@
 #include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/grpcpp.h>
 #include <grpcpp/health_check_service_interface.h>
+#include <grpcpp/resource_quota.h>
 #include <omp.h>
 #include <spdlog/spdlog.h>
 
 #include <filesystem>
 #include <fstream>
+#include <future>
 #include <sstream>
 
 #include "common/text_file.h"
@@ -35,7 +37,8 @@ struct StimloopServer::State {
   int port = 0;
   std::mutex mutex;
   std::condition_variable stopped_cv;
-  bool stopped = false;
+  bool stopped = false;  // shutdown() has begun
+  bool down = false;     // shutdown() has ended
   std::atomic<bool> serving{false};
 
   std::string render() const {
@@ -67,6 +70,18 @@ Status check_options(const ServerOptions& o) {
         " without TLS and a token: give --tls-cert, --tls-key and --auth-token-file, or "
         "--insecure to accept the risk (anyone who can reach the port can use the server)");
   }
+  if (!o.metrics_listen.empty()) {
+    // /metrics has neither TLS nor tokens: off loopback it is exposed to anyone.
+    ASSIGN_OR_RETURN(auto metrics_host, split_host_port(o.metrics_listen, "--metrics-listen"));
+    if (!is_loopback_host(metrics_host.first) && !o.insecure) {
+      return failed_precondition("refusing to serve /metrics on " + o.metrics_listen +
+                                 " (no TLS, no token): use a loopback address, or --insecure to "
+                                 "accept the risk");
+    }
+  }
+  if (o.handshake_timeout_ms < 100 || o.handshake_timeout_ms > 600000) {
+    return invalid_argument("the handshake timeout must be in 100..600000 ms");
+  }
   if (o.max_queue < 1 || o.max_queue > 100000) {
     return invalid_argument("--max-queue must be in 1..100000");
   }
@@ -79,6 +94,26 @@ Status check_options(const ServerOptions& o) {
   if (o.threads < 0 || o.threads > 1024) return invalid_argument("--threads must be in 0..1024");
   return Status::Ok();
 }
+
+namespace {
+
+// Connections that hold resources without doing anything: a socket that never completes the
+// HTTP/2 (or TLS) handshake is closed after the handshake timeout (gRPC's default: 120 s),
+// an established one with no call for an hour is closed, and a dead peer is found by keepalive
+// pings. The memory gRPC may take for connections and calls is bounded. (Debian's gRPC 1.51 has
+// no cap on the number of connections; GRPC_ARG_MAX_ALLOWED_INCOMING_CONNECTIONS came later.)
+void apply_connection_limits(const ServerOptions& o, grpc::ServerBuilder& builder) {
+  builder.AddChannelArgument(GRPC_ARG_SERVER_HANDSHAKE_TIMEOUT_MS, o.handshake_timeout_ms);
+  builder.AddChannelArgument(GRPC_ARG_MAX_CONCURRENT_STREAMS, kMaxConcurrentStreams);
+  builder.AddChannelArgument(GRPC_ARG_MAX_CONNECTION_IDLE_MS, 60 * 60 * 1000);
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS, 60 * 1000);
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 20 * 1000);
+  grpc::ResourceQuota quota("stimloop-server");  // the builder keeps its own reference
+  quota.Resize(kGrpcMemoryBytes);
+  builder.SetResourceQuota(quota);
+}
+
+}  // namespace
 
 StimloopServer::StimloopServer() : state_(std::make_unique<State>()) {}
 
@@ -142,6 +177,7 @@ StatusOr<std::unique_ptr<StimloopServer>> StimloopServer::start(const ServerOpti
   builder.RegisterService(s.sessions_service.get());
   builder.SetMaxReceiveMessageSize(kMaxRequestBytes);
   builder.SetMaxSendMessageSize(256 << 20);
+  apply_connection_limits(options, builder);
   s.server = builder.BuildAndStart();
   if (!s.server || s.port == 0) {
     return unavailable("cannot listen on " + options.listen +
@@ -193,7 +229,7 @@ std::string StimloopServer::render_metrics() const { return state_->render(); }
 
 void StimloopServer::wait() {
   std::unique_lock lock(state_->mutex);
-  state_->stopped_cv.wait(lock, [&] { return state_->stopped; });
+  state_->stopped_cv.wait(lock, [&] { return state_->down; });
 }
 
 void StimloopServer::shutdown() {
@@ -203,16 +239,33 @@ void StimloopServer::shutdown() {
     if (s.stopped) return;
     s.stopped = true;
   }
+  const auto t0 = std::chrono::steady_clock::now();
   s.serving = false;
   if (s.server) {
     s.server->GetHealthCheckService()->SetServingStatus(false);
-    // Calls in flight get a short grace period, then are cancelled; cancelled synthesis jobs
-    // stop within one step, so the engine must keep running until the server is down.
-    s.server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
+    // gRPC stops taking calls at once; calls in flight may finish during a short grace period.
+    // Then the engine stops: every call still waiting on it ends with UNAVAILABLE and a message
+    // from the server (gRPC only waits for calls to end, it cannot end them itself), and gRPC
+    // cancels whatever is left (a client that stopped reading).
+    std::promise<void> grpc_down;
+    auto down = grpc_down.get_future();
+    std::thread stopper([&] {
+      s.server->Shutdown(std::chrono::system_clock::now() + kShutdownGrace + kShutdownCancel);
+      grpc_down.set_value();
+    });
+    down.wait_for(kShutdownGrace);
+    if (s.engine) s.engine->shutdown();
+    stopper.join();
   }
   if (s.engine) s.engine->shutdown();
   s.metrics_endpoint.reset();
-  spdlog::info("event=stopped");
+  spdlog::info(
+      "event=stopped ms={:.0f}",
+      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+  {
+    std::lock_guard lock(s.mutex);
+    s.down = true;
+  }
   s.stopped_cv.notify_all();
 }
 

@@ -3,6 +3,8 @@
 // tests both use it, so the tests exercise the real server on an ephemeral port.
 #pragma once
 
+#include <chrono>
+#include <cstddef>
 #include <memory>
 #include <string>
 #include <vector>
@@ -27,12 +29,24 @@ struct ServerOptions {
   // Seeds of a non-rig synthesis batch stepped per engine slice (what a rig may wait behind);
   // -1: 1 on the CPU (batching gains nothing there), 0 = whole batches on a GPU.
   int max_step_images = -1;
+  // A connection that has not completed its HTTP/2 (and TLS) handshake by then is closed.
+  int handshake_timeout_ms = 10000;
   // Closed-loop sessions: the SQLite store and stored images live here (created if needed).
   std::string data_dir = "stimloop-data";
   std::vector<std::string> pools;  // NAME=PATH image pools sessions draw from
 };
 
-// Checks the combination of options (TLS pairs, the loopback rule) without touching files.
+// Shutdown: calls in flight get kShutdownGrace to finish, then the engine ends the ones waiting
+// on it (UNAVAILABLE) and, kShutdownCancel later, gRPC cancels any still open.
+inline constexpr std::chrono::milliseconds kShutdownGrace{1200};
+inline constexpr std::chrono::milliseconds kShutdownCancel{500};
+
+// Concurrent calls one connection may carry, and the memory gRPC may use for all of them.
+inline constexpr int kMaxConcurrentStreams = 256;
+inline constexpr std::size_t kGrpcMemoryBytes = std::size_t{4} << 30;
+
+// Checks the combination of options (TLS pairs, the loopback rule for --listen and
+// --metrics-listen) without touching files.
 Status check_options(const ServerOptions& options);
 
 class StimloopServer {

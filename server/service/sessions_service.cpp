@@ -1,15 +1,12 @@
 #include "server/service/sessions_service.h"
 
-#include <spdlog/spdlog.h>
-
+#include "server/service/call_outcome.h"
 #include "server/service/convert.h"
 #include "server/service/grpc_status.h"
 #include "server/service/session_convert.h"
 
 namespace stimloop::service {
 namespace {
-
-using Clock = std::chrono::steady_clock;
 
 // Calls queued for the session threads beyond this are refused: a flood of session calls must
 // not grow memory without bound.
@@ -66,19 +63,8 @@ void SessionsService::worker() {
 grpc::ServerUnaryReactor* SessionsService::dispatch(
     const char* rpc, grpc::CallbackServerContext* context, std::string detail,
     std::function<Status(sessions::SessionManager&)> work) {
-  const auto start = Clock::now();
-  auto* reactor = context->DefaultReactor();
-  auto finish = [this, reactor, rpc, start, detail](const Status& s) {
-    metrics_->count_request(rpc, status_code_name(s.code()));
-    const double ms = std::chrono::duration<double, std::milli>(Clock::now() - start).count();
-    if (s.ok()) {
-      spdlog::info("rpc={} code=OK ms={:.2f}{}", rpc, ms, detail);
-    } else {
-      spdlog::warn("rpc={} code={} ms={:.2f}{} error=\"{}\"", rpc, status_code_name(s.code()), ms,
-                   detail, s.message());
-    }
-    reactor->Finish(to_grpc(s));
-  };
+  auto* reactor = new UnaryCall(context, rpc, "", metrics_);
+  auto finish = [reactor, detail](const Status& s) { reactor->finish(to_grpc(s), detail); };
   Status admitted = auth_.check(*context);
   sessions::SessionManager* manager = manager_.load();
   if (admitted.ok() && manager == nullptr) {

@@ -3,11 +3,11 @@
 #include <spdlog/spdlog.h>
 
 #include <cstdio>
-#include <random>
 
 #include "common/version.h"
 #include "server/engine/predict_job.h"
 #include "server/engine/synthesize_job.h"
+#include "server/service/call_outcome.h"
 #include "server/service/convert.h"
 #include "server/service/grpc_status.h"
 #include "server/service/synthesize_call.h"
@@ -16,22 +16,6 @@ namespace stimloop::service {
 namespace {
 
 using Clock = std::chrono::steady_clock;
-
-double ms_since(Clock::time_point t) {
-  return std::chrono::duration<double, std::milli>(Clock::now() - t).count();
-}
-
-// One structured line per finished RPC (logfmt: key=value pairs).
-void log_call(const char* rpc, const std::string& id, const grpc::Status& status,
-              Clock::time_point start, const std::string& extra) {
-  const char* code = status_code_name(from_grpc(status).code());
-  if (status.ok()) {
-    spdlog::info("rpc={} request_id={} code={} ms={:.2f}{}", rpc, id, code, ms_since(start), extra);
-  } else {
-    spdlog::warn("rpc={} request_id={} code={} ms={:.2f}{} error=\"{}\"", rpc, id, code,
-                 ms_since(start), extra, status.error_message());
-  }
-}
 
 bool valid_client_id(const std::string& id) {
   if (id.empty() || id.size() > 64) return false;
@@ -58,7 +42,6 @@ std::string StimloopService::request_id(const grpc::CallbackServerContext& conte
     std::string id(it->second.data(), it->second.size());
     if (valid_client_id(id)) return id;
   }
-  if (id_salt_ == 0) id_salt_ = std::random_device{}() | 1;
   char buf[32];
   std::snprintf(buf, sizeof buf, "r%08x-%06llx", static_cast<unsigned>(id_salt_),
                 static_cast<unsigned long long>(next_id_.fetch_add(1)));
@@ -68,9 +51,7 @@ std::string StimloopService::request_id(const grpc::CallbackServerContext& conte
 grpc::ServerUnaryReactor* StimloopService::ListModels(grpc::CallbackServerContext* context,
                                                       const v1::ListModelsRequest*,
                                                       v1::ListModelsResponse* response) {
-  const auto start = Clock::now();
-  auto* reactor = context->DefaultReactor();
-  const std::string id = request_id(*context);
+  auto* call = new UnaryCall(context, "ListModels", request_id(*context), ctx_.metrics);
   grpc::Status status = to_grpc(admit(*context));
   if (status.ok()) {
     for (const auto& m : registry_.load()->models()) {
@@ -79,18 +60,14 @@ grpc::ServerUnaryReactor* StimloopService::ListModels(grpc::CallbackServerContex
     response->set_backend(ctx_.backend_name);
     response->set_server_version(STIMLOOP_VERSION);
   }
-  ctx_.metrics->count_request("ListModels", status_code_name(from_grpc(status).code()));
-  log_call("ListModels", id, status, start, "");
-  reactor->Finish(status);
-  return reactor;
+  call->finish(status);
+  return call;
 }
 
 grpc::ServerUnaryReactor* StimloopService::GetModel(grpc::CallbackServerContext* context,
                                                     const v1::GetModelRequest* request,
                                                     v1::ModelInfo* response) {
-  const auto start = Clock::now();
-  auto* reactor = context->DefaultReactor();
-  const std::string id = request_id(*context);
+  auto* call = new UnaryCall(context, "GetModel", request_id(*context), ctx_.metrics);
   Status s = admit(*context);
   if (s.ok()) {
     auto model = registry_.load()->find(request->model_id());
@@ -100,24 +77,17 @@ grpc::ServerUnaryReactor* StimloopService::GetModel(grpc::CallbackServerContext*
       s = model.status().with_context("model_id");
     }
   }
-  const grpc::Status status = to_grpc(s);
-  ctx_.metrics->count_request("GetModel", status_code_name(s.code()));
-  log_call("GetModel", id, status, start, " model=" + request->model_id().substr(0, 128));
-  reactor->Finish(status);
-  return reactor;
+  call->finish(to_grpc(s), " model=" + request->model_id().substr(0, 128));
+  return call;
 }
 
 grpc::ServerUnaryReactor* StimloopService::Predict(grpc::CallbackServerContext* context,
                                                    const v1::PredictRequest* request,
                                                    v1::PredictResponse* response) {
-  const auto start = Clock::now();
-  auto* reactor = context->DefaultReactor();
   const std::string id = request_id(*context);
-  auto finish = [this, reactor, id, start](const Status& s, const std::string& extra) {
-    const grpc::Status status = to_grpc(s);
-    ctx_.metrics->count_request("Predict", status_code_name(s.code()));
-    log_call("Predict", id, status, start, extra);
-    reactor->Finish(status);
+  auto* call = new UnaryCall(context, "Predict", id, ctx_.metrics);
+  auto finish = [call](const Status& s, const std::string& extra) {
+    call->finish(to_grpc(s), extra);
   };
   auto prepare = [&]() -> StatusOr<std::shared_ptr<engine::Job>> {
     RETURN_IF_ERROR(admit(*context));
@@ -167,23 +137,20 @@ grpc::ServerUnaryReactor* StimloopService::Predict(grpc::CallbackServerContext* 
   auto job = prepare();
   if (!job.ok()) {
     finish(job.status(), "");
-    return reactor;
+    return call;
   }
+  call->set_job(*job);
   if (Status s = ctx_.engine->submit(*job); !s.ok()) finish(s, "");
-  return reactor;
+  return call;
 }
 
 grpc::ServerUnaryReactor* StimloopService::InputGradient(grpc::CallbackServerContext* context,
                                                          const v1::InputGradientRequest* request,
                                                          v1::InputGradientResponse* response) {
-  const auto start = Clock::now();
-  auto* reactor = context->DefaultReactor();
   const std::string id = request_id(*context);
-  auto finish = [this, reactor, id, start](const Status& s, const std::string& extra) {
-    const grpc::Status status = to_grpc(s);
-    ctx_.metrics->count_request("InputGradient", status_code_name(s.code()));
-    log_call("InputGradient", id, status, start, extra);
-    reactor->Finish(status);
+  auto* call = new UnaryCall(context, "InputGradient", id, ctx_.metrics);
+  auto finish = [call](const Status& s, const std::string& extra) {
+    call->finish(to_grpc(s), extra);
   };
   auto prepare = [&]() -> StatusOr<std::shared_ptr<engine::Job>> {
     RETURN_IF_ERROR(admit(*context));
@@ -237,10 +204,11 @@ grpc::ServerUnaryReactor* StimloopService::InputGradient(grpc::CallbackServerCon
   auto job = prepare();
   if (!job.ok()) {
     finish(job.status(), "");
-    return reactor;
+    return call;
   }
+  call->set_job(*job);
   if (Status s = ctx_.engine->submit(*job); !s.ok()) finish(s, "");
-  return reactor;
+  return call;
 }
 
 grpc::ServerWriteReactor<v1::SynthesisEvent>* StimloopService::Synthesize(
@@ -252,16 +220,16 @@ grpc::ServerWriteReactor<v1::SynthesisEvent>* StimloopService::Synthesize(
   info.metrics = ctx_.metrics;
   info.encoding = request->result_encoding() == v1::RAW_RGB8 ? v1::RAW_RGB8 : v1::PNG;
   std::string model_id = request->model_id().substr(0, 128);
+  info.context = context;
   info.on_end = [this, id, start, model_id](const grpc::Status& status,
                                             const engine::SynthesisSummary* summary) {
-    ctx_.metrics->count_request("Synthesize", status_code_name(from_grpc(status).code()));
     std::string extra = " model=" + model_id;
     if (summary != nullptr) {
       extra += " steps_done=" + std::to_string(summary->steps_done) +
                " stop_reason=" + synthesis::to_string(summary->stop_reason) +
                " queue_ms=" + std::to_string(summary->queue_ms);
     }
-    log_call("Synthesize", id, status, start, extra);
+    record_call(*ctx_.metrics, "Synthesize", id, status, start, extra);
   };
 
   struct Prepared {

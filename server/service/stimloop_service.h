@@ -5,6 +5,7 @@
 
 #include <atomic>
 #include <memory>
+#include <random>
 #include <string>
 
 #include "server/engine/engine.h"
@@ -56,7 +57,8 @@ class StimloopService final : public stimloop::v1::Stimloop::CallbackService {
   ServiceContext ctx_;
   std::atomic<const engine::ModelRegistry*> registry_{nullptr};
   std::atomic<std::uint64_t> next_id_{0};
-  std::uint64_t id_salt_ = 0;
+  // Chosen once, before any RPC thread exists: request_id() only reads it.
+  const std::uint32_t id_salt_ = std::random_device{}() | 1;
 };
 
 }  // namespace stimloop::service

@@ -1,5 +1,6 @@
 #include "server/service/synthesize_call.h"
 
+#include "server/service/call_outcome.h"
 #include "server/service/convert.h"
 #include "server/service/grpc_status.h"
 
@@ -35,9 +36,26 @@ class SynthesizeCall::Outbox : public engine::SynthesisSink,
       std::lock_guard lock(mutex_);
       if (call_ == nullptr || finish_status_) return;
       finish_status_ = status;
+      if (summary != nullptr) summary_ = *summary;
     }
-    if (info_.on_end) info_.on_end(status, summary);
     pump();
+  }
+
+  // The stream is over: records what the client got.
+  void done() {
+    grpc::Status sent;
+    std::optional<engine::SynthesisSummary> summary;
+    {
+      std::lock_guard lock(mutex_);
+      call_ = nullptr;
+      // Finish is only ever called with the status end() set.
+      sent = finish_status_.value_or(grpc::Status::OK);
+      summary = summary_;
+    }
+    if (!info_.on_end) return;
+    const grpc::Status delivered =
+        info_.context != nullptr ? delivered_status(*info_.context, sent) : sent;
+    info_.on_end(delivered, summary ? &*summary : nullptr);
   }
 
   // Starts the next write, or Finish once everything is written. Never holds the mutex while
@@ -45,9 +63,11 @@ class SynthesizeCall::Outbox : public engine::SynthesisSink,
   void pump() {
     enum class Action { kNone, kWrite, kFinish } action = Action::kNone;
     grpc::Status status;
+    SynthesizeCall* call = nullptr;  // read under the mutex: done() clears call_ from OnDone
     {
       std::lock_guard lock(mutex_);
       if (call_ == nullptr || held_ || writing_ || finishing_) return;
+      call = call_;
       if (!pending_.empty()) {
         current_ = std::move(pending_.front().event);
         pending_.pop_front();
@@ -59,8 +79,8 @@ class SynthesizeCall::Outbox : public engine::SynthesisSink,
         action = Action::kFinish;
       }
     }
-    if (action == Action::kWrite) call_->StartWrite(&current_);
-    if (action == Action::kFinish) call_->Finish(status);
+    if (action == Action::kWrite) call->StartWrite(&current_);
+    if (action == Action::kFinish) call->Finish(status);
   }
 
   // Events wait until the job is accepted, so ACCEPTED is always the first event.
@@ -100,11 +120,6 @@ class SynthesizeCall::Outbox : public engine::SynthesisSink,
       job = job_.lock();
     }
     if (job) job->cancel();
-  }
-
-  void detach() {
-    std::lock_guard lock(mutex_);
-    call_ = nullptr;
   }
 
   void set_job(const std::shared_ptr<engine::Job>& job) {
@@ -189,6 +204,7 @@ class SynthesizeCall::Outbox : public engine::SynthesisSink,
   v1::SynthesisEvent current_;  // the event being written (must outlive the write)
   bool held_ = true, writing_ = false, finishing_ = false, broken_ = false;
   std::optional<grpc::Status> finish_status_;
+  std::optional<engine::SynthesisSummary> summary_;
   std::weak_ptr<engine::Job> job_;
 };
 
@@ -215,7 +231,7 @@ void SynthesizeCall::OnWriteDone(bool ok) { outbox_->write_done(ok); }
 void SynthesizeCall::OnCancel() { outbox_->cancel_job(); }
 
 void SynthesizeCall::OnDone() {
-  outbox_->detach();
+  outbox_->done();
   delete this;
 }
 

@@ -23,7 +23,9 @@ struct SynthesizeCallInfo {
   int height = 0, width = 0;  // the model's input size
   stimloop::v1::ImageEncoding encoding = stimloop::v1::PNG;
   engine::EngineMetrics* metrics = nullptr;
-  // Called once when the stream ends (for the request log and counters).
+  const grpc::CallbackServerContext* context = nullptr;  // the stream's, for delivered_status
+  // Called once when the stream is done, with the status the client got (see call_outcome.h)
+  // and the job's summary when it ended normally: for the request log and counters.
   std::function<void(const grpc::Status&, const engine::SynthesisSummary*)> on_end;
 };
 

@@ -21,7 +21,9 @@ int reflect(int i, int n) {
 // AVX-512. Elementwise multiplies and adds in the same order at every width, and the file is
 // built with -ffp-contract=off, so every width gives the same bits (tested against the
 // per-element sum).
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+// (Not under ThreadSanitizer: the clones' resolver runs while the program is being loaded,
+// before the sanitizer's runtime, and its instrumented code crashes there.)
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(__SANITIZE_THREAD__)
 #define STIMLOOP_BLUR_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
 #else
 #define STIMLOOP_BLUR_CLONES

@@ -322,12 +322,16 @@ double StepTimer::estimate_s() const {
 }
 
 bool StepTimer::out_of_time(Clock::time_point now, Clock::time_point deadline) const {
+  return now >= latest_start(deadline);
+}
+
+StepTimer::Clock::time_point StepTimer::latest_start(Clock::time_point deadline) const {
   // Room for one more step (with a 20 % margin), the final 8-bit evaluation (a forward pass:
   // about half a step), and a fixed allowance for encoding the result and its trip back to the
   // client: with fast steps (a millisecond or two) the proportional margin alone is too thin for
   // a client whose own gRPC deadline ends the call.
   const auto needed = std::chrono::duration<double>(1.7 * estimate_s() + kDeliveryAllowanceS);
-  return now + std::chrono::duration_cast<Clock::duration>(needed) >= deadline;
+  return deadline - std::chrono::duration_cast<Clock::duration>(needed);
 }
 
 StatusOr<SynthesisResult> run_synthesis(SynthesisRun& run, const RunControl& control) {

@@ -120,6 +120,9 @@ class StepTimer {
   void prime(double seconds) { recent_s_.push_back(seconds); }
   // No step timed yet: only a deadline already passed stops the run.
   bool out_of_time(Clock::time_point now, Clock::time_point deadline) const;
+  // The last moment a step may start and still end, with the final evaluation, by `deadline`
+  // (out_of_time is true from then on).
+  Clock::time_point latest_start(Clock::time_point deadline) const;
   double estimate_s() const;
   // Kept free before the deadline for the final encoding and delivery of the stimuli.
   static constexpr double kDeliveryAllowanceS = 0.010;

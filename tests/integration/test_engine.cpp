@@ -10,35 +10,11 @@
 #include "server/engine/engine.h"
 #include "server/engine/model_registry.h"
 #include "server/engine/predict_job.h"
+#include "tests/integration/gate_job.h"
 #include "tests/integration/server_fixture.h"
 
 namespace stimloop::engine {
 namespace {
-
-// Blocks the worker until open() is called; then finishes.
-class GateJob : public Job {
- public:
-  explicit GateJob(Priority p) : Job("gate", p, std::nullopt) {}
-  SliceResult run(std::vector<std::shared_ptr<Job>>&) override {
-    running_.set_value();
-    std::unique_lock lock(mutex_);
-    cv_.wait(lock, [&] { return open_; });
-    return {true, 0};
-  }
-  void fail(const Status&) override {}
-  void wait_running() { running_.get_future().wait(); }
-  void open() {
-    std::lock_guard lock(mutex_);
-    open_ = true;
-    cv_.notify_all();
-  }
-
- private:
-  std::promise<void> running_;
-  std::mutex mutex_;
-  std::condition_variable cv_;
-  bool open_ = false;
-};
 
 // Records the order in which jobs ran; runs `slices` slices before finishing.
 class TraceJob : public Job {

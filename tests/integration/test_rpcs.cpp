@@ -460,6 +460,8 @@ TEST_CASE("32 concurrent clients each get their own correct results", "[integrat
   }
   CHECK(ok == kClients);
   // The engine counts a slice's steps after the slice's events went out: wait for the last ones.
+  // Calls are counted once they are done on the server too, a moment after the client's end.
+  ts->scrape_metrics_until("stimloop_requests_total{method=\"Synthesize\",code=\"OK\"}", kClients);
   const std::string metrics =
       ts->scrape_metrics_until("stimloop_synthesis_steps_total", 5.0 * kClients);
   CHECK(metric_value(metrics, "stimloop_requests_total{method=\"Predict\",code=\"OK\"}") ==

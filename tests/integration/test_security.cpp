@@ -446,8 +446,40 @@ TEST_CASE("the loopback rule: a non-loopback listen needs TLS and a token, or --
     CHECK(check(o).code() == StatusCode::kFailedPrecondition);
   }
   SECTION("loopback addresses need nothing") {
-    for (const char* listen : {"127.0.0.1:0", "localhost:50051", "[::1]:0"}) {
+    for (const char* listen : {"127.0.0.1:0", "localhost:50051", "[::1]:0", "127.3.2.1:0",
+                               "LocalHost:0", "[::ffff:127.0.0.1]:0"}) {
       o.listen = listen;
+      CHECK(check(o).ok());
+    }
+  }
+  SECTION("names that merely look like loopback are not") {
+    for (const char* listen :
+         {"127.example.org:0", "127.0.0.1.nip.io:0", "localhost.example.org:0", "127.1:0",
+          "[::ffff:10.0.0.1]:0", "[::2]:0", "0.0.0.0:0", "[::]:0"}) {
+      o.listen = listen;
+      CHECK(check(o).code() == StatusCode::kFailedPrecondition);
+    }
+  }
+  SECTION("--metrics-listen off loopback needs --insecure, even with TLS and a token") {
+    o.listen = "127.0.0.1:0";
+    o.metrics_listen = "0.0.0.0:9090";
+    Status s = check(o);
+    CHECK(s.code() == StatusCode::kFailedPrecondition);
+    CHECK_THAT(s.message(), Catch::Matchers::Contains("--metrics-listen") ||
+                                Catch::Matchers::Contains("/metrics"));
+    o.metrics_listen = "127.example.org:9090";
+    CHECK(check(o).code() == StatusCode::kFailedPrecondition);
+    o.metrics_listen = "0.0.0.0:9090";
+    o.tls_cert = "/nonexistent/server.pem";
+    o.tls_key = "/nonexistent/server.key";
+    o.auth_token_file = "/nonexistent/tokens";
+    CHECK(check(o).code() == StatusCode::kFailedPrecondition);
+    o.insecure = true;
+    CHECK(check(o).ok());
+    o = service::ServerOptions{};
+    o.listen = "127.0.0.1:0";
+    for (const char* metrics : {"127.0.0.1:0", "localhost:9090", "[::1]:0"}) {
+      o.metrics_listen = metrics;
       CHECK(check(o).ok());
     }
   }
