@@ -62,8 +62,8 @@ struct SynthesizeOptions {
 class SynthesizeJob : public Job {
  public:
   SynthesizeJob(std::string request_id, Priority priority,
-                std::optional<Clock::time_point> deadline, ResidentModelPtr model,
-                Backend& backend, synthesis::SynthesisRequest request, SynthesizeOptions options,
+                std::optional<Clock::time_point> deadline, ResidentModelPtr model, Backend& backend,
+                synthesis::SynthesisRequest request, SynthesizeOptions options,
                 std::shared_ptr<SynthesisSink> sink);
 
   SliceResult run(std::vector<std::shared_ptr<Job>>& companions) override;
@@ -72,7 +72,8 @@ class SynthesizeJob : public Job {
  private:
   Status create_parts();
   SliceResult finish(synthesis::StopReason reason);
-  void save(const SynthesisOutput& output) const;
+  // Writes the stimulus to the results directory, if any; an error names what failed.
+  Status save(const SynthesisOutput& output);
   int min_steps_done() const;
   synthesis::ProgressEvent progress() const;
 
@@ -90,6 +91,7 @@ class SynthesizeJob : public Job {
   int reported_steps_ = 0;
   synthesis::StepTimer timer_;
   bool ended_ = false;
+  int save_generation_ = 0;  // see save_stimulus
 };
 
 }  // namespace stimloop::engine
