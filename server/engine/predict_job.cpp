@@ -2,6 +2,7 @@
 
 #include <cstdint>
 
+#include "common/finite.h"
 #include "models/preprocess.h"
 
 namespace stimloop::engine {
@@ -43,8 +44,8 @@ Status admission_check(const Job& job) {
 
 PredictJob::PredictJob(std::string request_id, Priority priority,
                        std::optional<Clock::time_point> deadline,
-                       std::vector<ResidentModelPtr> models, std::vector<std::uint8_t> raw,
-                       int n, Done done)
+                       std::vector<ResidentModelPtr> models, std::vector<std::uint8_t> raw, int n,
+                       Done done)
     : Job(std::move(request_id), priority, deadline),
       models_(std::move(models)),
       raw_(std::move(raw)),
@@ -73,7 +74,9 @@ SliceResult PredictJob::run(std::vector<std::shared_ptr<Job>>& companions) {
     const int outputs = m->model->info.num_outputs;
     const std::vector<float> input = recenter_rgb8(raw, m->model->channel_means);
     std::vector<float> responses(static_cast<std::size_t>(total) * outputs);
-    if (Status s = m->network->forward(input, total, responses); !s.ok()) {
+    Status s = m->network->forward(input, total, responses);
+    if (s.ok()) s = check_finite<float>(responses, "responses");
+    if (!s.ok()) {
       for (PredictJob* j : jobs) j->done_(s.with_context(m->model->info.id));
       return {true, 0};
     }
@@ -122,8 +125,10 @@ SliceResult GradientJob::run(std::vector<std::shared_ptr<Job>>& companions) {
     std::copy(seeds.begin() + std::size_t(first) * outputs,
               seeds.begin() + std::size_t(first + count) * outputs, out.begin());
   };
-  if (Status s = model_->network->vector_jacobian(input, total, seed_rows, responses, gradients);
-      !s.ok()) {
+  Status s = model_->network->vector_jacobian(input, total, seed_rows, responses, gradients);
+  if (s.ok()) s = check_finite<float>(responses, "responses");
+  if (s.ok()) s = check_finite<float>(gradients, "gradients");
+  if (!s.ok()) {
     for (GradientJob* j : jobs) j->done_(s.with_context(model_->model->info.id));
     return {true, 0};
   }

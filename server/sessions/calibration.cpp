@@ -25,6 +25,7 @@
 #include <new>
 #include <numeric>
 
+#include "common/truncate.h"
 #include "server/synthesis/rng.h"
 
 namespace stimloop::sessions {
@@ -35,7 +36,7 @@ using Vec = Eigen::VectorXd;
 
 // r values closer than this count as a tie, so rounding noise cannot pick a smaller penalty.
 constexpr double kTieTolerance = 1e-12;
-constexpr int kRidgeGridSize = 25;      // 1e-4 .. 1e4: three per decade
+constexpr int kRidgeGridSize = 25;  // 1e-4 .. 1e4: three per decade
 // Alternations per penalty after the first during cross-validation (warm-started).
 constexpr int kWarmIterations = 2;
 constexpr int kFactorizedGridSize = 9;  // 1e-4 .. 1e4 by decades: each one costs a full ALS run
@@ -377,10 +378,9 @@ StatusOr<std::vector<ChannelFit>> FeatureBank::fit(std::span<const int> rows,
           // every alternation from the covariance mask.
           Vec start = impl.covariance_mask(train_rows, yc, positions, c);
           for (int l = 0; l < lambdas; ++l) {
-            const int iterations = l == 0 ? options.als_iterations
-                                          : std::min(options.als_iterations, kWarmIterations);
-            const Impl::Factors fac =
-                impl.alternate(train_rows, yc, start, grid[l], iterations, c);
+            const int iterations =
+                l == 0 ? options.als_iterations : std::min(options.als_iterations, kWarmIterations);
+            const Impl::Factors fac = impl.alternate(train_rows, yc, start, grid[l], iterations, c);
             start = fac.mask;
             const Vec pred = impl.pool_positions(test_rows, fac.mask, c) * fac.a;
             for (int j = 0; j < v; ++j) pooled[l](test[j], ch) = pred[j] + fac.bias;
@@ -476,7 +476,7 @@ const char* to_string(ReadoutForm form) {
 StatusOr<ReadoutForm> parse_readout_form(const std::string& name) {
   if (name == "ridge") return ReadoutForm::kRidge;
   if (name == "factorized") return ReadoutForm::kFactorized;
-  return invalid_argument("readout form: unknown '" + name.substr(0, 100) +
+  return invalid_argument("readout form: unknown '" + truncated_id(name) +
                           "' (expected ridge or factorized)");
 }
 
