@@ -151,11 +151,13 @@ SliceResult SynthesizeJob::finish(synthesis::StopReason reason) {
     }
     for (auto& out : *part_outputs) outputs.push_back(std::move(out));
   }
-  Status saved = Status::Ok();
   for (auto& out : outputs) {
     out.record["request_id"] = request_id();
+    sink_->on_stimulus(out);  // before the synced writes below: a rig waits for no disk
+  }
+  Status saved = Status::Ok();
+  for (const auto& out : outputs) {
     if (Status s = save(out); saved.ok()) saved = s;
-    sink_->on_stimulus(out);
   }
   if (!saved.ok()) {
     // The client has every stimulus; the error says the server's copy is missing.

@@ -476,7 +476,7 @@ const char* to_string(ReadoutForm form) {
 StatusOr<ReadoutForm> parse_readout_form(const std::string& name) {
   if (name == "ridge") return ReadoutForm::kRidge;
   if (name == "factorized") return ReadoutForm::kFactorized;
-  return invalid_argument("readout form: unknown '" + truncated_id(name) +
+  return invalid_argument("readout form: unknown '" + truncated_id(name, 100) +
                           "' (expected ridge or factorized)");
 }
 

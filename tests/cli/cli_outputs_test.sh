@@ -21,18 +21,20 @@ no_temporaries() {
   if ls -A "$2" | grep -q '\.tmp-'; then fail "$1: temporaries left: $(ls -A "$2")"; else pass "$1"; fi
 }
 SYN=("$STIMLOOP" synthesize --no-progress --model demo --objective max)
+# A synthesis long enough that finding a bad path only after it would be noticed (and stopped).
+LONG=(timeout 30 "${SYN[@]}" --steps 100000)
 "$STIMLOOP" test-image --out "$WORK/g.png" >/dev/null
 
 # ---- a directory where an output belongs: refused before the synthesis, nothing written
 mkdir "$WORK/adir.png" "$WORK/x.json"
 start=$(date +%s)
 expect_error "--out naming a directory" "adir.png is a directory.*FAILED_PRECONDITION" \
-  "${SYN[@]}" --steps 100000 --out "$WORK/adir.png"
+  "${LONG[@]}" --out "$WORK/adir.png"
 [ $(( $(date +%s) - start )) -lt 10 ] && pass "refused before the synthesis ran" \
   || fail "the directory was found only after the synthesis"
 absent "no record beside a directory --out" "$WORK/adir.json"
 expect_error "record path naming a directory" "x.json is a directory" \
-  "${SYN[@]}" --steps 100000 --out "$WORK/x.png"
+  "${LONG[@]}" --out "$WORK/x.png"
 absent "no PNG when its record cannot be written" "$WORK/x.png"
 mkdir -p "$WORK/y_2.json"
 expect_error "--count: a later record path is a directory" "y_2.json is a directory" \
