@@ -5,7 +5,9 @@
 #include <opencv2/imgproc.hpp>
 
 #include <cstring>
-#include <filesystem>
+
+#include "common/durable_file.h"
+#include "common/file_checks.h"
 
 namespace stimloop {
 namespace {
@@ -27,8 +29,7 @@ Rgb8Image from_bgr(const cv::Mat& bgr) {
 }  // namespace
 
 StatusOr<Rgb8Image> read_rgb8(const std::string& path) {
-  std::error_code ec;
-  if (!std::filesystem::is_regular_file(path, ec)) return not_found("image " + path + " not found");
+  RETURN_IF_ERROR(check_readable_file(path, "image"));
   cv::Mat bgr;
   try {
     bgr = cv::imread(path, cv::IMREAD_COLOR);
@@ -95,15 +96,8 @@ Rgb8Image upscale_nearest(const Rgb8Image& image, int height, int width) {
 }
 
 Status write_png(const std::string& path, const Rgb8Image& image) {
-  cv::Mat rgb(image.height, image.width, CV_8UC3, const_cast<std::uint8_t*>(image.pixels.data()));
-  cv::Mat bgr;
-  cv::cvtColor(rgb, bgr, cv::COLOR_RGB2BGR);
-  try {
-    if (!cv::imwrite(path, bgr)) return invalid_argument("cannot write PNG " + path);
-  } catch (const cv::Exception& e) {
-    return invalid_argument("cannot write PNG " + path + ": " + e.what());
-  }
-  return Status::Ok();
+  ASSIGN_OR_RETURN(const std::vector<std::uint8_t> png, encode_png(image));
+  return write_file_atomically(path, png);
 }
 
 }  // namespace stimloop

@@ -1,5 +1,7 @@
 #include "common/npy.h"
 
+#include "common/durable_file.h"
+
 #include <cstring>
 #include <fstream>
 #include <regex>
@@ -42,18 +44,14 @@ Status write_npy_bytes(const std::string& path, const char* descr,
   const std::size_t unpadded = 10 + header.size() + 1;
   header.append((64 - unpadded % 64) % 64, ' ');
   header += '\n';
-  std::ofstream out(path, std::ios::binary);
-  if (!out) return not_found("cannot write " + path);
-  out.write("\x93NUMPY\x01\x00", 8);
   const std::uint16_t len = static_cast<std::uint16_t>(header.size());
-  const char len_bytes[2] = {static_cast<char>(len & 0xff), static_cast<char>(len >> 8)};
-  out.write(len_bytes, 2);
-  out.write(header.data(), static_cast<std::streamsize>(header.size()));
+  std::string bytes = std::string("\x93NUMPY\x01\x00", 8);
+  bytes += static_cast<char>(len & 0xff);
+  bytes += static_cast<char>(len >> 8);
+  bytes += header;
   // x86/ARM hosts: little-endian.
-  out.write(static_cast<const char*>(values), static_cast<std::streamsize>(count * element_size));
-  out.close();
-  if (!out) return data_loss("failed writing " + path);
-  return Status::Ok();
+  bytes.append(static_cast<const char*>(values), static_cast<std::size_t>(count) * element_size);
+  return write_file_atomically(path, bytes);
 }
 
 }  // namespace

@@ -1,5 +1,6 @@
 #include "models/compile_network.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include "kernels/layer_params.h"
@@ -32,7 +33,9 @@ LayerParams pointwise_params(int h, int w, int in_c, int out_c) {
 
 // Folds y = gamma * (x - mean) / sqrt(var + eps) + beta into the layer that produced x, whose
 // output channel is the fastest-varying weight index. Done in double, rounded once to float.
-void fold_batchnorm(const KerasLayer& bn, NetworkLayer& target) {
+// A variance + epsilon that is not positive would make every response NaN: refused, naming the
+// channel (`where` names the layer).
+Status fold_batchnorm(const KerasLayer& bn, NetworkLayer& target, const std::string& where) {
   const auto& gamma = bn.vars[0].values;
   const auto& beta = bn.vars[1].values;
   const auto& mean = bn.vars[2].values;
@@ -43,6 +46,13 @@ void fold_batchnorm(const KerasLayer& bn, NetworkLayer& target) {
     target.bias.assign(c, 0.0f);
   }
   for (int ch = 0; ch < c; ++ch) {
+    // The loader refuses such files; graphs built in memory are checked here.
+    if (!(static_cast<double>(var[ch]) + bn.epsilon > 0.0)) {
+      return data_loss(where + ": moving_variance + epsilon of channel " + std::to_string(ch) +
+                       " is not positive");
+    }
+  }
+  for (int ch = 0; ch < c; ++ch) {
     const double scale =
         static_cast<double>(gamma[ch]) / std::sqrt(static_cast<double>(var[ch]) + bn.epsilon);
     for (std::size_t i = ch; i < target.weights.size(); i += c) {
@@ -51,6 +61,19 @@ void fold_batchnorm(const KerasLayer& bn, NetworkLayer& target) {
     target.bias[ch] =
         static_cast<float>((static_cast<double>(target.bias[ch]) - mean[ch]) * scale + beta[ch]);
   }
+  return Status::Ok();
+}
+
+// Folding can overflow float even from finite weights (a tiny variance): no layer may hold a
+// weight or bias that is not finite, or responses would be NaN or infinite.
+Status check_finite(const NetworkLayer& layer) {
+  auto finite = [](const std::vector<float>& values) {
+    return std::all_of(values.begin(), values.end(), [](float v) { return std::isfinite(v); });
+  };
+  if (finite(layer.weights) && finite(layer.bias)) return Status::Ok();
+  return data_loss("layer '" + layer.name +
+                   "': weights are NaN or infinite after BatchNorm folding (a variance close to "
+                   "zero, or huge weights)");
 }
 
 }  // namespace
@@ -117,7 +140,7 @@ StatusOr<Network> compile_network(const KerasGraph& graph) {
                                ": BatchNormalization must directly follow a convolution or Dense "
                                "layer (it is folded into it)");
         }
-        fold_batchnorm(l, net.layers.back());
+        RETURN_IF_ERROR(fold_batchnorm(l, net.layers.back(), where));
         break;
       case KerasLayerType::kActivation:
         if (!l.relu) break;  // linear
@@ -137,6 +160,7 @@ StatusOr<Network> compile_network(const KerasGraph& graph) {
     }
   }
   if (net.layers.empty()) return unimplemented("model has no computing layers");
+  for (const NetworkLayer& layer : net.layers) RETURN_IF_ERROR(check_finite(layer));
   // Flatten changed only shapes: each op must read exactly as many values as the one before wrote.
   for (std::size_t i = 1; i < net.layers.size(); ++i) {
     const LayerParams& prev = net.layers[i - 1].params;

@@ -92,6 +92,24 @@ StatusOr<WeightTensor> read_dataset(hid_t file, std::size_t file_bytes, const st
   return tensor;
 }
 
+// A variance + epsilon that is not positive makes BatchNorm divide by zero or take the root of
+// a negative number: every response would be NaN.
+Status check_batchnorm_variance(const KerasLayer& layer) {
+  if (layer.type != KerasLayerType::kBatchNormalization || layer.vars.size() < 4) {
+    return Status::Ok();
+  }
+  const auto& variance = layer.vars[3].values;
+  for (std::size_t ch = 0; ch < variance.size(); ++ch) {
+    const double denominator = static_cast<double>(variance[ch]) + layer.epsilon;
+    if (!(denominator > 0.0)) {
+      return data_loss("layer '" + layer.name + "' (" + layer.class_name +
+                       "): moving_variance + epsilon of channel " + std::to_string(ch) + " is " +
+                       std::to_string(denominator) + ", not positive");
+    }
+  }
+  return Status::Ok();
+}
+
 }  // namespace
 
 Status read_keras_weights(const std::vector<std::uint8_t>& h5_bytes, KerasGraph& graph) {
@@ -116,6 +134,7 @@ Status read_keras_weights(const std::vector<std::uint8_t>& h5_bytes, KerasGraph&
       }
       layer.vars.push_back(std::move(tensor).value());
     }
+    RETURN_IF_ERROR(check_batchnorm_variance(layer));
   }
   return Status::Ok();
 }

@@ -3,10 +3,13 @@
 #include <zip.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <filesystem>
 #include <fstream>
 #include <memory>
 
+#include "common/durable_file.h"
+#include "common/file_checks.h"
 #include "common/sha256.h"
 
 namespace stimloop {
@@ -22,14 +25,10 @@ struct ZipFileCloser {
 StatusOr<std::vector<std::uint8_t>> read_file_bytes(const std::string& path,
                                                     std::int64_t max_bytes) {
   // Only regular files: a directory has no meaningful size, and opening a FIFO would block.
-  std::error_code ec;
-  const auto type = std::filesystem::status(path, ec).type();
-  if (type == std::filesystem::file_type::not_found) return not_found("cannot open model file");
-  if (!ec && type != std::filesystem::file_type::regular) {
-    return invalid_argument("model path is not a regular file");
-  }
+  // An unreadable file is a permission problem, not a missing one.
+  RETURN_IF_ERROR(check_readable_file(path, "model file"));
   std::ifstream in(path, std::ios::binary | std::ios::ate);
-  if (!in) return not_found("cannot open model file");
+  if (!in) return errno_status(errno, "cannot open model file");
   const std::streamoff size = in.tellg();
   if (size < 0) return data_loss("cannot read model file size");
   if (size == 0) return data_loss("model file is empty (0 bytes)");

@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <set>
 
+#include "common/durable_file.h"
 #include "models/keras_writer_core.h"
 
 namespace stimloop {
@@ -288,7 +289,7 @@ Status write_keras(const Model& model, const std::string& path) {
 
   const std::string tmp = path + ".tmp-" + std::to_string(::getpid());
   Status status = write_keras_zip(tmp, config.dump(), *h5, {}, date_saved_now());
-  if (status.ok()) status = fsync_path(tmp);
+  if (status.ok()) status = sync_path(tmp);
   if (status.ok() && std::rename(tmp.c_str(), path.c_str()) != 0) {
     status = internal_error("cannot rename " + tmp + " to " + path);
   }
@@ -299,7 +300,7 @@ Status write_keras(const Model& model, const std::string& path) {
   }
   // The rename itself is durable only once the directory holding the new name is synced.
   const std::filesystem::path dir = std::filesystem::path(path).parent_path();
-  return fsync_path(dir.empty() ? "." : dir.string()).with_context(where);
+  return sync_path(dir.empty() ? "." : dir.string()).with_context(where);
 }
 
 }  // namespace stimloop

@@ -370,38 +370,4 @@ Status write_keras_zip(const std::string& path, const std::string& config_text,
   return write_zip(path, members);
 }
 
-// ---- durable files --------------------------------------------------------------------------
-
-Status fsync_path(const std::string& path) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return internal_error("cannot open " + path + " to sync it: " + std::strerror(errno));
-  const int rc = ::fsync(fd);
-  const int saved = errno;
-  ::close(fd);
-  if (rc != 0) return data_loss("fsync of " + path + " failed: " + std::strerror(saved));
-  return Status::Ok();
-}
-
-Status write_file_synced(const std::string& path, const std::vector<std::uint8_t>& bytes) {
-  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) return internal_error("cannot create " + path + ": " + std::strerror(errno));
-  std::size_t done = 0;
-  while (done < bytes.size()) {
-    const ssize_t n = ::write(fd, bytes.data() + done, bytes.size() - done);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) {
-      const int saved = errno;
-      ::close(fd);
-      return data_loss("cannot write " + path + ": " + std::strerror(saved));
-    }
-    done += static_cast<std::size_t>(n);
-  }
-  const bool synced = ::fsync(fd) == 0;
-  const int saved = errno;
-  if (::close(fd) != 0 || !synced) {
-    return data_loss("cannot sync " + path + ": " + std::strerror(saved));
-  }
-  return Status::Ok();
-}
-
 }  // namespace stimloop

@@ -85,11 +85,4 @@ Status write_keras_zip(const std::string& path, const std::string& config_text,
                        const std::vector<ZipMember>& extra = {},
                        const std::string& date_saved = "synthetic");
 
-// ---- durable files --------------------------------------------------------------------------
-
-// fsync of a file or a directory (after a rename, the directory holding it).
-Status fsync_path(const std::string& path);
-// Writes `bytes` to `path` (truncating) and fsyncs it before returning.
-Status write_file_synced(const std::string& path, const std::vector<std::uint8_t>& bytes);
-
 }  // namespace stimloop

@@ -1,10 +1,18 @@
 #include "models/model_repository.h"
 
+#include <sys/stat.h>
+
 #include <algorithm>
 #include <cctype>
+#include <cerrno>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
+#include <string_view>
 
+#include "common/durable_file.h"
+#include "common/file_checks.h"
+#include "common/truncate.h"
 #include "models/demo_model.h"
 #include "models/keras_import.h"
 
@@ -34,6 +42,35 @@ bool natural_less(const std::string& a, const std::string& b) {
   return a.size() - i < b.size() - j;
 }
 
+// The part of a file name before ".keras" in any capitalisation ("" when it has no such
+// ending); a bare ".keras" gives ".keras" so that it is reported, not ignored.
+std::string model_id_of(const std::string& name) {
+  constexpr std::string_view kExt = ".keras";
+  if (name.size() < kExt.size()) return "";
+  const std::string tail = name.substr(name.size() - kExt.size());
+  for (std::size_t i = 0; i < kExt.size(); ++i) {
+    if (std::tolower(static_cast<unsigned char>(tail[i])) != kExt[i]) return "";
+  }
+  return name.size() == kExt.size() ? name : name.substr(0, name.size() - kExt.size());
+}
+
+// Why the listed entry `path` (model id `id`) cannot be a model, or "" when it can.
+std::string why_not_a_model(const std::string& path, const std::string& id) {
+  const std::string name = fs::path(path).filename().string();
+  if (name == ".keras") return "a file with no name before .keras";
+  if (name.substr(name.size() - 6) != ".keras") return "the extension must be lower-case .keras";
+  if (is_demo_id(id)) return "'" + id + "' is the id of a built-in demo model";
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) {  // follows links
+    if (errno == ENOENT) return "a symbolic link to nothing (dangling)";
+    if (errno == ELOOP) return "a symbolic link that loops";
+    return std::string("cannot be examined: ") + std::strerror(errno);
+  }
+  if (S_ISDIR(st.st_mode)) return "a directory, not a .keras file";
+  if (!S_ISREG(st.st_mode)) return "not a regular file";
+  return "";
+}
+
 }  // namespace
 
 StatusOr<std::unique_ptr<ModelRepository>> ModelRepository::open(const std::string& directory) {
@@ -43,18 +80,33 @@ StatusOr<std::unique_ptr<ModelRepository>> ModelRepository::open(const std::stri
     repo->ids_ = {kDemoModelId, kDemoPopulationModelId};
     return repo;
   }
-  std::error_code ec;
-  if (!fs::is_directory(directory, ec)) {
-    return not_found("model directory " + directory + " does not exist or is not a directory");
+  struct stat st {};
+  if (::stat(directory.c_str(), &st) != 0) {
+    if (errno == ENOENT) return not_found("model directory " + directory + " does not exist");
+    return errno_status(errno, "model directory " + directory);
   }
-  for (const auto& entry : fs::directory_iterator(directory, ec)) {
-    if (entry.path().extension() != ".keras" || !entry.is_regular_file(ec)) continue;
-    const std::string id = entry.path().stem().string();
-    if (id.empty() || is_demo_id(id)) continue;
-    repo->paths_[id] = entry.path().string();
+  if (!S_ISDIR(st.st_mode)) {
+    return invalid_argument("model directory " + directory + " is not a directory");
+  }
+  // One rule for every entry, whatever order the listing has: a name that looks like a model
+  // but cannot be one is skipped with a warning naming it.
+  std::error_code ec;
+  for (fs::directory_iterator it(directory, ec), end; !ec && it != end; it.increment(ec)) {
+    const fs::path& path = it->path();
+    const std::string id = model_id_of(path.filename().string());
+    if (id.empty()) continue;  // not a .keras name in any spelling
+    const std::string problem = why_not_a_model(path.string(), id);
+    if (!problem.empty()) {
+      repo->warnings_.push_back(path.string() + ": " + problem + "; skipped");
+      continue;
+    }
+    repo->paths_[id] = path.string();
     repo->ids_.push_back(id);
   }
-  if (ec) return not_found("cannot list model directory " + directory + ": " + ec.message());
+  if (ec) return errno_status(ec.value(), "cannot list model directory " + directory);
+  if (repo->ids_.empty()) {
+    repo->warnings_.push_back("model directory " + directory + " holds no .keras models");
+  }
   std::sort(repo->ids_.begin(), repo->ids_.end(), natural_less);
   return repo;
 }
@@ -63,7 +115,7 @@ StatusOr<std::shared_ptr<const Model>> ModelRepository::get(const std::string& i
   if (is_demo_id(id)) return demo_model_by_id(id);
   const auto path = paths_.find(id);
   if (path == paths_.end()) {
-    return not_found("unknown model id '" + id + "'" +
+    return not_found("unknown model id '" + truncated_id(id) + "'" +
                      (directory_.empty() ? " (no model directory: give --models DIR or set "
                                            "STIMLOOP_MODELS; only 'demo' and 'demo_population' "
                                            "are built in)"
@@ -95,7 +147,7 @@ StatusOr<std::shared_ptr<const Model>> resolve_model(const std::string& spec,
   const bool looks_like_path =
       spec.find('/') != std::string::npos || fs::path(spec).extension() == ".keras";
   if (looks_like_path) {
-    if (!fs::is_regular_file(spec, ec)) return not_found("model file " + spec + " does not exist");
+    RETURN_IF_ERROR(check_readable_file(spec, "model file"));
     return load_keras_model(spec);
   }
   return repository.get(spec);

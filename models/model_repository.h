@@ -23,6 +23,10 @@ class ModelRepository {
   const std::string& directory() const { return directory_; }
   // Ids in a stable, natural order (neuron2 before neuron10).
   const std::vector<std::string>& ids() const { return ids_; }
+  // What the scan skipped, one line each naming the file (a dangling or looping link, a
+  // directory named *.keras, UP.KERAS, a bare .keras), or that the directory holds no models.
+  // The caller shows them (the CLI on stderr, the server in its log).
+  const std::vector<std::string>& warnings() const { return warnings_; }
 
   // Loads (once, then cached) the model with this id. NOT_FOUND for unknown ids.
   StatusOr<std::shared_ptr<const Model>> get(const std::string& id);
@@ -33,6 +37,7 @@ class ModelRepository {
  private:
   std::string directory_;
   std::vector<std::string> ids_;
+  std::vector<std::string> warnings_;
   std::map<std::string, std::string> paths_;  // id -> file path
   std::mutex mutex_;
   std::map<std::string, std::shared_ptr<const Model>> cache_;

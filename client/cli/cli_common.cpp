@@ -18,7 +18,12 @@ StatusOr<std::unique_ptr<Backend>> make_backend(const CommonOptions& options) {
 }
 
 StatusOr<std::unique_ptr<ModelRepository>> open_repository(const CommonOptions& options) {
-  return ModelRepository::open(default_models_directory(options.models_dir));
+  ASSIGN_OR_RETURN(auto repository,
+                   ModelRepository::open(default_models_directory(options.models_dir)));
+  for (const auto& warning : repository->warnings()) {
+    std::cerr << "stimloop: warning: " << warning << "\n";
+  }
+  return repository;
 }
 
 StatusOr<LoadedImages> load_images(const std::vector<std::string>& paths, const Model& model,

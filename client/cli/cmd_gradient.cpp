@@ -2,6 +2,8 @@
 #include <iostream>
 
 #include "client/cli/commands.h"
+#include "common/file_checks.h"
+#include "common/finite.h"
 #include "common/npy.h"
 
 namespace stimloop::cli {
@@ -27,6 +29,7 @@ int run_gradient(const CommonOptions& common, const GradientOptions& opt) {
                                      " is outside 0.." + std::to_string(info.num_outputs - 1) +
                                      " for model " + info.id));
   }
+  if (Status s = check_writable_file(opt.out, "--out"); !s.ok()) return report_error(s);
   auto images = load_images({opt.image}, **model, opt.resize);
   if (!images.ok()) return report_error(images.status());
   auto backend = make_backend(common);
@@ -37,9 +40,10 @@ int run_gradient(const CommonOptions& common, const GradientOptions& opt) {
   std::vector<float> seed(info.num_outputs, 0.0f), outputs(info.num_outputs);
   seed[opt.output_index] = 1.0f;
   std::vector<float> grad(images->input.size());
-  if (Status s = (*resident)->input_gradient(images->input, 1, seed, outputs, grad); !s.ok()) {
-    return report_error(s);
-  }
+  Status computed = (*resident)->input_gradient(images->input, 1, seed, outputs, grad);
+  if (computed.ok()) computed = check_finite<float>(outputs, "model " + info.id + ": responses");
+  if (computed.ok()) computed = check_finite<float>(grad, "model " + info.id + ": gradient");
+  if (!computed.ok()) return report_error(computed);
   // Re-centering is a shift, so d/d(re-centered input) is d/d(raw pixel value).
   if (Status s = write_npy_float32(opt.out, {info.in_h, info.in_w, info.in_c}, grad.data());
       !s.ok()) {

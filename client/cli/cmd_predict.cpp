@@ -3,6 +3,7 @@
 
 #include "client/cli/commands.h"
 #include "client/cli/remote.h"
+#include "common/finite.h"
 
 namespace stimloop::cli {
 namespace {
@@ -24,6 +25,7 @@ StatusOr<RemotePrediction> compute(const CommonOptions& common, const Model& mod
   RemotePrediction out;
   out.responses.resize(static_cast<std::size_t>(n) * model.info.num_outputs);
   RETURN_IF_ERROR(resident->forward(images.input, n, out.responses));
+  RETURN_IF_ERROR(check_finite<float>(out.responses, "model " + model.info.id + ": responses"));
   out.backend = backend->name();
   return out;
 }

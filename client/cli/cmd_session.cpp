@@ -13,8 +13,8 @@
 
 #include "client/cli/commands.h"
 #include "client/cli/remote.h"
+#include "common/durable_file.h"
 #include "common/text_file.h"
-#include "models/keras_writer_core.h"
 
 namespace stimloop::cli {
 namespace {
@@ -154,19 +154,14 @@ Command add_session_command(CLI::App& app, const CommonOptions& common) {
               std::error_code ec;
               std::filesystem::create_directories(o->out_dir, ec);
               for (auto& st : *block->mutable_stimuli()) {
-                // Written to a temporary name, synced, then renamed: a PNG under its final name is
-                // always whole, even if this process is killed mid-block.
+                // Atomic: a PNG under its final name is always whole, even if this process is
+                // killed mid-block.
                 const std::string path = o->out_dir + "/" + st.stimulus_id() + ".png";
-                const std::string tmp = path + ".tmp-" + std::to_string(getpid());
                 const auto& data = st.image().data();
-                Status written = write_file_synced(tmp, {data.begin(), data.end()});
-                if (written.ok() && std::rename(tmp.c_str(), path.c_str()) != 0) {
-                  written = Status(StatusCode::kPermissionDenied,
-                                   "--out-dir: cannot rename " + tmp + " to " + path);
-                }
-                if (!written.ok()) {
-                  std::remove(tmp.c_str());
-                  return report_error(written);
+                const std::span bytes(reinterpret_cast<const std::uint8_t*>(data.data()),
+                                      data.size());
+                if (Status written = write_file_atomically(path, bytes); !written.ok()) {
+                  return report_error(written.with_context("--out-dir"));
                 }
                 st.mutable_image()->clear_data();  // written to the file, not printed
               }

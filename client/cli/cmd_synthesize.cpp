@@ -8,6 +8,7 @@
 #include "client/cli/commands.h"
 #include "client/cli/remote.h"
 #include "client/cli/synthesis_job.h"
+#include "common/file_checks.h"
 #include "common/npy.h"
 #include "common/sha256.h"
 
@@ -125,6 +126,27 @@ Status build_request(SynthesizeOptions& opt, const Model& first_model) {
   return synthesis::validate(r);
 }
 
+// PATH.png, PATH_k.png with --count > 1, PATH_<model>[_k].png with several models.
+std::string output_png(const SynthesizeOptions& opt, std::size_t model_count,
+                       const std::string& model_id, int index) {
+  std::string suffix = model_count > 1 ? model_id : "";
+  if (opt.request.count > 1) suffix += (suffix.empty() ? "" : "_") + std::to_string(index);
+  return with_suffix(opt.out, suffix);
+}
+
+// Every PNG and record can be written: checked before the synthesis spends any time.
+Status check_outputs(const SynthesizeOptions& opt,
+                     const std::vector<std::shared_ptr<const Model>>& models) {
+  for (const auto& model : models) {
+    for (int k = 0; k < opt.request.count; ++k) {
+      const std::string png = output_png(opt, models.size(), model->info.id, k);
+      RETURN_IF_ERROR(check_writable_file(png, "--out"));
+      RETURN_IF_ERROR(check_writable_file(record_path(png), "--out"));
+    }
+  }
+  return Status::Ok();
+}
+
 int run_synthesize(const CommonOptions& common, SynthesizeOptions& opt) {
   std::unique_ptr<client::StimloopClient> client;
   std::unique_ptr<ModelRepository> repo;
@@ -144,6 +166,7 @@ int run_synthesize(const CommonOptions& common, SynthesizeOptions& opt) {
     models.push_back(*model);
   }
   if (Status s = build_request(opt, *models.front()); !s.ok()) return report_error(s);
+  if (Status s = check_outputs(opt, models); !s.ok()) return report_error(s);
   std::unique_ptr<Backend> backend;
   if (!client) {
     auto made = make_backend(common);
@@ -158,17 +181,11 @@ int run_synthesize(const CommonOptions& common, SynthesizeOptions& opt) {
                           : run_synthesis_job(opt.request, *model, *backend, progress);
     if (!outputs.ok()) return report_error(outputs.status().with_context(model->info.id));
     for (auto& out : *outputs) {
-      std::string suffix = models.size() > 1 ? model->info.id : "";
-      if (opt.request.count > 1) {
-        suffix += (suffix.empty() ? "" : "_") + std::to_string(out.stimulus.index);
+      const std::string png = output_png(opt, models.size(), model->info.id, out.stimulus.index);
+      if (Status s = write_stimulus_files(png, out); !s.ok()) {
+        return report_error(s.with_context("--out"));
       }
-      const std::string png = with_suffix(opt.out, suffix);
       out.record["png"] = png;
-      std::ofstream file(png, std::ios::binary);
-      file.write(reinterpret_cast<const char*>(out.png.data()), std::streamsize(out.png.size()));
-      std::ofstream record(record_path(png));
-      record << out.record.dump(2) << "\n";
-      if (!file || !record) return report_error(not_found("cannot write " + png + " or its .json"));
       records.push_back(out.record);
       if (!opt.json) {
         std::printf("%s: %s response %.6g (8-bit image), %d steps, %s%s\n", png.c_str(),

@@ -6,6 +6,7 @@
 #include <random>
 
 #include "client/cli/commands.h"
+#include "common/file_checks.h"
 
 namespace stimloop::cli {
 namespace {
@@ -48,7 +49,8 @@ int run_test_image(const TestImageOptions& opt) {
       }
     }
   }
-  if (Status s = write_png(opt.out, image); !s.ok()) return report_error(s);
+  if (Status s = check_writable_file(opt.out, "--out"); !s.ok()) return report_error(s);
+  if (Status s = write_png(opt.out, image); !s.ok()) return report_error(s.with_context("--out"));
   std::printf("wrote %s (%dx%d %s)\n", opt.out.c_str(), opt.size, opt.size, opt.kind.c_str());
   return kExitOk;
 }

@@ -1,16 +1,13 @@
 #include "server/engine/model_registry.h"
 
+#include <spdlog/spdlog.h>
+
 #include <algorithm>
 #include <set>
 
 #include "models/model_repository.h"
 
 namespace stimloop::engine {
-
-std::string truncated_id(const std::string& id, std::size_t limit) {
-  if (id.size() <= limit) return id;
-  return id.substr(0, limit) + "...(" + std::to_string(id.size()) + " characters)";
-}
 
 StatusOr<std::unique_ptr<ModelRegistry>> ModelRegistry::load(
     const std::vector<std::string>& directories, bool with_demo, Backend& backend) {
@@ -20,6 +17,9 @@ StatusOr<std::unique_ptr<ModelRegistry>> ModelRegistry::load(
   std::set<std::string> seen;
   for (const std::string& dir : sources) {
     ASSIGN_OR_RETURN(auto repository, ModelRepository::open(dir));
+    for (const auto& warning : repository->warnings()) {
+      spdlog::warn("event=model_skipped message=\"{}\"", warning);
+    }
     ASSIGN_OR_RETURN(auto models, repository->load_all());
     for (auto& model : models) {
       if (!seen.insert(model->info.id).second) {
@@ -46,6 +46,12 @@ Status ModelRegistry::warm_up() {
 }
 
 StatusOr<ResidentModelPtr> ModelRegistry::find(const std::string& id) const {
+  // No model has such an id (file stems and session ids are far shorter): refused before any
+  // lookup, and never echoed whole.
+  if (id.size() > kMaxModelIdBytes) {
+    return invalid_argument("model id '" + truncated_id(id) + "' is longer than " +
+                            std::to_string(kMaxModelIdBytes) + " bytes");
+  }
   for (const auto& m : loaded_) {
     if (m->model->info.id == id) return m;
   }

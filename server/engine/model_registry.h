@@ -11,10 +11,13 @@
 #include <string>
 #include <vector>
 
+#include "common/truncate.h"
 #include "kernels/backend.h"
 #include "models/model.h"
 
 namespace stimloop::engine {
+
+inline constexpr std::size_t kMaxModelIdBytes = 256;
 
 struct ResidentModel {
   std::shared_ptr<const Model> model;
@@ -32,7 +35,8 @@ class ModelRegistry {
   // One forward pass per model, so the first real request pays no first-touch costs.
   Status warm_up();
 
-  // NOT_FOUND (naming the id, truncated) for an id the server does not hold.
+  // NOT_FOUND (naming the id, truncated) for an id the server does not hold; INVALID_ARGUMENT
+  // for one longer than kMaxModelIdBytes.
   StatusOr<ResidentModelPtr> find(const std::string& id) const;
   // Loaded models in their natural order, then installed ones by id.
   std::vector<ResidentModelPtr> models() const;
@@ -55,8 +59,5 @@ class ModelRegistry {
   mutable std::shared_mutex mutex_;       // guards installed_
   std::vector<ResidentModelPtr> installed_;
 };
-
-// An id as user input in a message: at most `limit` characters, marked when cut.
-std::string truncated_id(const std::string& id, std::size_t limit = 128);
 
 }  // namespace stimloop::engine

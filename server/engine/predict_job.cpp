@@ -2,6 +2,7 @@
 
 #include <cstdint>
 
+#include "common/finite.h"
 #include "models/preprocess.h"
 
 namespace stimloop::engine {
@@ -72,7 +73,9 @@ SliceResult PredictJob::run(std::vector<std::shared_ptr<Job>>& companions) {
     const int outputs = m->model->info.num_outputs;
     const std::vector<float> input = recenter_rgb8(raw, m->model->channel_means);
     std::vector<float> responses(static_cast<std::size_t>(total) * outputs);
-    if (Status s = m->network->forward(input, total, responses); !s.ok()) {
+    Status s = m->network->forward(input, total, responses);
+    if (s.ok()) s = check_finite<float>(responses, "responses");
+    if (!s.ok()) {
       for (PredictJob* j : jobs) j->done_(s.with_context(m->model->info.id));
       return {true, 0};
     }
@@ -121,8 +124,10 @@ SliceResult GradientJob::run(std::vector<std::shared_ptr<Job>>& companions) {
     std::copy(seeds.begin() + std::size_t(first) * outputs,
               seeds.begin() + std::size_t(first + count) * outputs, out.begin());
   };
-  if (Status s = model_->network->vector_jacobian(input, total, seed_rows, responses, gradients);
-      !s.ok()) {
+  Status s = model_->network->vector_jacobian(input, total, seed_rows, responses, gradients);
+  if (s.ok()) s = check_finite<float>(responses, "responses");
+  if (s.ok()) s = check_finite<float>(gradients, "gradients");
+  if (!s.ok()) {
     for (GradientJob* j : jobs) j->done_(s.with_context(model_->model->info.id));
     return {true, 0};
   }

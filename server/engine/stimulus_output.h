@@ -4,6 +4,7 @@
 #pragma once
 
 #include <nlohmann/json.hpp>
+#include <string>
 #include <vector>
 
 #include "models/model.h"
@@ -27,5 +28,18 @@ StatusOr<std::vector<SynthesisOutput>> make_outputs(const synthesis::SynthesisRe
                                                     const ModelInfo& model,
                                                     const std::string& backend_name,
                                                     const synthesis::SynthesisResult& result);
+
+// Writes the PNG and then its record (with "png" set to `png_path`), each to a synced temporary
+// renamed into place, replacing files of those names: a record always means a complete PNG, and
+// a failure (a full disk) leaves neither file new. The CLI's outputs.
+Status write_stimulus_files(const std::string& png_path, const SynthesisOutput& output);
+
+// The server's copy in `directory`: <request_id>_<k>.png and .json, or, when a request with the
+// same id already wrote those, <request_id>_<k>.<n>.png/.json with the first free n >= 2 (a name
+// is never reused, so no request overwrites another's files). `generation` is the n to try first
+// (0 = none), updated to the one used, so that one request's stimuli share it. Returns the PNG's
+// path. Same order and guarantees as write_stimulus_files.
+StatusOr<std::string> save_stimulus(const std::string& directory, const std::string& request_id,
+                                    int& generation, const SynthesisOutput& output);
 
 }  // namespace stimloop::engine

@@ -1,8 +1,5 @@
 #include "server/engine/synthesize_job.h"
 
-#include <filesystem>
-#include <fstream>
-
 namespace stimloop::engine {
 namespace {
 
@@ -183,8 +180,16 @@ SliceResult SynthesizeJob::finish(synthesis::StopReason reason) {
   }
   for (auto& out : outputs) {
     out.record["request_id"] = request_id();
-    save(out);
-    sink_->on_stimulus(out);
+    sink_->on_stimulus(out);  // before the synced writes below: a rig waits for no disk
+  }
+  Status saved = Status::Ok();
+  for (const auto& out : outputs) {
+    if (Status s = save(out); saved.ok()) saved = s;
+  }
+  if (!saved.ok()) {
+    // The client has every stimulus; the error says the server's copy is missing.
+    fail(saved);
+    return {true, 0};
   }
   const SynthesisSummary done = summary(steps_done, reason);
   ended_ = true;
@@ -213,17 +218,11 @@ SynthesisSummary SynthesizeJob::summary(int steps_done, synthesis::StopReason re
   return s;
 }
 
-void SynthesizeJob::save(const SynthesisOutput& out) const {
-  if (options_.results_dir.empty()) return;
+Status SynthesizeJob::save(const SynthesisOutput& out) {
+  if (options_.results_dir.empty()) return Status::Ok();
   // A client that vanished mid-stream loses nothing: the server keeps its own copy.
-  const std::string stem =
-      options_.results_dir + "/" + request_id() + "_" + std::to_string(out.stimulus.index);
-  std::ofstream png(stem + ".png", std::ios::binary);
-  png.write(reinterpret_cast<const char*>(out.png.data()), std::streamsize(out.png.size()));
-  nlohmann::json record = out.record;
-  record["png"] = stem + ".png";
-  std::ofstream json(stem + ".json");
-  json << record.dump(2) << "\n";
+  auto saved = save_stimulus(options_.results_dir, request_id(), save_generation_, out);
+  return saved.ok() ? Status::Ok() : saved.status().with_context("results directory");
 }
 
 }  // namespace stimloop::engine

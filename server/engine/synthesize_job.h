@@ -87,7 +87,8 @@ class SynthesizeJob : public Job {
   // Ends a job that never took a step: DONE with no stimulus.
   SliceResult end_unstarted(synthesis::StopReason reason);
   SynthesisSummary summary(int steps_done, synthesis::StopReason reason) const;
-  void save(const SynthesisOutput& output) const;
+  // Writes the stimulus to the results directory, if any; an error names what failed.
+  Status save(const SynthesisOutput& output);
   int min_steps_done() const;
   synthesis::ProgressEvent progress() const;
 
@@ -106,7 +107,8 @@ class SynthesizeJob : public Job {
   synthesis::StepTimer timer_;
   bool ended_ = false;
   std::atomic<bool> abandoned_{false};
-  bool expired_ = false;  // the timer found it queued past expiry(): its next slice ends it
+  bool expired_ = false;     // the timer found it queued past expiry(): its next slice ends it
+  int save_generation_ = 0;  // see save_stimulus
 };
 
 }  // namespace stimloop::engine

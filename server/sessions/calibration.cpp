@@ -25,6 +25,7 @@
 #include <new>
 #include <numeric>
 
+#include "common/truncate.h"
 #include "server/sessions/spatial_prior.h"
 #include "server/synthesis/rng.h"
 
@@ -496,7 +497,7 @@ const char* to_string(ReadoutForm form) {
 StatusOr<ReadoutForm> parse_readout_form(const std::string& name) {
   if (name == "ridge") return ReadoutForm::kRidge;
   if (name == "factorized") return ReadoutForm::kFactorized;
-  return invalid_argument("readout form: unknown '" + name.substr(0, 100) +
+  return invalid_argument("readout form: unknown '" + truncated_id(name, 100) +
                           "' (expected ridge or factorized)");
 }
 

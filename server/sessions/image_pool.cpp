@@ -15,6 +15,7 @@
 #include <system_error>
 #include <utility>
 
+#include "common/truncate.h"
 #include "server/sessions/image_pool.h"
 
 namespace stimloop::sessions {
@@ -24,7 +25,9 @@ namespace fs = std::filesystem;
 
 // Names come from the pool, possibly from an attacker: echo at most this much of one.
 std::string shown(const std::string& name) {
-  return "'" + (name.size() > 200 ? name.substr(0, 200) + "..." : name) + "'";
+  std::string out(1, '\'');
+  out += truncated_id(name, 200);
+  return out + "'";
 }
 
 Status permission_denied(std::string message) {

@@ -8,7 +8,7 @@
 namespace stimloop::sessions {
 
 std::string clip(const std::string& text, std::size_t limit) {
-  return engine::truncated_id(text, limit);  // one truncation rule for every echoed value
+  return truncated_id(text, limit);  // one truncation rule for every echoed value
 }
 
 Status check_id(const std::string& id, const std::string& field) {

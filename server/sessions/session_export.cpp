@@ -13,6 +13,7 @@
 #include <nlohmann/json.hpp>
 #include <set>
 
+#include "common/durable_file.h"
 #include "common/npy.h"
 #include "common/sha256.h"
 #include "common/version.h"
@@ -236,7 +237,7 @@ Status write_all(const ExportInput& in, const std::string& dir, std::vector<std:
   const std::int64_t rows = static_cast<std::int64_t>(in.trials.size());
   RETURN_IF_ERROR(write_npy_float64(dir + "/trials.npy", {rows, static_cast<std::int64_t>(width)},
                                     responses.data()));
-  RETURN_IF_ERROR(fsync_path(dir + "/trials.npy"));
+  RETURN_IF_ERROR(sync_path(dir + "/trials.npy"));
 
   if (!in.image && !in.stimuli.empty()) return invalid_argument("export: no image source given");
   for (const StimulusRow& s : in.stimuli) {
@@ -252,16 +253,16 @@ Status write_all(const ExportInput& in, const std::string& dir, std::vector<std:
     files.push_back("images/" + s.stimulus_id + ".png");
     RETURN_IF_ERROR(write_file_synced(dir + "/" + files.back(), png));
   }
-  RETURN_IF_ERROR(fsync_path(dir + "/images"));
+  RETURN_IF_ERROR(sync_path(dir + "/images"));
 
   for (const auto& [id, model] : in.channel_models) {
     if (model == nullptr) return invalid_argument("export: channel '" + id + "' has no model");
     files.push_back("models/" + id + ".keras");
     RETURN_IF_ERROR(write_keras(*model, dir + "/" + files.back()));
   }
-  RETURN_IF_ERROR(fsync_path(dir + "/models"));
+  RETURN_IF_ERROR(sync_path(dir + "/models"));
   RETURN_IF_ERROR(put("README.txt", readme(in, channels)));
-  return fsync_path(dir);
+  return sync_path(dir);
 }
 
 // Ids become file names: only the session ids' safe characters, each stimulus once.
@@ -342,7 +343,7 @@ StatusOr<ExportSummary> export_session(const ExportInput& input, const std::stri
     fs::remove_all(partial, ec);  // ours alone: created above by this call
     return status;
   }
-  RETURN_IF_ERROR(fsync_path(parent.string()));
+  RETURN_IF_ERROR(sync_path(parent.string()));
   return summary;
 }
 

@@ -16,6 +16,7 @@
 #include <mutex>
 #include <utility>
 
+#include "common/durable_file.h"
 #include "common/sha256.h"
 #include "server/sessions/session_store_sql.h"
 
@@ -32,15 +33,6 @@ using sql::SessionKey;
 
 // A temporary image older than this was left by a killed writer, never by a live one.
 constexpr auto kStaleTemporary = std::chrono::hours(1);
-
-Status errno_status(int err, const std::string& what) {
-  StatusCode code = StatusCode::kInternal;
-  if (err == EACCES || err == EPERM || err == EROFS) code = StatusCode::kPermissionDenied;
-  if (err == ENOSPC || err == EDQUOT) code = StatusCode::kResourceExhausted;
-  if (err == EIO) code = StatusCode::kUnavailable;
-  if (err == ENOTDIR || err == EEXIST) code = StatusCode::kFailedPrecondition;
-  return {code, what + ": " + std::strerror(err)};
-}
 
 // Content-addressed: images/<first two hex digits>/<sha256>.png.
 std::string image_file(const std::string& images_dir, const std::string& sha) {
@@ -61,17 +53,6 @@ Status make_dir(const std::string& dir) {
   if (fs::is_directory(dir, probe)) return Status::Ok();
   if (fs::exists(dir, probe)) return failed_precondition(dir + " exists and is not a directory");
   return errno_status(ec ? ec.value() : ENOENT, "cannot create " + dir);
-}
-
-// A rename or a new file is durable only once the directory holding its name is synced.
-Status fsync_dir(const std::string& dir) {
-  const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0) return errno_status(errno, "cannot open " + dir);
-  const int rc = ::fsync(fd);
-  const int err = errno;
-  ::close(fd);
-  if (rc != 0) return errno_status(err, "cannot sync " + dir);
-  return Status::Ok();
 }
 
 StatusOr<std::vector<std::uint8_t>> read_file(const std::string& path) {
@@ -95,33 +76,6 @@ StatusOr<std::vector<std::uint8_t>> read_file(const std::string& path) {
   return bytes;
 }
 
-// Writes to a temporary name beside `path`, syncs it, renames it over `path` and syncs the
-// directory: a reader (or a restart after a kill) sees the whole file or none.
-Status write_file_durably(const std::string& dir, const std::string& path,
-                          std::span<const std::uint8_t> bytes, const std::string& stem) {
-  static std::atomic<std::uint64_t> counter{0};
-  const std::string temp = dir + "/.tmp-" + stem + "-" + std::to_string(::getpid()) + "-" +
-                           std::to_string(counter.fetch_add(1));
-  std::FILE* f = std::fopen(temp.c_str(), "wbxe");
-  if (f == nullptr) return errno_status(errno, "cannot create " + temp);
-  bool ok = std::fwrite(bytes.data(), 1, bytes.size(), f) == bytes.size();
-  ok = ok && std::fflush(f) == 0 && ::fsync(::fileno(f)) == 0;
-  int err = errno;
-  if (std::fclose(f) != 0 && ok) {
-    ok = false;
-    err = errno;
-  }
-  if (ok && std::rename(temp.c_str(), path.c_str()) != 0) {
-    ok = false;
-    err = errno;
-  }
-  if (!ok) {
-    std::remove(temp.c_str());
-    return errno_status(err, "cannot write " + path);
-  }
-  return fsync_dir(dir);
-}
-
 // Removes temporaries that a writer killed mid-image left behind. Best effort: a failure here
 // only leaves garbage.
 void sweep_stale_temporaries(const std::string& images_dir) {
@@ -132,7 +86,7 @@ void sweep_stale_temporaries(const std::string& images_dir) {
     std::error_code inner_ec;
     for (fs::directory_iterator it(top->path(), inner_ec); !inner_ec && it != end;
          it.increment(inner_ec)) {
-      if (it->path().filename().string().rfind(".tmp-", 0) != 0) continue;
+      if (!is_temporary_name(it->path().filename().string())) continue;
       std::error_code file_ec;
       const auto written = it->last_write_time(file_ec);
       if (!file_ec && written < cutoff) fs::remove(it->path(), file_ec);
@@ -238,7 +192,7 @@ StatusOr<std::unique_ptr<SessionStore>> SessionStore::open(const std::string& da
   RETURN_IF_ERROR(make_dir(impl.images_dir));
   ASSIGN_OR_RETURN(impl.db, sql::Db::open(data_dir + "/sessions.sqlite3"));
   // SQLite syncs its journals' directory entries but not a newly created database's.
-  RETURN_IF_ERROR(fsync_dir(data_dir));
+  RETURN_IF_ERROR(sync_path(data_dir));
   sweep_stale_temporaries(impl.images_dir);
   return store;
 }
@@ -309,8 +263,8 @@ StatusOr<std::string> SessionStore::put_image(std::span<const std::uint8_t> png)
   if (::mkdir(dir.c_str(), 0755) != 0 && errno != EEXIST) {
     return errno_status(errno, "cannot create " + dir);
   }
-  RETURN_IF_ERROR(fsync_dir(impl_->images_dir));
-  RETURN_IF_ERROR(write_file_durably(dir, path, png, sha));
+  RETURN_IF_ERROR(sync_path(impl_->images_dir));
+  RETURN_IF_ERROR(write_file_atomically(path, png));
   return sha;
 }
 

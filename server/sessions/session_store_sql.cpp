@@ -4,6 +4,8 @@
 #include <chrono>
 #include <cstring>
 
+#include "common/truncate.h"
+
 namespace stimloop::sessions::sql {
 namespace {
 
@@ -121,14 +123,9 @@ std::optional<std::vector<double>> decode_doubles(const void* data, int bytes) {
 }
 
 std::string quote_value(const std::string& value) {
-  constexpr std::size_t kMax = 100;
-  std::string out = "'";
-  for (std::size_t i = 0; i < value.size() && i < kMax; ++i) {
-    const auto c = static_cast<unsigned char>(value[i]);
-    out += (c < 0x20 || c == 0x7f) ? '?' : static_cast<char>(c);
-  }
-  out += value.size() > kMax ? "...'" : "'";
-  return out;
+  std::string out(1, '\'');
+  out += truncated_id(value, 100);
+  return out + "'";
 }
 
 std::int64_t now_unix_ms() {

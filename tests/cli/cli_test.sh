@@ -6,24 +6,8 @@ STIMLOOP=${1:?usage: cli_test.sh PATH/TO/stimloop}
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
 unset STIMLOOP_MODELS
-failures=0
+source "$(dirname "$0")/cli_lib.sh"
 
-pass() { echo "ok   - $1"; }
-fail() { echo "FAIL - $1"; failures=$((failures + 1)); }
-
-# expect_ok NAME CMD... : command must exit 0
-expect_ok() {
-  local name=$1; shift
-  if "$@" >"$WORK/out" 2>"$WORK/err"; then pass "$name"; else
-    fail "$name (exit $?): $(cat "$WORK/err")"; fi
-}
-# expect_error NAME PATTERN CMD... : command must exit non-zero and stderr must match PATTERN
-expect_error() {
-  local name=$1 pattern=$2; shift 2
-  if "$@" >"$WORK/out" 2>"$WORK/err"; then fail "$name: exited 0"; return; fi
-  if grep -qE -- "$pattern" "$WORK/err"; then pass "$name"; else
-    fail "$name: stderr lacks /$pattern/: $(cat "$WORK/err")"; fi
-}
 # json_check NAME PYTHON_EXPR : evaluates EXPR with j = the JSON on stdout of the last command
 json_check() {
   if python3 -c "import json,sys; j=json.load(open('$WORK/out')); sys.exit(0 if ($2) else 1)"; then
@@ -74,7 +58,7 @@ expect_error "wrong image size is rejected" "64x64.*--resize" "$STIMLOOP" predic
 expect_ok "--resize accepts other sizes" "$STIMLOOP" predict --model demo --resize "$WORK/small.png"
 expect_error "unknown model id" "unknown model id 'nosuch'" "$STIMLOOP" predict --model nosuch "$WORK/vertical.png"
 expect_error "missing model file" "does not exist" "$STIMLOOP" predict --model /nonexistent/m.keras "$WORK/vertical.png"
-expect_error "missing image" "not found" "$STIMLOOP" predict --model demo "$WORK/none.png"
+expect_error "missing image" "does not exist.*NOT_FOUND" "$STIMLOOP" predict --model demo "$WORK/none.png"
 echo "not an image" > "$WORK/fake.png"
 expect_error "undecodable image" "cannot decode" "$STIMLOOP" predict --model demo "$WORK/fake.png"
 expect_error "output index out of range" "OUT_OF_RANGE" "$STIMLOOP" gradient --model demo --image "$WORK/vertical.png" --out "$WORK/x.npy" --output-index 5

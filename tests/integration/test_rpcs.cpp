@@ -274,8 +274,12 @@ TEST_CASE("a cancelled Synthesize stops within a step and keeps its result on th
   // two behind the engine.
   CHECK(steps_done - seen_step <= 3);
   CHECK(std::filesystem::exists(results + "/cancel-me_0.png"));
-  CHECK(ts->server().render_metrics().find("stimloop_queue_depth{priority=\"rig\"} 0") !=
-        std::string::npos);
+  // The job leaves the queue once all eight stimuli are saved (each file synced to disk).
+  const std::string idle = "stimloop_queue_depth{priority=\"rig\"} 0";
+  for (int i = 0; i < 400 && ts->server().render_metrics().find(idle) == std::string::npos; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  CHECK(ts->server().render_metrics().find(idle) != std::string::npos);
 }
 
 TEST_CASE("a deadline returns the best stimulus so far with stop reason DEADLINE",

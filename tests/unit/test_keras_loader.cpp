@@ -270,12 +270,13 @@ TEST_CASE("hostile archives are refused with a message naming the problem", "[lo
   REQUIRE(good_bytes.size() > 1000);
 
   SECTION("nonexistent file") {
-    const StatusCode s = expect_failure(dir + "/missing.keras", {"cannot open model file"});
+    const StatusCode s = expect_failure(dir + "/missing.keras", {"does not exist"});
     CHECK(s == StatusCode::kNotFound);
   }
   SECTION("a directory") {
     fs::create_directories(dir + "/folder.keras");
-    expect_failure(dir + "/folder.keras", {"not a regular file"});
+    const StatusCode s = expect_failure(dir + "/folder.keras", {"is a directory"});
+    CHECK(s == StatusCode::kInvalidArgument);
   }
   SECTION("a FIFO is refused without blocking") {
     const std::string path = dir + "/pipe.keras";
@@ -724,6 +725,30 @@ TEST_CASE("bad weights are refused naming the layer and the dataset", "[loader]"
         std::numeric_limits<double>::infinity();
     expect_failure(write_with_weights(dir, "inf", contents),
                    {"layer 'bn0' (BatchNormalization)", "NaN or infinite"});
+  }
+  SECTION("a BatchNorm variance + epsilon that is negative") {
+    h5_dataset(contents, "/layers/batch_normalization/vars/3").values[2] = -0.5;
+    const StatusCode code =
+        expect_failure(write_with_weights(dir, "negative_variance", contents),
+                       {"layer 'bn0' (BatchNormalization)",
+                        "moving_variance + epsilon of channel 2", "not positive"});
+    CHECK(code == StatusCode::kDataLoss);
+  }
+  SECTION("a BatchNorm variance + epsilon of exactly zero") {
+    h5_dataset(contents, "/layers/batch_normalization/vars/3").values[0] = -0.001;
+    expect_failure(write_with_weights(dir, "zero_variance", contents),
+                   {"layer 'bn0' (BatchNormalization)", "channel 0", "not positive"});
+  }
+  SECTION("finite weights that BatchNorm folding makes infinite") {
+    h5_dataset(contents, "/layers/conv2d/vars/0").values[0] = 3e38;  // output channel 0
+    h5_dataset(contents, "/layers/batch_normalization/vars/3").values[0] = 0.0;
+    const std::string path = write_with_weights(dir, "fold_overflow", contents);
+    REQUIRE(load_keras_graph(path).ok());  // every stored value is finite
+    auto model = load_keras_model(path);
+    REQUIRE_FALSE(model.ok());
+    CHECK_THAT(model.status().message(), Contains(path));
+    CHECK_THAT(model.status().message(), Contains("layer 'c0'"));
+    CHECK_THAT(model.status().message(), Contains("NaN or infinite after BatchNorm folding"));
   }
   SECTION("float64 values beyond float32's range") {
     H5Dataset& d = h5_dataset(contents, "/layers/dense/vars/1");

@@ -1,9 +1,13 @@
 // ModelRepository: ids are the stems of the .keras files of one directory, in natural order;
 // nothing typed as an id can reach a file outside it; 'demo' always resolves; a corrupt file is
 // reported by name.
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <catch2/catch.hpp>
 #include <cstdlib>
 #include <filesystem>
+#include <functional>
 #include <optional>
 
 #include "models/demo_model.h"
@@ -269,11 +273,12 @@ TEST_CASE("a missing model directory is NOT_FOUND", "[repository]") {
   CHECK(missing.status().code() == StatusCode::kNotFound);
   CHECK_THAT(missing.status().message(), Contains(root + "/does_not_exist"));
 
-  // A regular file is not a directory either.
+  // A regular file is not a directory either, and is reported as what it is.
   write_model(root + "/file.keras");
   auto file = ModelRepository::open(root + "/file.keras");
   REQUIRE_FALSE(file.ok());
-  CHECK(file.status().code() == StatusCode::kNotFound);
+  CHECK(file.status().code() == StatusCode::kInvalidArgument);
+  CHECK_THAT(file.status().message(), Contains("is not a directory"));
 
   // An empty directory is fine and lists nothing (demo still resolves).
   fs::create_directories(root + "/empty");
@@ -283,4 +288,95 @@ TEST_CASE("a missing model directory is NOT_FOUND", "[repository]") {
   auto all = empty->load_all();
   REQUIRE(all.ok());
   CHECK(all->empty());
+}
+
+namespace {
+
+// Runs `body` in a child process that cannot bypass file permissions (root drops to nobody),
+// returning the child's exit status.
+int exit_status_unprivileged(const std::function<int()>& body) {
+  const pid_t pid = fork();
+  if (pid == 0) {
+    if (geteuid() == 0 && (setgid(65534) != 0 || setuid(65534) != 0)) _exit(100);
+    _exit(body());
+  }
+  int status = 0;
+  waitpid(pid, &status, 0);
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 101;
+}
+
+// A directory holding `good` model files plus one odd entry made by `make_odd`.
+std::unique_ptr<ModelRepository> repository_with(const std::string& dir, int good,
+                                                 const std::function<void()>& make_odd) {
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  for (int i = 0; i < good; ++i) write_model(dir + "/good" + std::to_string(i) + ".keras");
+  make_odd();
+  return open_repository(dir);
+}
+
+}  // namespace
+
+TEST_CASE("odd entries are skipped with a warning naming them, whatever the listing order",
+          "[repository]") {
+  const std::string root = scratch_dir("repository_odd_entries");
+  struct Odd {
+    std::string name;     // the entry's file name
+    std::string problem;  // what the warning says about it
+    std::function<void(const std::string& path)> make;
+  };
+  const std::vector<Odd> odd = {
+      {"z.keras", "dangling", [](const std::string& p) { fs::create_symlink("missing.keras", p); }},
+      {"a.keras", "dangling", [](const std::string& p) { fs::create_symlink("missing.keras", p); }},
+      {"loop.keras", "loops", [](const std::string& p) { fs::create_symlink(p, p); }},
+      {"folder.keras", "a directory", [](const std::string& p) { fs::create_directories(p); }},
+      {"UP.KERAS", "lower-case", [](const std::string& p) { write_model(p); }},
+      {".keras", "no name", [](const std::string& p) { write_model(p); }},
+      {"demo.keras", "built-in", [](const std::string& p) { write_model(p); }},
+  };
+  for (const Odd& o : odd) {
+    // Alone in its directory (so listed both first and last), and among good models.
+    for (int good : {0, 1, 5}) {
+      INFO(o.name << " with " << good << " good models");
+      const std::string dir = root + "/" + std::to_string(good);
+      auto repo = repository_with(dir, good, [&] { o.make(dir + "/" + o.name); });
+      CHECK(repo->ids().size() == static_cast<std::size_t>(good));
+      REQUIRE_FALSE(repo->warnings().empty());
+      CHECK_THAT(repo->warnings().front(), Contains(dir + "/" + o.name));
+      CHECK_THAT(repo->warnings().front(), Contains(o.problem));
+      CHECK_THAT(repo->warnings().front(), Contains("skipped"));
+      if (good == 0) {
+        REQUIRE(repo->warnings().size() == 2);
+        CHECK_THAT(repo->warnings().back(), Contains("holds no .keras models"));
+      } else {
+        CHECK(repo->warnings().size() == 1);
+        CHECK(repo->load_all().ok());
+      }
+    }
+  }
+}
+
+TEST_CASE("an empty model directory warns", "[repository]") {
+  const std::string dir = scratch_dir("repository_empty_warns");
+  auto repo = open_repository(dir);
+  REQUIRE(repo->warnings().size() == 1);
+  CHECK_THAT(repo->warnings().front(), Contains("holds no .keras models"));
+  write_model(dir + "/m.keras");
+  CHECK(open_repository(dir)->warnings().empty());
+}
+
+TEST_CASE("an unreadable model file is a permission error", "[repository]") {
+  const std::string dir = scratch_dir("repository_unreadable");
+  write_model(dir + "/secret.keras");
+  fs::permissions(dir + "/secret.keras", fs::perms::none);
+  const int code = exit_status_unprivileged([&] {
+    auto repo = ModelRepository::open(dir);
+    if (!repo.ok()) return 10;
+    auto model = (*repo)->get("secret");
+    if (model.ok()) return 11;
+    if (model.status().message().find("secret.keras") == std::string::npos) return 12;
+    return model.status().code() == StatusCode::kPermissionDenied ? 0 : 13;
+  });
+  CHECK(code == 0);
+  fs::permissions(dir + "/secret.keras", fs::perms::owner_all);
 }
