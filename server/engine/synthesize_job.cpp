@@ -54,7 +54,8 @@ std::optional<Clock::time_point> SynthesizeJob::expiry() const {
 bool SynthesizeJob::expire() {
   if (ended_) return true;
   expired_ = true;
-  if (!parts_.empty()) return false;  // the best stimulus so far is evaluated on the engine
+  // The best stimulus so far (or the starting image) is evaluated on the engine.
+  if (!parts_.empty() || options_.always_deliver) return false;
   end_unstarted(synthesis::StopReason::kDeadline);
   return true;
 }
@@ -104,12 +105,12 @@ SliceResult SynthesizeJob::run(std::vector<std::shared_ptr<Job>>& /*companions*/
     fail(Status(StatusCode::kCancelled, "abandoned: its result is no longer wanted"));
     return {true, 0};
   }
-  // Before the first step there is no stimulus to return: the job ends without one.
+  // Before the first step there is no stimulus to return, unless options_.always_deliver.
   if (cancelled()) {
-    return parts_.empty() ? end_unstarted(StopReason::kCancelled) : finish(StopReason::kCancelled);
+    return end_now(StopReason::kCancelled);
   }
   if (deadline() && (expired_ || timer_.out_of_time(Clock::now(), *deadline()))) {
-    return parts_.empty() ? end_unstarted(StopReason::kDeadline) : finish(StopReason::kDeadline);
+    return end_now(StopReason::kDeadline);
   }
   if (parts_.empty()) {
     if (Status s = create_parts(); !s.ok()) {
@@ -196,6 +197,17 @@ SliceResult SynthesizeJob::finish(synthesis::StopReason reason) {
   release_slot();
   sink_->on_done(done);
   return {true, 0};
+}
+
+SliceResult SynthesizeJob::end_now(synthesis::StopReason reason) {
+  if (parts_.empty()) {
+    if (!options_.always_deliver) return end_unstarted(reason);
+    if (Status s = create_parts(); !s.ok()) {
+      fail(s);
+      return {true, 0};
+    }
+  }
+  return finish(reason);
 }
 
 SliceResult SynthesizeJob::end_unstarted(synthesis::StopReason reason) {

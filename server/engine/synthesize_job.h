@@ -57,6 +57,10 @@ struct SynthesizeOptions {
   // step per slice, so that more urgent work waits at most a part-step, not a whole-batch step.
   // Seeds evolve independently (without a diversity penalty), so the stimuli are the same.
   int max_images_per_slice = 0;
+  // A job that ends (deadline, cancel) before its first step still delivers its starting image,
+  // 0 steps done, instead of no stimulus: for callers that need one stimulus per job, such as a
+  // session block whose slots must all be filled.
+  bool always_deliver = false;
 };
 
 class SynthesizeJob : public Job {
@@ -86,6 +90,8 @@ class SynthesizeJob : public Job {
   SliceResult finish(synthesis::StopReason reason);
   // Ends a job that never took a step: DONE with no stimulus.
   SliceResult end_unstarted(synthesis::StopReason reason);
+  // Ends the job now: finish() once it has parts (or must deliver anyway), else end_unstarted().
+  SliceResult end_now(synthesis::StopReason reason);
   SynthesisSummary summary(int steps_done, synthesis::StopReason reason) const;
   // Writes the stimulus to the results directory, if any; an error names what failed.
   Status save(const SynthesisOutput& output);

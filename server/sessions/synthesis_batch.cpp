@@ -107,6 +107,7 @@ StatusOr<std::unique_ptr<SynthesisBatch>> SynthesisBatch::start(
   std::unique_ptr<SynthesisBatch> batch(new SynthesisBatch(std::move(plan), std::move(target)));
   engine::SynthesizeOptions options;
   options.step_times = std::move(step_times);
+  options.always_deliver = true;  // every slot of the block gets a stimulus, if only its start
   for (const auto& planned : batch->plan_.requests) {
     synthesis::SynthesisRequest request = planned;
     if (deadline) {

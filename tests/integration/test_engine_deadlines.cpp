@@ -100,11 +100,13 @@ struct HeldEngine {
 };
 
 std::shared_ptr<SynthesizeJob> synthesis_job(HeldEngine& m, Priority p, Clock::time_point deadline,
-                                             std::shared_ptr<RecordingSink> sink) {
+                                             std::shared_ptr<RecordingSink> sink,
+                                             bool always_deliver = false) {
   synthesis::SynthesisRequest request;
   request.steps = 100000;
   SynthesizeOptions options;
   options.progress_every = 1;
+  options.always_deliver = always_deliver;
   return std::make_shared<SynthesizeJob>("synth", p, deadline, m.demo, m.registry->backend(),
                                          request, options, std::move(sink));
 }
@@ -208,6 +210,36 @@ TEST_CASE(
   CHECK(stimuli[0].record.value("stop_reason", "") == "DEADLINE");
   CHECK(stimuli[0].record.value("steps_done", 0) >= 3);
   CHECK(sink->summary().stop_reason == synthesis::StopReason::kDeadline);
+}
+
+TEST_CASE("with always_deliver, a synthesis that never ran still delivers its starting image",
+          "[integration][engine][deadline]") {
+  // A session block needs a stimulus in every slot: its jobs deliver the starting image (0 steps)
+  // rather than none; an abandoned job delivers nothing and ends CANCELLED.
+  HeldEngine m;
+  const auto t0 = Clock::now();
+  auto sink = std::make_shared<RecordingSink>();
+  auto ended = sink->ended();
+  REQUIRE(m.engine
+              .submit(synthesis_job(m, Priority::kCampaign, t0 + milliseconds(200), sink,
+                                    /*always_deliver=*/true))
+              .ok());
+  auto dropped_sink = std::make_shared<RecordingSink>();
+  auto dropped_ended = dropped_sink->ended();
+  auto dropped = synthesis_job(m, Priority::kCampaign, t0 + milliseconds(60000), dropped_sink);
+  REQUIRE(m.engine.submit(dropped).ok());
+  dropped->abandon();
+  std::this_thread::sleep_for(milliseconds(400));  // past the deadline, the worker still held
+  m.gate->open();
+  REQUIRE(ended.wait_for(milliseconds(5000)) == std::future_status::ready);
+  REQUIRE(ended.get().ok());
+  const auto stimuli = sink->stimuli();
+  REQUIRE(stimuli.size() == 1);
+  CHECK(stimuli[0].record.value("steps_done", -1) == 0);
+  CHECK(sink->summary().stop_reason == synthesis::StopReason::kDeadline);
+  REQUIRE(dropped_ended.wait_for(milliseconds(5000)) == std::future_status::ready);
+  CHECK(dropped_ended.get().code() == StatusCode::kCancelled);
+  CHECK(dropped_sink->stimuli().empty());
 }
 
 }  // namespace stimloop::engine
