@@ -3,6 +3,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cctype>
 #include <cerrno>
 
 #include "common/durable_file.h"
@@ -46,6 +47,16 @@ Status check_writable_file(const std::string& path, const std::string& flag) {
     return errno_status(errno, flag + ": cannot create files in " + dir);
   }
   return Status::Ok();
+}
+
+bool is_plain_file_name(const std::string& name) {
+  if (name.empty() || name.size() > 64 || name[0] == '.') return false;
+  for (char ch : name) {
+    if (!std::isalnum(static_cast<unsigned char>(ch)) && ch != '-' && ch != '_' && ch != '.') {
+      return false;
+    }
+  }
+  return true;
 }
 
 }  // namespace stimloop

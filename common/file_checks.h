@@ -19,4 +19,8 @@ Status check_readable_file(const std::string& path, const std::string& what);
 // missing directory, PERMISSION_DENIED for a read-only one (or a read-only file at `path`).
 Status check_writable_file(const std::string& path, const std::string& flag);
 
+// `name` (e.g. an id another program sent) is safe as one file name inside a directory: 1 to 64
+// characters of [A-Za-z0-9_.-], not starting with '.', so it can neither climb out nor hide.
+bool is_plain_file_name(const std::string& name);
+
 }  // namespace stimloop

@@ -14,7 +14,9 @@
 #include "client/cli/commands.h"
 #include "client/cli/remote.h"
 #include "common/durable_file.h"
+#include "common/file_checks.h"
 #include "common/text_file.h"
+#include "common/truncate.h"
 
 namespace stimloop::cli {
 namespace {
@@ -156,6 +158,12 @@ Command add_session_command(CLI::App& app, const CommonOptions& common) {
               for (auto& st : *block->mutable_stimuli()) {
                 // Atomic: a PNG under its final name is always whole, even if this process is
                 // killed mid-block.
+                if (!is_plain_file_name(st.stimulus_id())) {
+                  return report_error(
+                      Status(StatusCode::kDataLoss,
+                             "the server sent stimulus_id '" + truncated_id(st.stimulus_id(), 64) +
+                                 "', which is not a plain file name: nothing written for it"));
+                }
                 const std::string path = o->out_dir + "/" + st.stimulus_id() + ".png";
                 const auto& data = st.image().data();
                 const std::span bytes(reinterpret_cast<const std::uint8_t*>(data.data()),

@@ -88,3 +88,15 @@ TEST_CASE("paths are reported as what they are", "[durable]") {
   CHECK(errno_status(EACCES, "x").code() == StatusCode::kPermissionDenied);
   CHECK(errno_status(EROFS, "x").code() == StatusCode::kPermissionDenied);
 }
+
+TEST_CASE("is_plain_file_name accepts ids and refuses what could climb out or hide", "[durable]") {
+  for (const char* ok : {"block0001-3", "sim-block2-0", "a.b_c", "X"}) {
+    CHECK(is_plain_file_name(ok));
+  }
+  for (const char* bad : {"", "..", "../x", "a/b", ".hidden", "a\\b", "a b", "a\nb"}) {
+    INFO(bad);
+    CHECK_FALSE(is_plain_file_name(bad));
+  }
+  CHECK(is_plain_file_name(std::string(64, 'a')));
+  CHECK_FALSE(is_plain_file_name(std::string(65, 'a')));
+}
